@@ -1,0 +1,50 @@
+"""The `strangler` command: one entry point, sub-commands contributed by each package.
+
+Each module listed in COMMAND_MODULES exposes `register(subparsers)`, adding its
+sub-commands with argparse. A sub-command is a plain function `run(args) -> int`
+stored as the parser default `func`; its docstring is its help text.
+"""
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+from strangler.errors import OperatorError
+
+# Wired in one explicit, ordered list (no discovery magic): add a module here to add commands.
+COMMAND_MODULES = [
+    "legacy_monolith.cli",
+    "extracted_services.catalog.cli",
+    "strangler.demo",
+]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="strangler",
+        description="Migrate a live monolith to new services one capability at a time.",
+    )
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name in COMMAND_MODULES:
+        importlib.import_module(name).register(subparsers)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "func", None):
+        parser.print_help()
+        return 2
+    try:
+        return int(args.func(args) or 0)
+    except OperatorError as exc:
+        print(f"strangler: error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,81 @@
+"""Fixtures shared by the whole suite: real PostgreSQL, real Kafka, free loopback ports.
+
+`make test` starts PostgreSQL and Kafka and exports STRANGLER_TEST_PG_URL and
+STRANGLER_TEST_KAFKA. A test that needs them and finds them missing fails loudly:
+nothing is skipped.
+"""
+from __future__ import annotations
+
+import os
+import socket
+import uuid
+
+import pytest
+from sqlalchemy import create_engine, text
+
+from strangler.db import normalise_url
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that was free a moment ago (the OS picks it)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.fixture
+def unused_port() -> int:
+    return free_port()
+
+
+def _require_env(name: str, what: str) -> str:
+    value = os.environ.get(name)
+    if not value:
+        pytest.fail(f"{name} is not set: {what} is needed; run the suite with `make test`, "
+                    "which starts it.", pytrace=False)
+    return value
+
+
+@pytest.fixture(scope="session")
+def pg_admin_url() -> str:
+    """URL of the maintenance database of the PostgreSQL started by `make test`."""
+    return normalise_url(_require_env("STRANGLER_TEST_PG_URL", "PostgreSQL"))
+
+
+@pytest.fixture
+def pg_database(pg_admin_url):
+    """Factory: create a fresh, uniquely named PostgreSQL database; all are dropped afterwards."""
+    admin = create_engine(pg_admin_url, isolation_level="AUTOCOMMIT")
+    created: list[str] = []
+
+    def make(prefix: str = "t") -> str:
+        name = f"{prefix}_{uuid.uuid4().hex[:12]}"
+        with admin.connect() as conn:
+            conn.execute(text(f'CREATE DATABASE "{name}"'))
+        created.append(name)
+        return pg_admin_url.rsplit("/", 1)[0] + "/" + name
+
+    yield make
+    with admin.connect() as conn:
+        for name in created:
+            conn.execute(text(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                "WHERE datname = :n AND pid <> pg_backend_pid()"), {"n": name})
+            # Replication slots pin a database; drop any the test left behind.
+            conn.execute(text(
+                "SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots "
+                "WHERE database = :n AND NOT active"), {"n": name})
+            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}"'))
+    admin.dispose()
+
+
+@pytest.fixture
+def pg_url(pg_database) -> str:
+    """One fresh PostgreSQL database for this test."""
+    return pg_database()
+
+
+@pytest.fixture(scope="session")
+def kafka_bootstrap() -> str:
+    """bootstrap.servers of the Kafka broker started by `make test`."""
+    return _require_env("STRANGLER_TEST_KAFKA", "the Kafka broker")
