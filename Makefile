@@ -1,12 +1,15 @@
 # The two commands: `make demo` and `make test`. Each sets itself up on a fresh machine.
 PYTHON ?= python3
-VENV := .venv
+VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
-# The services `make test` starts (loopback only).
+# The services `make test` starts (loopback only). scripts/kafka.sh reads the port and the venv.
+export STRANGLER_KAFKA_PORT ?= 19092
+export STRANGLER_VENV := $(abspath $(VENV))
 export STRANGLER_TEST_PG_URL ?= postgresql://postgres:strangler@127.0.0.1:5432/postgres
-export STRANGLER_TEST_KAFKA ?= 127.0.0.1:19092
+export STRANGLER_TEST_KAFKA ?= 127.0.0.1:$(STRANGLER_KAFKA_PORT)
 PYTEST_ARGS ?=
+BENCH_ARGS ?=
 
 .PHONY: demo test services services-down venv clean bench
 
@@ -30,8 +33,10 @@ services-down:
 test: $(STAMP) services
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
-bench: $(STAMP) services
-	$(BIN)/python -m benchmarks
+# The proxy benchmark needs wrk and nginx (installed from Debian if missing), not PG or Kafka.
+bench: $(STAMP)
+	scripts/bench-deps.sh
+	$(BIN)/python -m benchmarks proxy $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) .pytest_cache

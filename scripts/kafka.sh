@@ -42,7 +42,13 @@ ensure_jars() {
   say "resolving Kafka $version jars from Maven Central into $libs"
   local tmp=$libs.tmp.$$
   rm -rf "$tmp"
-  mvn -q -B -Dstyle.color=never -f "$pom" dependency:copy-dependencies -DincludeScope=runtime -DoutputDirectory="$tmp"
+  local out
+  if ! out=$(mvn -q -B -f "$pom" dependency:copy-dependencies -DincludeScope=runtime \
+      -DoutputDirectory="$tmp" 2>&1); then
+    echo "$out" >&2
+    say "Maven could not resolve the broker's jars (network? proxy settings in ~/.m2/settings.xml?)"
+    exit 1
+  fi
   echo "$sum" > "$tmp/.resolved"
   rm -rf "$libs"
   mkdir -p "$(dirname "$libs")"
