@@ -1,0 +1,118 @@
+"""The catalog routes of docs/catalog-api.md, served from the service's own store.
+
+Database work is synchronous SQLAlchemy, run in the default executor so the event loop
+never blocks. Writes honour the dry-run header: the transaction is rolled back and the
+would-be response returned, which is what lets the proxy shadow unsafe methods.
+"""
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from functools import partial
+from typing import TypeVar
+
+from aiohttp import web
+from sqlalchemy.engine import Connection
+
+from extracted_services.catalog import store, validation
+from extracted_services.catalog.keys import ENGINE
+from extracted_services.catalog.middleware import json_response
+from extracted_services.catalog.problems import bad_request, not_found
+
+DRY_RUN = "X-Strangler-Dry-Run"
+ROLLED_BACK = {DRY_RUN: "rolled-back"}
+T = TypeVar("T")
+routes = web.RouteTableDef()
+
+
+async def _read(request: web.Request, work: Callable[[Connection], T]) -> T:
+    engine = request.app[ENGINE]
+
+    def run() -> T:
+        with engine.connect() as conn:
+            return work(conn)
+
+    return await asyncio.get_running_loop().run_in_executor(None, run)
+
+
+def _dry_run(request: web.Request) -> bool:
+    value = request.headers.get(DRY_RUN)
+    if value not in (None, "1"):
+        raise bad_request(f"{DRY_RUN} must be 1 (roll the write back) or absent")
+    return value == "1"
+
+
+async def _write(request: web.Request, work: Callable[[Connection], T], dry_run: bool) -> T:
+    """Run `work` in one transaction: committed, or rolled back on error or dry run."""
+    engine = request.app[ENGINE]
+
+    def run() -> T:
+        with engine.connect() as conn, conn.begin() as transaction:
+            result = work(conn)
+            if dry_run:
+                transaction.rollback()
+            return result
+
+    return await asyncio.get_running_loop().run_in_executor(None, run)
+
+
+def _product_id(request: web.Request) -> int:
+    raw = request.match_info["id"]
+    if not raw.isascii() or not raw.isdigit() or len(raw) > 18:
+        raise not_found(f"product {raw} does not exist")
+    return int(raw)
+
+
+@routes.get("/healthz")
+async def healthz(request: web.Request) -> web.Response:
+    return web.json_response({"status": "ok"})
+
+
+@routes.get("/api/products")
+async def list_products(request: web.Request) -> web.Response:
+    query = validation.list_query(request.query)
+    return json_response(request, await _read(request, partial(store.list_products, query=query)))
+
+
+@routes.get("/api/products/{id}")
+async def get_product(request: web.Request) -> web.Response:
+    product_id = _product_id(request)
+    return json_response(request, await _read(request, partial(store.get_product,
+                                                               product_id=product_id)))
+
+
+@routes.get("/api/categories")
+async def list_categories(request: web.Request) -> web.Response:
+    return json_response(request, await _read(request, store.list_categories))
+
+
+@routes.get("/api/categories/{slug}")
+async def get_category(request: web.Request) -> web.Response:
+    slug = request.match_info["slug"]
+    return json_response(request, await _read(request, partial(store.get_category, slug=slug)))
+
+
+@routes.post("/api/products")
+async def create_product(request: web.Request) -> web.Response:
+    dry_run = _dry_run(request)
+    new = validation.new_product(await validation.json_body(request))
+    body = await _write(request, partial(store.create_product, new=new), dry_run)
+    return json_response(request, body, status=201, headers=ROLLED_BACK if dry_run else None)
+
+
+@routes.patch("/api/products/{id}")
+async def update_product(request: web.Request) -> web.Response:
+    dry_run = _dry_run(request)
+    product_id = _product_id(request)
+    changes = validation.product_changes(await validation.json_body(request))
+    body = await _write(request, partial(store.update_product, product_id=product_id,
+                                         changes=changes), dry_run)
+    return json_response(request, body, headers=ROLLED_BACK if dry_run else None)
+
+
+@routes.delete("/api/products/{id}")
+async def delete_product(request: web.Request) -> web.Response:
+    dry_run = _dry_run(request)
+    product_id = _product_id(request)
+    await _write(request, partial(store.delete_product, product_id=product_id), dry_run)
+    return web.Response(status=204, headers=ROLLED_BACK if dry_run else None)

@@ -1,0 +1,78 @@
+"""Bad input gets a clear 4xx in the contract's error shape, and nothing is written."""
+from __future__ import annotations
+
+import pytest
+
+from tests.extracted_services.catalog.conftest import SEEDED
+
+JSON = {"Content-Type": "application/json"}
+GOOD = {"sku": "OK-1", "name": "Oak Stool", "price": 10, "category": "seating"}
+
+# (method, path, request kwargs, status, code, words the message must contain)
+CASES = [
+    ("POST", "/api/products", {"data": b'{"sku": ', "headers": JSON}, 400, "bad_request",
+     "malformed JSON"),
+    ("POST", "/api/products", {"data": b"[1, 2]", "headers": JSON}, 400, "bad_request",
+     "JSON object"),
+    ("POST", "/api/products", {"data": b'{"price": NaN}', "headers": JSON}, 400, "bad_request",
+     "malformed JSON"),
+    ("POST", "/api/products", {"data": b"sku=1", "headers": {
+        "Content-Type": "application/x-www-form-urlencoded"}}, 415, "unsupported_media_type",
+     "application/json"),
+    ("POST", "/api/products", {"json": GOOD | {"price": -1}}, 400, "bad_request", "price"),
+    ("POST", "/api/products", {"json": GOOD | {"price": 1.234}}, 400, "bad_request", "two decimals"),
+    ("POST", "/api/products", {"json": GOOD | {"price": "10"}}, 400, "bad_request", "price"),
+    ("POST", "/api/products", {"json": GOOD | {"price": True}}, 400, "bad_request", "price"),
+    ("POST", "/api/products", {"json": GOOD | {"currency": "euro"}}, 400, "bad_request", "currency"),
+    ("POST", "/api/products", {"json": GOOD | {"category": "nope"}}, 400, "bad_request",
+     "category nope"),
+    ("POST", "/api/products", {"json": GOOD | {"sku": "SKU-000001"}}, 409, "conflict",
+     "SKU-000001"),
+    ("POST", "/api/products", {"json": {"name": "x", "price": 1, "category": "decor"}}, 400,
+     "bad_request", "sku"),
+    ("POST", "/api/products", {"json": GOOD | {"stock": 3}}, 400, "bad_request", "stock"),
+    ("POST", "/api/products", {"data": b'{"sku": "' + b"x" * (1024 * 1024) + b'"}',
+                               "headers": JSON}, 413, "payload_too_large", "1048576"),
+    ("PATCH", "/api/products/1", {"json": {"price": -0.01}}, 400, "bad_request", "price"),
+    ("PATCH", "/api/products/1", {"json": {}}, 400, "bad_request", "at least one"),
+    ("PATCH", "/api/products/1", {"json": {"sku": "B"}}, 400, "bad_request", "sku"),
+    ("PATCH", "/api/products/1", {"json": {"name": ""}}, 400, "bad_request", "name"),
+    ("PATCH", f"/api/products/{SEEDED + 1}", {"json": {"price": 1}}, 404, "not_found",
+     f"product {SEEDED + 1}"),
+    ("DELETE", f"/api/products/{SEEDED + 1}", {}, 404, "not_found", f"product {SEEDED + 1}"),
+    ("POST", "/api/products", {"json": GOOD, "headers": {"X-Strangler-Dry-Run": "yes"}}, 400,
+     "bad_request", "X-Strangler-Dry-Run"),
+    ("GET", "/api/products?limit=0", {}, 400, "bad_request", "limit"),
+    ("GET", "/api/products?limit=101", {}, 400, "bad_request", "limit"),
+    ("GET", "/api/products?limit=ten", {}, 400, "bad_request", "limit"),
+    ("GET", "/api/products?offset=-1", {}, 400, "bad_request", "offset"),
+    ("PUT", "/api/products/1", {"json": GOOD}, 405, "method_not_allowed", "PUT"),
+    ("GET", "/api/nothing-here", {}, 404, "not_found", "/api/nothing-here"),
+]
+
+
+@pytest.mark.parametrize("method,path,kwargs,status,code,words", CASES,
+                         ids=[f"{c[0]} {c[1]} {c[3]} {c[5]}" for c in CASES])
+async def test_refused_with_a_clear_error_and_nothing_written(
+        base_url, http, snapshot, method, path, kwargs, status, code, words):
+    before = snapshot()
+    async with http.request(method, base_url + path, **kwargs) as resp:
+        assert resp.status == status, await resp.text()
+        body = await resp.json()
+    assert body["error"]["code"] == code
+    assert words in body["error"]["message"]
+    assert snapshot() == before
+
+
+async def test_chunked_body_over_the_limit_is_refused(base_url, http, snapshot):
+    """Without a Content-Length the limit still holds (aiohttp counts while reading)."""
+    before = snapshot()
+
+    async def chunks():
+        for _ in range(17):
+            yield b"x" * 65536
+
+    async with http.post(f"{base_url}/api/products", data=chunks(), headers=JSON) as resp:
+        assert resp.status == 413
+        assert (await resp.json())["error"]["code"] == "payload_too_large"
+    assert snapshot() == before
