@@ -17,6 +17,7 @@ COMMAND_MODULES = [
     "legacy_monolith.cli",
     "extracted_services.catalog.cli",
     "strangler.demo",
+    "routing_rules.cli",
 ]
 
 

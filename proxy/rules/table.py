@@ -1,0 +1,95 @@
+"""The compiled rule table: frozen, built once per load, swapped whole by the engine.
+
+`decide` splits the path, walks the index, reads a few headers (and the cookie/query only when
+a matcher or sticky source needs them); it never parses config and never does I/O.
+"""
+from __future__ import annotations
+
+import hmac
+import ipaddress
+from typing import Any, Mapping
+
+from proxy.decision import DEFAULT, LEGACY, SERVICE, Backend, Decision
+from proxy.rules.bucketing import RequestKeys
+from proxy.rules.capability import CapabilityRouter, CompiledCapability
+from proxy.rules.index import PathIndex
+from proxy.rules.matchers import PATH, TEMPLATE
+from proxy.rules.paths import learned_route
+from proxy.rules.problems import Problem
+
+IpNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+
+class OverrideSpec:
+    """Tester override: `<header>: legacy|service` honoured only with `<secret_header>: secret`."""
+    __slots__ = ("header", "secret_header", "secret_env", "_secret")
+
+    def __init__(self, header: str, secret_header: str, secret_env: str, secret: str | None) -> None:
+        self.header = header.lower()
+        self.secret_header = secret_header.lower()
+        self.secret_env = secret_env
+        self._secret = secret.encode() if secret else None
+
+    @property
+    def enabled(self) -> bool:
+        return self._secret is not None
+
+    def side(self, headers: Mapping[str, str]) -> str | None:
+        want = headers.get(self.header)
+        if want is None or self._secret is None:
+            return None
+        want = want.strip().lower()
+        if want not in (LEGACY, SERVICE):
+            return None
+        given = headers.get(self.secret_header, "").encode()
+        return want if hmac.compare_digest(given, self._secret) else None
+
+
+class CompiledTable:
+    """Implements proxy.decision.RuleTable. Frozen: attributes cannot change after build."""
+
+    def __init__(self, *, version: str, files: tuple[str, ...], backends: dict[str, Backend],
+                 default: Backend, capabilities: tuple[CompiledCapability, ...],
+                 routers: dict[str, CapabilityRouter], index: PathIndex, override: OverrideSpec,
+                 trusted_proxies: tuple[IpNetwork, ...], warnings: tuple[Problem, ...]) -> None:
+        self.version = version
+        self.files = files
+        self.backends: Mapping[str, Backend] = backends
+        self.default = default
+        self.capabilities = capabilities
+        self.override = override
+        self.trusted_proxies = trusted_proxies
+        self.warnings = warnings
+        # Never forwarded: the override pair (honoured or not) and the dry-run header, which only
+        # the proxy itself may set on shadow copies.
+        self.strip_headers = frozenset({override.header, override.secret_header,
+                                        "x-strangler-dry-run"})
+        self._routers = routers
+        self._index = index
+        self._frozen = True
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        if getattr(self, "_frozen", False):
+            raise AttributeError(f"CompiledTable is frozen; cannot set {name}")
+        object.__setattr__(self, name, value)
+
+    def capability(self, name: str) -> CompiledCapability | None:
+        router = self._routers.get(name)
+        return router.cap if router else None
+
+    def decide(self, method: str, path: str, query: str, headers: Mapping[str, str]) -> Decision:
+        keys = RequestKeys(headers, query)
+        matcher = self._index.match(method, path, keys)
+        if matcher is None:
+            return Decision(None, learned_route(path), DEFAULT, self.default, None, "default")
+        route = matcher.value if matcher.kind in (PATH, TEMPLATE) else learned_route(path)
+        return self._routers[matcher.capability].decide(method, route, keys,
+                                                        self.override.side(headers))
+
+    def status(self) -> dict[str, Any]:
+        """What /admin/status shows about the rules."""
+        return {"version": self.version, "files": list(self.files), "default": self.default.name,
+                "override_enabled": self.override.enabled,
+                "capabilities": [c.as_dict() for c in self.capabilities],
+                "backends": sorted(self.backends),
+                "warnings": [p.as_dict() for p in self.warnings]}

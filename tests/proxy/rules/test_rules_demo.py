@@ -1,0 +1,43 @@
+"""The shipped demo rules load cleanly and route the catalog as documented."""
+from __future__ import annotations
+
+from pathlib import Path
+
+from proxy.decision import DEFAULT, LEGACY, SERVICE
+from proxy.rules import check_rules, load_table
+
+DEMO = Path(__file__).resolve().parents[3] / "routing_rules" / "demo.yaml"
+
+
+def test_demo_rules_have_no_errors_and_no_warnings_with_the_secret_set() -> None:
+    report = check_rules(DEMO, environ={"STRANGLER_OVERRIDE_SECRET": "s3cret"})
+    assert report.problems == ()
+    assert report.table is not None
+    assert len(report.table.version) == 12
+
+
+def test_demo_shadows_catalog_reads_to_the_service_and_keeps_legacy_answering() -> None:
+    table = load_table(DEMO, environ={})
+    decision = table.decide("GET", "/api/products/17", "", {})
+    assert (decision.capability, decision.route, decision.side) == ("catalog", "/api/products/{id}", LEGACY)
+    assert decision.backend.port == 8001
+    assert decision.shadow is not None and decision.shadow.target_side == SERVICE
+    assert decision.shadow.target.port == 8002
+    listing = table.decide("GET", "/api/categories", "", {})
+    assert listing.capability == "catalog" and listing.shadow is not None
+
+
+def test_demo_writes_stay_with_legacy_and_are_not_shadowed_by_default() -> None:
+    table = load_table(DEMO, environ={})
+    decision = table.decide("POST", "/api/products", "", {})
+    assert (decision.side, decision.reason) == (LEGACY, "write-owner")
+    assert decision.shadow is None and decision.shadow_skipped == "unsafe-method"
+
+
+def test_demo_sends_everything_else_to_the_default_backend() -> None:
+    table = load_table(DEMO, environ={})
+    for path in ("/", "/api/carts/3", "/api/productsX"):
+        decision = table.decide("GET", path, "", {})
+        assert (decision.capability, decision.side, decision.reason) == (None, DEFAULT, "default")
+        assert decision.backend.name == "legacy"
+    assert table.decide("GET", "/api/carts/3", "", {}).route == "/api/carts/{id}"
