@@ -15,12 +15,11 @@ from aiohttp import web
 from sqlalchemy.engine import Connection
 
 from extracted_services.catalog import store, validation
-from extracted_services.catalog.keys import ENGINE
-from extracted_services.catalog.middleware import json_response
-from extracted_services.catalog.problems import bad_request, not_found
+from extracted_services.catalog.keys import DRY_RUN, ENGINE
+from extracted_services.catalog.middleware import json_response, no_content
+from extracted_services.catalog.problems import bad_request
+from extracted_services.catalog.validation import path_id
 
-DRY_RUN = "X-Strangler-Dry-Run"
-ROLLED_BACK = {DRY_RUN: "rolled-back"}
 T = TypeVar("T")
 routes = web.RouteTableDef()
 
@@ -36,10 +35,15 @@ async def _read(request: web.Request, work: Callable[[Connection], T]) -> T:
 
 
 def _dry_run(request: web.Request) -> bool:
-    value = request.headers.get(DRY_RUN)
-    if value not in (None, "1"):
-        raise bad_request(f"{DRY_RUN} must be 1 (roll the write back) or absent")
-    return value == "1"
+    """`X-Strangler-Dry-Run: 1` asks for a rolled-back write; any other value is refused,
+    so a misspelt header can never turn a rehearsal into a real write."""
+    value = request.headers.get("X-Strangler-Dry-Run")
+    if value is None:
+        return False
+    if value.strip() != "1":
+        raise bad_request(f"header X-Strangler-Dry-Run must be 1 when present, got {value!r}")
+    request[DRY_RUN] = True
+    return True
 
 
 async def _write(request: web.Request, work: Callable[[Connection], T], dry_run: bool) -> T:
@@ -57,10 +61,7 @@ async def _write(request: web.Request, work: Callable[[Connection], T], dry_run:
 
 
 def _product_id(request: web.Request) -> int:
-    raw = request.match_info["id"]
-    if not raw.isascii() or not raw.isdigit() or len(raw) > 18:
-        raise not_found(f"product {raw} does not exist")
-    return int(raw)
+    return path_id(request.match_info["id"], "product")
 
 
 @routes.get("/healthz")
@@ -97,7 +98,7 @@ async def create_product(request: web.Request) -> web.Response:
     dry_run = _dry_run(request)
     new = validation.new_product(await validation.json_body(request))
     body = await _write(request, partial(store.create_product, new=new), dry_run)
-    return json_response(request, body, status=201, headers=ROLLED_BACK if dry_run else None)
+    return json_response(request, body, status=201)
 
 
 @routes.patch("/api/products/{id}")
@@ -107,7 +108,7 @@ async def update_product(request: web.Request) -> web.Response:
     changes = validation.product_changes(await validation.json_body(request))
     body = await _write(request, partial(store.update_product, product_id=product_id,
                                          changes=changes), dry_run)
-    return json_response(request, body, headers=ROLLED_BACK if dry_run else None)
+    return json_response(request, body)
 
 
 @routes.delete("/api/products/{id}")
@@ -115,4 +116,4 @@ async def delete_product(request: web.Request) -> web.Response:
     dry_run = _dry_run(request)
     product_id = _product_id(request)
     await _write(request, partial(store.delete_product, product_id=product_id), dry_run)
-    return web.Response(status=204, headers=ROLLED_BACK if dry_run else None)
+    return no_content(request)

@@ -1,6 +1,12 @@
-"""Cross-cutting response rules: the noise fields every JSON object carries, and errors as JSON."""
+"""Cross-cutting response rules: the noise every response carries, and errors as JSON.
+
+Noise, exactly as legacy sends it (docs/catalog-api.md): `generated_at` and `request_id` at
+the top of every JSON object, errors included, and the `X-Generated-At`/`X-Request-Id`
+headers. A rehearsed write says so with `X-Strangler-Dry-Run: rolled-back`, even when refused.
+"""
 from __future__ import annotations
 
+import json
 import logging
 import uuid
 from datetime import datetime, timezone
@@ -8,23 +14,47 @@ from typing import Any
 
 from aiohttp import web
 
+from extracted_services.catalog.keys import DRY_RUN, REQUEST_ID
 from extracted_services.catalog.problems import ApiError, from_http_exception
 
 log = logging.getLogger(__name__)
-REQUEST_ID = "X-Request-Id"
+_MAX_REQUEST_ID = 200
 
 
-def json_response(request: web.Request, body: dict[str, Any], status: int = 200,
-                  headers: dict[str, str] | None = None) -> web.Response:
-    """A JSON object plus the contract's noise fields: `generated_at` and `request_id`.
+def request_id(request: web.Request) -> str:
+    """The caller's `X-Request-Id` when it is a sane token, else a fresh UUID4 (kept per request).
 
-    `request_id` echoes the caller's X-Request-Id so a shadow pair can be joined up.
+    Echoing it lets a shadow pair be joined up across the two apps' logs.
     """
-    generated_at = datetime.now(timezone.utc).isoformat(timespec="microseconds")
-    body = {**body, "generated_at": generated_at,
-            "request_id": request.headers.get(REQUEST_ID) or str(uuid.uuid4())}
-    return web.json_response(body, status=status,
-                             headers={"X-Generated-At": generated_at, **(headers or {})})
+    if REQUEST_ID not in request:
+        given = request.headers.get("X-Request-Id", "")
+        sane = 0 < len(given) <= _MAX_REQUEST_ID and given.isprintable()
+        request[REQUEST_ID] = given if sane else str(uuid.uuid4())
+    return request[REQUEST_ID]
+
+
+def _stamp(request: web.Request, response: web.Response) -> web.Response:
+    response.headers["X-Request-Id"] = request_id(request)
+    if request.get(DRY_RUN):
+        response.headers["X-Strangler-Dry-Run"] = "rolled-back"
+    return response
+
+
+def _generated_at() -> str:
+    return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def json_response(request: web.Request, body: dict[str, Any], status: int = 200) -> web.Response:
+    """A JSON object plus the noise fields `generated_at` and `request_id`."""
+    when = _generated_at()
+    payload = {**body, "generated_at": when, "request_id": request_id(request)}
+    response = web.Response(text=json.dumps(payload), status=status,
+                            content_type="application/json", headers={"X-Generated-At": when})
+    return _stamp(request, response)
+
+
+def no_content(request: web.Request) -> web.Response:
+    return _stamp(request, web.Response(status=204, headers={"X-Generated-At": _generated_at()}))
 
 
 def error_response(request: web.Request, error: ApiError) -> web.Response:

@@ -61,14 +61,14 @@ def list_categories(conn: Connection) -> dict[str, Any]:
 def get_category(conn: Connection, slug: str) -> dict[str, Any]:
     row = conn.execute(_categories().where(Category.slug == slug)).mappings().first()
     if row is None:
-        raise not_found(f"category {slug} does not exist")
+        raise not_found(f"category {slug!r} does not exist")
     return render.category(row)
 
 
 def create_product(conn: Connection, new: NewProduct) -> dict[str, Any]:
     _require_category(conn, new.category)
     if conn.scalar(select(Product.id).where(Product.sku == new.sku)) is not None:
-        raise conflict(f"sku {new.sku} already exists")
+        raise conflict(f"sku {new.sku!r} already exists")
     values = {"sku": new.sku, "title": new.name, "description": new.description,
               "price_cents": new.price_cents, "currency": new.currency,
               "category_slug": new.category, "updated_at": _now()}
@@ -79,17 +79,17 @@ def create_product(conn: Connection, new: NewProduct) -> dict[str, Any]:
         product_id = conn.execute(insert(Product).values(values)
                                   .returning(Product.id)).scalar_one()
     except IntegrityError:  # a concurrent insert of the same sku won the race
-        raise conflict(f"sku {new.sku} already exists") from None
+        raise conflict(f"sku {new.sku!r} already exists") from None
     return get_product(conn, product_id)
 
 
 def update_product(conn: Connection, product_id: int, changes: dict[str, Any]) -> dict[str, Any]:
+    if conn.scalar(select(Product.id).where(Product.id == product_id)) is None:
+        raise not_found(f"product {product_id} does not exist")
     if "category_slug" in changes:
         _require_category(conn, changes["category_slug"])
-    result = conn.execute(update(Product).where(Product.id == product_id)
-                          .values(**changes, updated_at=_now()))
-    if result.rowcount == 0:
-        raise not_found(f"product {product_id} does not exist")
+    conn.execute(update(Product).where(Product.id == product_id)
+                 .values(**changes, updated_at=_now()))
     return get_product(conn, product_id)
 
 
@@ -114,7 +114,7 @@ def _next_id(conn: Connection) -> int | None:
 
 def _require_category(conn: Connection, slug: str) -> None:
     if conn.scalar(select(Category.slug).where(Category.slug == slug)) is None:
-        raise bad_request(f"category {slug} does not exist")
+        raise bad_request(f"field 'category': category {slug!r} does not exist")
 
 
 def _now() -> datetime:

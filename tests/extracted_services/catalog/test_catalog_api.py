@@ -25,7 +25,7 @@ def expected(product: seed_data.ProductRow) -> dict:
 
 
 def without_noise(body: dict) -> dict:
-    assert body.pop("generated_at").endswith("+00:00")
+    assert body.pop("generated_at").endswith("Z")
     assert body.pop("request_id")
     return body
 
@@ -81,7 +81,7 @@ async def test_product_by_id_and_unknown_ids(base_url, http):
     assert (await get(http, f"{base_url}/api/products/abc", status=404))["error"]["code"] \
         == "not_found"
     assert (await get(http, f"{base_url}/api/categories/nope", status=404))["error"] == {
-        "code": "not_found", "message": "category nope does not exist"}
+        "code": "not_found", "message": "category 'nope' does not exist"}
 
 
 async def test_request_id_is_echoed(base_url, http):
@@ -105,7 +105,7 @@ async def test_create_update_delete_round_trip(base_url, http):
     async with http.post(f"{base_url}/api/products", json=new) as resp:
         assert resp.status == 409
         assert (await resp.json())["error"] == {"code": "conflict",
-                                                "message": "sku NEW-1 already exists"}
+                                                "message": "sku 'NEW-1' already exists"}
 
     patch = {"price": 7, "category": "decor", "name": "Linen Vase"}
     async with http.patch(f"{base_url}/api/products/{created['id']}", json=patch) as resp:

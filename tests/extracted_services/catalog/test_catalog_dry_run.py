@@ -42,7 +42,7 @@ async def test_dry_run_writes_leave_no_trace_and_match_the_real_write(base_url, 
 
 async def test_a_failing_dry_run_is_an_ordinary_error(base_url, http, snapshot):
     before = snapshot()
-    status, _, body = await call(http, "PATCH", f"{base_url}/api/products/1", DRY,
-                                 json={"category": "nope"})
-    assert (status, body["error"]["code"]) == (400, "bad_request")
+    status, marker, body = await call(http, "PATCH", f"{base_url}/api/products/1", DRY,
+                                      json={"category": "nope"})
+    assert (status, marker, body["error"]["code"]) == (400, "rolled-back", "bad_request")
     assert snapshot() == before
