@@ -1,0 +1,389 @@
+"""Apply change events to a target database: batched, idempotent, stale-safe, exactly-once in effect.
+
+One batch = one target transaction holding the mapped rows, the per-row source positions and the
+consumed offsets, so a crash anywhere leaves either all of it or none of it. Replaying records
+(at-least-once transports do) is harmless: an event whose position is below what the target
+already holds for that source row is skipped, and upserts/deletes are idempotent.
+
+A batch that fails in the database is retried event by event inside savepoints so the poison
+events are isolated into the dead-letter table and everything else still applies.
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from cdc.mapping import UNAVAILABLE, DirectedMap, Lookup, LookupMissing, Mapping, MappingError
+from cdc.records import Record
+from cdc.store import DLQ, STATS, TABLE_WIDE, TargetStore, key_text
+
+
+@dataclass
+class Dead:
+    record: Record
+    kind: str           # unmappable | lookup | constraint | malformed
+    reason: str
+
+
+@dataclass
+class Outcome:
+    applied: int = 0
+    skipped: int = 0                # stale, tombstones, filtered out
+    dead: list[Dead] = field(default_factory=list)
+    per_table: dict[str, list[int]] = field(default_factory=dict)   # source table -> [events, max source ts]
+    commit_ms: int = 0
+
+    def lag_ms(self) -> dict[str, int]:
+        return {t: self.commit_ms - ts for t, (_, ts) in self.per_table.items() if ts}
+
+
+@dataclass
+class _Op:
+    # upsert: full row | update: some columns of a row that must exist | clear: null this mapping's
+    # columns if the row exists (merged tables) | move: key change | delete
+    kind: str
+    cols: dict[str, Any]
+    old: tuple | None = None        # move: the key the row had before
+
+
+class RowMissing(Exception):
+    """A partial update (TOASTed columns left out) found no row to update."""
+
+
+class _Poison(Exception):
+    def __init__(self, kind: str, reason: str) -> None:
+        super().__init__(reason)
+        self.kind, self.reason = kind, reason
+
+
+def topic_table(topic: str) -> str:
+    """`<prefix>.<schema>.<table>` -> table."""
+    return topic.rsplit(".", 1)[-1]
+
+
+class Applier:
+    """Applies records for one direction of one capability to its target database."""
+
+    def __init__(self, store: TargetStore, mapping: Mapping, direction: str, consumer: str,
+                 *, use_origin: bool = True) -> None:
+        self.store = store
+        self.mapping = mapping
+        self.direction = direction
+        self.consumer = consumer
+        self._maps: dict[str, list[DirectedMap]] = {
+            t: mapping.for_source(direction, t) for t in mapping.source_tables(direction)}
+        self._order = mapping.target_order(direction)
+        self._keys = {m.target_table: m.target_key for ms in self._maps.values() for m in ms}
+        self._cache: dict[tuple[Lookup, Any], Any] = {}
+        self.origin = None
+        if use_origin and store.is_pg:
+            self.origin = store.setup_origin(f"strangler_{consumer}"[:60])
+
+    # --- public -----------------------------------------------------------------------------
+    def stored_offsets(self) -> dict[tuple[str, int], int]:
+        offsets = self.store.offsets(self.consumer)
+        self.store.rollback()
+        return offsets
+
+    def apply(self, records: list[Record]) -> Outcome:
+        """Apply a batch and store its offsets in the same transaction; poison goes to the DLQ."""
+        if not records:
+            return Outcome()
+        offsets: dict[tuple[str, int], int] = {}
+        for r in records:
+            offsets[(r.topic, r.partition)] = max(offsets.get((r.topic, r.partition), 0), r.offset + 1)
+        try:
+            self.store.begin()
+            outcome = self._run(records, isolate=False)
+            self._finish(outcome, offsets)
+        except (*self.store.errors, RowMissing):
+            self.store.rollback()
+            self._cache.clear()
+            self.store.begin()
+            outcome = self._run(records, isolate=True)
+            self._finish(outcome, offsets)
+        return outcome
+
+    def replay(self, entries: list[tuple[int, Record]]) -> dict[int, str | None]:
+        """Re-apply dead letters: applied ones leave the DLQ, others keep it with the new reason."""
+        result: dict[int, str | None] = {}
+        self.store.begin()
+        cur = self.store.cursor()
+        ph = self.store.ph
+        for dlq_id, record in entries:
+            outcome = self._run([record], isolate=True)
+            if outcome.dead:
+                d = outcome.dead[0]
+                cur.execute(f"UPDATE {DLQ} SET attempts = attempts + 1, kind = {ph}, reason = {ph} "
+                            f"WHERE id = {ph}", (d.kind, d.reason, dlq_id))
+                result[dlq_id] = d.reason
+            else:
+                cur.execute(f"DELETE FROM {DLQ} WHERE id = {ph}", (dlq_id,))
+                result[dlq_id] = None
+        self.store.commit()
+        return result
+
+    # --- one transaction ----------------------------------------------------------------------
+    def _finish(self, outcome: Outcome, offsets: dict[tuple[str, int], int]) -> None:
+        from cdc.dlq import write_dead
+        write_dead(self.store, self.consumer, outcome.dead)
+        self.store.save_offsets(self.consumer, offsets)
+        now_ms = int(time.time() * 1000)
+        self._save_stats(outcome, now_ms)
+        self.store.commit()
+        outcome.commit_ms = int(time.time() * 1000)
+
+    def _save_stats(self, outcome: Outcome, now_ms: int) -> None:
+        if not outcome.per_table:
+            return
+        ph = self.store.ph
+        cur = self.store.cursor()
+        for tbl, (n, ts) in outcome.per_table.items():
+            lag = now_ms - ts if ts else None
+            cur.execute(
+                f"INSERT INTO {STATS} (consumer, tbl, events, last_position, last_source_ms, last_commit_ms, "
+                f"last_lag_ms) VALUES ({ph}, {ph}, {ph}, NULL, {ph}, {ph}, {ph}) "
+                f"ON CONFLICT (consumer, tbl) DO UPDATE SET events = {STATS}.events + excluded.events, "
+                f"last_source_ms = excluded.last_source_ms, last_commit_ms = excluded.last_commit_ms, "
+                f"last_lag_ms = excluded.last_lag_ms",
+                (self.consumer, tbl, n, ts, now_ms, lag))
+        for tbl, pos in self._last_positions.items():
+            cur.execute(f"UPDATE {STATS} SET last_position = {ph} WHERE consumer = {ph} AND tbl = {ph}",
+                        (pos, self.consumer, tbl))
+
+    def _run(self, records: list[Record], isolate: bool) -> Outcome:
+        outcome = Outcome()
+        self._last_positions: dict[str, int] = {}
+        segment: list[Record] = []
+        for r in records:
+            if r.event.value is not None and r.event.value.get("op") == "t":
+                self._segment(segment, outcome, isolate)
+                segment = []
+                self._truncate(r, outcome)
+            else:
+                segment.append(r)
+        self._segment(segment, outcome, isolate)
+        return outcome
+
+    def _segment(self, records: list[Record], outcome: Outcome, isolate: bool) -> None:
+        if not records:
+            return
+        if not isolate:
+            self._apply_records(records, outcome)
+            return
+        for r in records:
+            self.store.savepoint("one_event")
+            try:
+                self._apply_records([r], outcome)
+                self.store.release("one_event")
+            except (*self.store.errors, RowMissing) as exc:
+                self.store.rollback_to("one_event")
+                self._cache.clear()
+                kind = "missing_row" if isinstance(exc, RowMissing) else "constraint"
+                outcome.dead.append(Dead(r, kind, _db_reason(exc)))
+
+    # --- the core: stale filter, map, fold, write ---------------------------------------------
+    def _apply_records(self, records: list[Record], outcome: Outcome) -> None:
+        live: list[tuple[Record, str, str]] = []        # record, source table, pk text
+        for r in records:
+            ev = r.event
+            if ev.value is None:
+                outcome.skipped += 1                     # tombstone: the delete before it did the work
+                continue
+            table = topic_table(r.topic)
+            if not isinstance(ev.key, dict) or not isinstance(ev.value, dict):
+                outcome.dead.append(Dead(r, "malformed", "event without a key or with a non-object value"))
+                continue
+            pk = key_text(ev.key)
+            live.append((r, table, pk))
+
+        stored: dict[tuple[str, str], int] = {}
+        by_topic: dict[str, set[str]] = {}
+        for r, _, pk in live:
+            by_topic.setdefault(r.topic, set()).update((pk, TABLE_WIDE))
+        for topic, pks in by_topic.items():
+            for pk, pos in self.store.positions(topic, pks).items():
+                stored[(topic, pk)] = pos
+
+        net: dict[tuple[str, tuple], _Op] = {}
+        new_positions: dict[tuple[str, str], int] = {}
+        counted: list[tuple[str, Any]] = []
+        for r, table, pk in live:
+            ev = r.event
+            floor = max(stored.get((r.topic, pk), -1), stored.get((r.topic, TABLE_WIDE), -1),
+                        new_positions.get((r.topic, pk), -1))
+            if ev.position < floor:
+                outcome.skipped += 1
+                continue
+            try:
+                ops = self._map_event(table, ev.value, net)
+            except _Poison as p:
+                outcome.dead.append(Dead(r, p.kind, p.reason))
+                continue
+            for target_key, op in ops:
+                _fold(net, target_key, op)
+            new_positions[(r.topic, pk)] = ev.position
+            counted.append((table, (ev.value.get("source") or {}).get("ts_ms"), ev.position))
+
+        self._write(net)
+        self.store.save_positions([(t, pk, pos) for (t, pk), pos in new_positions.items()])
+        for table, ts, position in counted:     # only now: the writes above may have raised
+            n, best = outcome.per_table.get(table, [0, 0])
+            outcome.per_table[table] = [n + 1, max(best, ts or 0)]
+            self._last_positions[table] = max(self._last_positions.get(table, 0), position)
+            outcome.applied += 1
+
+    def _map_event(self, table: str, value: dict[str, Any], net) -> list[tuple[tuple[str, tuple], _Op]]:
+        maps = self._maps.get(table)
+        if not maps:
+            raise _Poison("unmappable", f"no mapping for source table {table!r} ({self.direction})")
+        op = value.get("op")
+        before, after = value.get("before"), value.get("after")
+        resolve = self._resolver(net)
+        out = []
+        try:
+            for m in maps:
+                if op in ("c", "r", "u"):
+                    if not isinstance(after, dict):
+                        raise _Poison("malformed", f"op {op!r} without an after image")
+                    if not m.accepts(after, resolve):       # filtered out (or moved out of the filter)
+                        key = m.map_key(after, resolve)
+                        if key is not None:
+                            out.append(((m.target_table, key), self._removal(m, key)))
+                        continue
+                    row = m.map_row(after, resolve)
+                    key = m.target_key_of(row)
+                    if key is None:
+                        raise _Poison("unmappable", f"{m.target_table}: key {list(m.target_key)} "
+                                      "missing from the mapped row")
+                    old = m.map_key(before, resolve) if isinstance(before, dict) and op == "u" else None
+                    if old is not None and old != key:
+                        # The target key changed: move the row in place (referencing rows keep
+                        # pointing at it where the schema cascades), else insert it anew.
+                        out.append(((m.target_table, old), _Op("delete", dict(zip(m.target_key, old)))))
+                        out.append(((m.target_table, key), _Op("move", row, old)))
+                        continue
+                    # Unchanged TOASTed values are left out of `row`: update only the columns we have.
+                    partial = UNAVAILABLE in after.values()
+                    out.append(((m.target_table, key), _Op("update" if partial else "upsert", row)))
+                elif op == "d":
+                    if not isinstance(before, dict):
+                        raise _Poison("malformed", "delete without a before image")
+                    key = m.map_key(before, resolve)
+                    if key is None:
+                        raise _Poison("unmappable", f"{m.target_table}: delete's before image lacks the "
+                                      f"columns of key {list(m.target_key)}; set REPLICA IDENTITY FULL")
+                    out.append(((m.target_table, key), self._removal(m, key)))
+                else:
+                    raise _Poison("malformed", f"unknown op {op!r}")
+        except LookupMissing as exc:
+            raise _Poison("lookup", str(exc)) from None
+        except MappingError as exc:
+            raise _Poison("unmappable", str(exc)) from None
+        return out
+
+    def _removal(self, m: DirectedMap, key: tuple) -> _Op:
+        if m.table.on_delete == "clear":
+            cols = {c: None for c in m.target_columns if c not in m.target_key}
+            cols.update(zip(m.target_key, key))
+            return _Op("clear", cols)
+        return _Op("delete", dict(zip(m.target_key, key)))
+
+    def _resolver(self, net):
+        def resolve(lookup: Lookup, value: Any) -> Any:
+            for (table, _), op in net.items():           # rows written earlier in this batch win
+                if table == lookup.table and op.kind == "upsert" and op.cols.get(lookup.match) == value \
+                        and lookup.take in op.cols:
+                    return op.cols[lookup.take]
+            ck = (lookup, value)
+            if ck not in self._cache:
+                found = self.store.lookup(lookup.table, lookup.match, lookup.take, value)
+                if not found:
+                    raise LookupMissing(f"lookup {lookup.table}.{lookup.match} = {value!r} found no row")
+                if len(found) > 1:
+                    raise MappingError(f"lookup {lookup.table}.{lookup.match} = {value!r} is ambiguous")
+                self._cache[ck] = found[0]
+            return self._cache[ck]
+        return resolve
+
+    def _write(self, net: dict[tuple[str, tuple], _Op]) -> None:
+        if not net:
+            return
+        by_table: dict[str, list[tuple[tuple, _Op]]] = {}
+        for (table, key), op in net.items():
+            by_table.setdefault(table, []).append((key, op))
+        for table in self._order:                        # parents first
+            key = self._keys[table]
+            groups: dict[tuple[str, ...], list[tuple]] = {}
+            updates: list[tuple[dict[str, Any], bool]] = []
+            for _, op in by_table.get(table, ()):
+                if op.kind == "move":
+                    cols = list(op.cols)
+                    if not self.store.update_one(table, cols, key, [op.cols[c] for c in cols] + list(op.old)):
+                        groups.setdefault(tuple(cols), []).append(tuple(op.cols[c] for c in cols))
+                elif op.kind == "upsert":
+                    cols = tuple(op.cols)
+                    groups.setdefault(cols, []).append(tuple(op.cols[c] for c in cols))
+                elif op.kind in ("update", "clear"):
+                    updates.append((op.cols, op.kind == "update"))
+            for cols, rows in groups.items():
+                self.store.upsert(table, cols, key, rows)
+            for cols, must_exist in updates:
+                sets = [c for c in cols if c not in key]
+                if sets and not self.store.update_one(table, sets, key, [cols[c] for c in sets + list(key)]) \
+                        and must_exist:
+                    raise RowMissing(f"{table} {[cols[k] for k in key]}: no row to update (its insert "
+                                     "never arrived); re-run the snapshot of this table")
+            if groups or updates:
+                self._invalidate(table)
+        for table in reversed(self._order):              # children first
+            keys = [key for key, op in by_table.get(table, ()) if op.kind == "delete"]
+            if keys:
+                self.store.delete(table, self._keys[table], keys)
+                self._invalidate(table)
+
+    def _invalidate(self, table: str) -> None:
+        for ck in [ck for ck in self._cache if ck[0].table == table]:
+            del self._cache[ck]
+
+    def _truncate(self, record: Record, outcome: Outcome) -> None:
+        table = topic_table(record.topic)
+        maps = self._maps.get(table)
+        if not maps:
+            outcome.dead.append(Dead(record, "unmappable", f"no mapping for source table {table!r}"))
+            return
+        stored = self.store.positions(record.topic, [TABLE_WIDE]).get(TABLE_WIDE, -1)
+        if record.event.position < stored:
+            outcome.skipped += 1
+            return
+        for m in reversed(maps):
+            if m.table.on_delete == "clear":
+                cols = [c for c in m.target_columns if c not in m.target_key]
+                sets = ", ".join(f'"{c}" = NULL' for c in cols)
+                self.store.cursor().execute(f'UPDATE "{m.target_table}" SET {sets}')
+            else:
+                self.store.truncate(m.target_table)
+            self._invalidate(m.target_table)
+        cur = self.store.cursor()
+        cur.execute(f"DELETE FROM _cdc_row_positions WHERE tbl = {self.store.ph}", (record.topic,))
+        self.store.save_positions([(record.topic, TABLE_WIDE, record.event.position)])
+        outcome.applied += 1
+
+
+def _fold(net: dict, target_key: tuple[str, tuple], op: _Op) -> None:
+    """Combine successive changes of one target row within a batch into its net effect."""
+    prev = net.get(target_key)
+    if prev is None or op.kind == "delete" or prev.kind == "delete":
+        net[target_key] = op
+    else:                                   # later columns win; the strongest kind stays
+        merged = dict(prev.cols)
+        merged.update(op.cols)
+        kinds = (prev.kind, op.kind)
+        kind = next(k for k in ("move", "upsert", "update", "clear") if k in kinds)
+        net[target_key] = _Op(kind, merged, prev.old or op.old)
+
+
+def _db_reason(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return f"{exc.__class__.__name__}: {text[0] if text else ''}"[:500]

@@ -1,0 +1,233 @@
+"""The target database as apply sees it: one DBAPI connection, explicit transactions, and the
+bookkeeping tables that live beside the data (offsets, row positions, dead letters, stats).
+
+Keeping the bookkeeping in the target is what makes apply exactly-once in effect: rows, the
+consumed offsets and the per-row source positions commit in one transaction or not at all.
+Raw DBAPI (psycopg2 / sqlite3) rather than the ORM because apply is the pipeline's hot loop.
+"""
+from __future__ import annotations
+
+import json
+from typing import Any, Iterable, Sequence
+
+from sqlalchemy.engine import make_url
+from sqlalchemy.pool import NullPool
+
+from strangler.db import make_engine, normalise_url
+from strangler.errors import OperatorError
+
+OFFSETS = "_cdc_offsets"
+POSITIONS = "_cdc_row_positions"
+DLQ = "_cdc_dlq"
+STATS = "_cdc_apply_stats"
+TABLE_WIDE = "*"        # the row-positions key recording a truncate of a whole table
+
+_DDL = {
+    "postgresql": [
+        f"CREATE TABLE IF NOT EXISTS {OFFSETS} (consumer TEXT NOT NULL, topic TEXT NOT NULL, "
+        f"partition INTEGER NOT NULL, next_offset BIGINT NOT NULL, PRIMARY KEY (consumer, topic, partition))",
+        f"CREATE TABLE IF NOT EXISTS {POSITIONS} (tbl TEXT NOT NULL, pk TEXT NOT NULL, "
+        f"position BIGINT NOT NULL, PRIMARY KEY (tbl, pk))",
+        f"CREATE TABLE IF NOT EXISTS {DLQ} (id BIGSERIAL PRIMARY KEY, consumer TEXT NOT NULL, "
+        f"topic TEXT NOT NULL, partition INTEGER, kafka_offset BIGINT, position BIGINT, "
+        f"event_key TEXT, event_value TEXT, kind TEXT NOT NULL, reason TEXT NOT NULL, "
+        f"attempts INTEGER NOT NULL DEFAULT 1, created_at TIMESTAMPTZ NOT NULL DEFAULT now())",
+        f"CREATE TABLE IF NOT EXISTS {STATS} (consumer TEXT NOT NULL, tbl TEXT NOT NULL, "
+        f"events BIGINT NOT NULL, last_position BIGINT, last_source_ms BIGINT, last_commit_ms BIGINT, "
+        f"last_lag_ms BIGINT, PRIMARY KEY (consumer, tbl))",
+    ],
+    "sqlite": [
+        f"CREATE TABLE IF NOT EXISTS {OFFSETS} (consumer TEXT NOT NULL, topic TEXT NOT NULL, "
+        f"partition INTEGER NOT NULL, next_offset INTEGER NOT NULL, PRIMARY KEY (consumer, topic, partition))",
+        f"CREATE TABLE IF NOT EXISTS {POSITIONS} (tbl TEXT NOT NULL, pk TEXT NOT NULL, "
+        f"position INTEGER NOT NULL, PRIMARY KEY (tbl, pk))",
+        f"CREATE TABLE IF NOT EXISTS {DLQ} (id INTEGER PRIMARY KEY AUTOINCREMENT, consumer TEXT NOT NULL, "
+        f"topic TEXT NOT NULL, partition INTEGER, kafka_offset INTEGER, position INTEGER, "
+        f"event_key TEXT, event_value TEXT, kind TEXT NOT NULL, reason TEXT NOT NULL, "
+        f"attempts INTEGER NOT NULL DEFAULT 1, created_at TEXT NOT NULL DEFAULT CURRENT_TIMESTAMP)",
+        f"CREATE TABLE IF NOT EXISTS {STATS} (consumer TEXT NOT NULL, tbl TEXT NOT NULL, "
+        f"events INTEGER NOT NULL, last_position INTEGER, last_source_ms INTEGER, last_commit_ms INTEGER, "
+        f"last_lag_ms INTEGER, PRIMARY KEY (consumer, tbl))",
+    ],
+}
+
+
+def key_text(key: dict[str, Any]) -> str:
+    """A row key as stable text (what row positions are stored under)."""
+    return json.dumps(key, sort_keys=True, separators=(",", ":"), default=str)
+
+
+def q(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
+
+
+class TargetStore:
+    """One connection to a target database with explicit transaction control."""
+
+    def __init__(self, url: str) -> None:
+        url = normalise_url(url)
+        self.url = url
+        self.backend = make_url(url).get_backend_name()
+        if self.backend not in _DDL:
+            raise OperatorError(f"{self.backend}: unsupported target database; use postgresql or sqlite")
+        self.engine = make_engine(url, poolclass=NullPool)
+        try:
+            self._raw = self.engine.raw_connection()
+        except Exception as exc:  # noqa: BLE001 - any driver error means the same to the operator
+            raise OperatorError(f"cannot connect to {make_url(url).render_as_string(hide_password=True)}: "
+                                f"{exc.__class__.__name__}; check the URL and that the database runs") from None
+        self.conn = self._raw.driver_connection
+        self.is_pg = self.backend == "postgresql"
+        self.ph = "%s" if self.is_pg else "?"
+        if self.is_pg:
+            self.conn.autocommit = False
+            import psycopg2.extras
+            self._extras = psycopg2.extras
+            self.errors: tuple[type[BaseException], ...] = (self.conn.DataError, self.conn.IntegrityError,
+                                                            self.conn.ProgrammingError,
+                                                            self.conn.InternalError)
+        else:
+            self.conn.isolation_level = None     # explicit BEGIN/COMMIT, savepoints behave
+            import sqlite3
+            self.errors = (sqlite3.IntegrityError, sqlite3.DataError, sqlite3.OperationalError,
+                           sqlite3.InterfaceError, sqlite3.ProgrammingError)
+        self.in_tx = False
+        self.begin()
+        cur = self.conn.cursor()
+        for ddl in _DDL[self.backend]:
+            cur.execute(ddl)
+        self.commit()
+
+    # --- transactions -------------------------------------------------------------------------
+    def begin(self) -> None:
+        if not self.is_pg:
+            self.conn.execute("BEGIN IMMEDIATE")
+        self.in_tx = True
+
+    def commit(self) -> None:
+        self.conn.commit() if self.is_pg else self.conn.execute("COMMIT")
+        self.in_tx = False
+
+    def rollback(self) -> None:
+        if self.is_pg:
+            self.conn.rollback()
+        elif self.in_tx:
+            self.conn.execute("ROLLBACK")
+        self.in_tx = False
+
+    def savepoint(self, name: str) -> None:
+        self.cursor().execute(f"SAVEPOINT {name}")
+
+    def rollback_to(self, name: str) -> None:
+        self.cursor().execute(f"ROLLBACK TO SAVEPOINT {name}")
+
+    def release(self, name: str) -> None:
+        self.cursor().execute(f"RELEASE SAVEPOINT {name}")
+
+    def cursor(self):
+        return self.conn.cursor()
+
+    def close(self) -> None:
+        try:
+            self.rollback()
+        finally:
+            self._raw.close()
+            self.engine.dispose()
+
+    # --- bulk statements ----------------------------------------------------------------------
+    def upsert(self, table: str, columns: Sequence[str], key: Sequence[str], rows: list[tuple]) -> None:
+        cols = ", ".join(q(c) for c in columns)
+        updates = [c for c in columns if c not in key]
+        conflict = (f"ON CONFLICT ({', '.join(q(k) for k in key)}) DO "
+                    + (("UPDATE SET " + ", ".join(f"{q(c)} = excluded.{q(c)}" for c in updates))
+                       if updates else "NOTHING"))
+        cur = self.cursor()
+        if self.is_pg:
+            self._extras.execute_values(cur, f"INSERT INTO {q(table)} ({cols}) VALUES %s {conflict}",
+                                        rows, page_size=1000)
+        else:
+            marks = ", ".join("?" for _ in columns)
+            cur.executemany(f"INSERT INTO {q(table)} ({cols}) VALUES ({marks}) {conflict}", rows)
+
+    def execute_many(self, sql: str, rows: list[tuple]) -> None:
+        cur = self.cursor()
+        if self.is_pg:
+            self._extras.execute_batch(cur, sql, rows, page_size=500)
+        else:
+            cur.executemany(sql, rows)
+
+    def delete(self, table: str, key: Sequence[str], keys: list[tuple]) -> None:
+        where = " AND ".join(f"{q(k)} = {self.ph}" for k in key)
+        self.execute_many(f"DELETE FROM {q(table)} WHERE {where}", keys)
+
+    def update_one(self, table: str, columns: Sequence[str], key: Sequence[str], values: list) -> bool:
+        """Update some columns of one row; False when there is no such row."""
+        sets = ", ".join(f"{q(c)} = {self.ph}" for c in columns)
+        where = " AND ".join(f"{q(k)} = {self.ph}" for k in key)
+        cur = self.cursor()
+        cur.execute(f"UPDATE {q(table)} SET {sets} WHERE {where}", values)
+        return cur.rowcount > 0
+
+    def truncate(self, table: str) -> None:
+        self.cursor().execute(f"DELETE FROM {q(table)}")
+
+    # --- bookkeeping --------------------------------------------------------------------------
+    def positions(self, tbl: str, pks: Iterable[str]) -> dict[str, int]:
+        pks = list(pks)
+        found: dict[str, int] = {}
+        cur = self.cursor()
+        for i in range(0, len(pks), 500):
+            chunk = pks[i:i + 500]
+            if self.is_pg:
+                cur.execute(f"SELECT pk, position FROM {POSITIONS} WHERE tbl = %s AND pk = ANY(%s)",
+                            (tbl, chunk))
+            else:
+                marks = ", ".join("?" for _ in chunk)
+                cur.execute(f"SELECT pk, position FROM {POSITIONS} WHERE tbl = ? AND pk IN ({marks})",
+                            (tbl, *chunk))
+            found.update(cur.fetchall())
+        return found
+
+    def save_positions(self, rows: list[tuple[str, str, int]]) -> None:
+        if rows:
+            self.upsert(POSITIONS, ("tbl", "pk", "position"), ("tbl", "pk"), rows)
+
+    def save_offsets(self, consumer: str, offsets: dict[tuple[str, int], int]) -> None:
+        rows = [(consumer, topic, part, nxt) for (topic, part), nxt in offsets.items()]
+        if rows:
+            self.upsert(OFFSETS, ("consumer", "topic", "partition", "next_offset"),
+                        ("consumer", "topic", "partition"), rows)
+
+    def offsets(self, consumer: str) -> dict[tuple[str, int], int]:
+        cur = self.cursor()
+        cur.execute(f"SELECT topic, partition, next_offset FROM {OFFSETS} WHERE consumer = {self.ph}",
+                    (consumer,))
+        return {(t, p): o for t, p, o in cur.fetchall()}
+
+    def lookup(self, table: str, match: str, take: str, value: Any) -> list[Any]:
+        cur = self.cursor()
+        cur.execute(f"SELECT {q(take)} FROM {q(table)} WHERE {q(match)} = {self.ph}", (value,))
+        return [r[0] for r in cur.fetchall()]
+
+    def setup_origin(self, base: str) -> str:
+        """Tag this session's transactions with a replication origin so capture drops them.
+
+        An origin can be active in one session at a time, so each apply process takes the first
+        free name of `base_0`, `base_1`, ... (a bounded set, reused after restarts).
+        """
+        cur = self.cursor()
+        for i in range(64):
+            name = f"{base}_{i}"
+            try:
+                cur.execute("SAVEPOINT origin")
+                cur.execute("SELECT pg_replication_origin_oid(%s)", (name,))
+                if cur.fetchone()[0] is None:
+                    cur.execute("SELECT pg_replication_origin_create(%s)", (name,))
+                cur.execute("SELECT pg_replication_origin_session_setup(%s)", (name,))
+                cur.execute("RELEASE SAVEPOINT origin")
+                self.commit()
+                self.begin()
+                return name
+            except self.conn.Error:      # in use by another session (55006): try the next name
+                cur.execute("ROLLBACK TO SAVEPOINT origin")
+        raise OperatorError(f"no free replication origin named {base}_0..63; stop stale apply processes")
