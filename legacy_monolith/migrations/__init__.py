@@ -1,0 +1,1 @@
+"""Alembic migrations of the legacy schema (a package so wheels ship them)."""
