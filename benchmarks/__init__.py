@@ -1,0 +1,1 @@
+"""Reproducible benchmarks: each prints ratios against peers measured in the same run."""

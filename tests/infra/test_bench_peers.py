@@ -1,0 +1,61 @@
+"""The benchmark's own pieces: the naive proxy relays faithfully (else its numbers mean nothing),
+and strangler's benchmark rule table is valid and sends the benchmark path to its last capability."""
+from __future__ import annotations
+
+import aiohttp
+import yaml
+from aiohttp import web
+
+from benchmarks.naive_proxy import make_app
+from benchmarks.proxy_bench import BENCH_PATH, CAPABILITY_COUNTS, LAST_CAPABILITY, rules_document
+from proxy.rules import check_rules
+from tests.conftest import free_port
+
+
+async def serve(app: web.Application) -> tuple[web.AppRunner, str]:
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    port = free_port()
+    await web.TCPSite(runner, "127.0.0.1", port).start()
+    return runner, f"http://127.0.0.1:{port}"
+
+
+async def echo(request: web.Request) -> web.Response:
+    """Reflect what arrived so the test sees exactly what the proxy forwarded."""
+    body = await request.read()
+    return web.json_response(
+        {"method": request.method, "path_qs": request.path_qs, "body": body.decode(),
+         "x_trace": request.headers.get("X-Trace"), "keep_alive": request.headers.get("Keep-Alive")},
+        status=201, headers={"X-Upstream": "yes"})
+
+
+async def test_naive_proxy_relays_method_path_body_status_and_headers_but_not_hop_by_hop():
+    upstream_app = web.Application()
+    upstream_app.router.add_route("*", "/{tail:.*}", echo)
+    upstream, upstream_url = await serve(upstream_app)
+    proxy, proxy_url = await serve(make_app(upstream_url))
+    try:
+        async with aiohttp.ClientSession() as client:
+            async with client.post(proxy_url + "/orders/9?x=1&y=2", data=b"hello",
+                                   headers={"X-Trace": "abc", "Keep-Alive": "timeout=5"}) as resp:
+                assert resp.status == 201
+                assert resp.headers["X-Upstream"] == "yes"
+                assert await resp.json() == {"method": "POST", "path_qs": "/orders/9?x=1&y=2",
+                                             "body": "hello", "x_trace": "abc",
+                                             "keep_alive": None}
+    finally:
+        await proxy.cleanup()
+        await upstream.cleanup()
+
+
+def test_benchmark_rules_load_and_route_the_bench_path_to_the_last_capability(tmp_path):
+    for count in CAPABILITY_COUNTS:
+        rules = tmp_path / f"rules-{count}.yaml"
+        rules.write_text(yaml.safe_dump(rules_document("http://127.0.0.1:9", count)))
+        report = check_rules(rules)
+        assert report.errors == []
+        assert len(report.table.capabilities) == count
+        decision = report.table.decide("GET", BENCH_PATH, "", {})
+        assert decision.capability == f"cap-{LAST_CAPABILITY:04d}"
+        assert decision.backend.url == "http://127.0.0.1:9"
+        assert report.table.decide("GET", "/elsewhere", "", {}).capability is None
