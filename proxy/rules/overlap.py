@@ -1,10 +1,149 @@
-"""Overlap checks (placeholder until the full analysis lands)."""
+"""Overlap checks: does an earlier matcher catch requests meant for a later one?
+
+First match wins, so a later matcher that an earlier capability covers entirely never matches:
+an error. A partial overlap (some requests go to the earlier capability) is a warning, and so is
+a matcher made redundant by an earlier one of the same capability. Paths are compared by
+segments (prefix, exact, template); a regex is compared only against exact paths, since regex
+containment is undecidable in general.
+"""
 from __future__ import annotations
 
-from proxy.rules.matchers import Matcher
-from proxy.rules.merge import Merged
-from proxy.rules.problems import Problem
+from proxy.rules.matchers import PATH, PREFIX, REGEX, Matcher
+from proxy.rules.merge import Located, Merged
+from proxy.rules.paths import Segment
+from proxy.rules.problems import WARNING, Problem
+
+COVERS, OVERLAPS = "covers", "overlaps"
+
+
+class _Shape:
+    """A matcher reduced to what overlap needs: segments (None = variable) and openness."""
+    __slots__ = ("m", "segs", "open", "literal")
+
+    def __init__(self, m: Matcher) -> None:
+        self.m = m
+        self.segs: list[Segment] = [] if m.kind == REGEX else m.segments
+        self.open = m.kind == PREFIX
+        self.literal = m.kind != REGEX and not self.open and None not in self.segs
+
+    def key(self) -> tuple[str, str] | None:
+        """The first two segments when both are literal, else None."""
+        if len(self.segs) >= 2 and self.segs[0] is not None and self.segs[1] is not None:
+            return (self.segs[0], self.segs[1])
+        return None
 
 
 def check_overlaps(merged: Merged, matchers: list[Matcher]) -> list[Problem]:
-    return []
+    located = {c.data["name"]: c for c in merged.capabilities}
+    shapes = [_Shape(m) for m in matchers]
+    problems: list[Problem] = []
+    covered_count: dict[str, int] = {}
+    # Matchers whose first two segments are literal can only meet matchers with the same two
+    # literals or with fewer leading literals ("broad"): keeps big tables from going quadratic.
+    seen: list[_Shape] = []
+    by_key: dict[tuple[str, str], list[_Shape]] = {}
+    broad: list[_Shape] = []
+    for later in shapes:
+        key = later.key()
+        if key is None:
+            earlier_ones = list(seen)
+        else:
+            earlier_ones = sorted(by_key.get(key, []) + broad, key=lambda s: s.m.order)
+        seen.append(later)
+        (by_key.setdefault(key, []) if key is not None else broad).append(later)
+        covered_by = overlapped_by = None
+        for earlier in earlier_ones:
+            relation = _relation(earlier, later)
+            if relation == COVERS:
+                covered_by = earlier
+                break
+            if relation == OVERLAPS and overlapped_by is None \
+                    and earlier.m.capability != later.m.capability:
+                overlapped_by = earlier
+        b = later.m
+        loc = located[b.capability]
+        if covered_by is not None:
+            a = covered_by.m
+            if a.capability == b.capability:
+                problems.append(loc.problem(
+                    f"match[{b.index}] ({b.describe()}) is redundant: match[{a.index}] "
+                    f"({a.describe()}) already catches every request it would", "match", b.index,
+                    rule=b.capability, severity=WARNING))
+                continue
+            covered_count[b.capability] = covered_count.get(b.capability, 0) + 1
+            whole = covered_count[b.capability] == len(loc.data["match"])
+            problems.append(loc.problem(
+                f"match[{b.index}] ({b.describe()}) never matches: capability {a.capability!r} "
+                f"match[{a.index}] ({a.describe()}) at {_where(located[a.capability], a)} comes "
+                "first and catches every request it would"
+                + (f", so capability {b.capability!r} never matches" if whole else "")
+                + "; move this capability above it or narrow the earlier matcher",
+                "match", b.index, rule=b.capability))
+        elif overlapped_by is not None:
+            a = overlapped_by.m
+            problems.append(loc.problem(
+                f"match[{b.index}] ({b.describe()}) overlaps capability {a.capability!r} "
+                f"match[{a.index}] ({a.describe()}) at {_where(located[a.capability], a)}: "
+                f"requests matching both go to {a.capability!r} (first match wins)",
+                "match", b.index, rule=b.capability, severity=WARNING))
+    return problems
+
+
+def _where(loc: Located, m: Matcher) -> str:
+    return f"{loc.src.file}:{loc.line('match', m.index)}"
+
+
+def _relation(a: _Shape, b: _Shape) -> str | None:
+    """Does earlier matcher `a` cover later matcher `b`, overlap it, or neither?"""
+    path = _path_relation(a, b)
+    if path is None:
+        return None
+    ma, mb = a.m.methods, b.m.methods
+    if ma is not None and mb is not None and not ma & mb:
+        return None
+    conditions = _conditions(a.m, b.m)
+    if conditions is None:
+        return None
+    if path == COVERS and (ma is None or (mb is not None and mb <= ma)) and conditions:
+        return COVERS
+    return OVERLAPS
+
+
+def _conditions(a: Matcher, b: Matcher) -> bool | None:
+    """None when header/query conditions make the two disjoint; else whether a's conditions
+    are all present in b (so a asks nothing b does not)."""
+    subset = True
+    for mine, theirs in ((a.headers, b.headers), (a.query, b.query)):
+        by_name = {c.name: c for c in theirs}
+        for cond in mine:
+            other = by_name.get(cond.name)
+            if other is None:
+                subset = False
+            elif cond.exact is not None and other.exact is not None and cond.exact != other.exact:
+                return None
+            elif cond != other:
+                subset = False
+    return subset
+
+
+def _path_relation(a: _Shape, b: _Shape) -> str | None:
+    if a.m.kind == REGEX or b.m.kind == REGEX:
+        if a.m.kind == REGEX and b.m.kind == PATH:
+            return COVERS if a.m.regex.fullmatch(b.m.value) else None
+        if b.m.kind == REGEX and a.literal:
+            return OVERLAPS if b.m.regex.fullmatch(a.m.value) else None
+        return None
+    sa, sb = a.segs, b.segs
+    for x, y in zip(sa, sb):
+        if x is not None and y is not None and x != y:
+            return None
+    if a.open:
+        if len(sb) < len(sa):
+            return OVERLAPS if b.open else None
+        covered = all(x is None or y == x for x, y in zip(sa, sb))
+        return COVERS if covered else OVERLAPS
+    if b.open:
+        return OVERLAPS if len(sa) >= len(sb) else None
+    if len(sa) != len(sb):
+        return None
+    return COVERS if all(x is None or y == x for x, y in zip(sa, sb)) else OVERLAPS

@@ -1,0 +1,203 @@
+"""A bad rule file is rejected with file, line and rule name; warnings do not reject."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from proxy.rules import RulesError, RulesUnreadable, check_rules, load_table
+
+HEAD = """\
+version: 1
+backends:
+  legacy: {url: http://127.0.0.1:9001}
+  svc: {url: http://127.0.0.1:9002, dry_run: true}
+default: legacy
+capabilities:
+"""
+
+
+def cap(name: str = "catalog", match: str = "[{path_prefix: /api/products}]",
+        stage: str = "shadow", extra: str = "") -> str:
+    text = (f"  - name: {name}\n    match: {match}\n    legacy: legacy\n    service: svc\n"
+            f"    stage: {stage}\n    shadow: {{percent: 100}}\n")
+    return text + "".join(f"    {line}\n" for line in extra.splitlines())
+
+
+def errors(path: Path) -> list:
+    with pytest.raises(RulesError) as info:
+        load_table(path, environ={})
+    problems = [p for p in info.value.problems if p.severity == "error"]
+    assert problems, "a RulesError carries at least one error"
+    return problems
+
+
+def test_broken_yaml_cites_the_line(rules_file) -> None:
+    path = rules_file(HEAD + "  - name: catalog\n    match: [{path: /a}\n    legacy: legacy\n")
+    (problem,) = errors(path)
+    assert problem.file == str(path) and problem.line == 9
+    assert "YAML syntax" in problem.message and "started on line 8" in problem.message
+
+
+def test_unknown_backend_names_the_rule_and_line(rules_file) -> None:
+    path = rules_file(HEAD + cap().replace("service: svc", "service: catalgo"))
+    (problem,) = errors(path)
+    assert (problem.line, problem.rule) == (10, "catalog")
+    assert "'catalgo' is not defined" in problem.message and "legacy, svc" in problem.message
+    assert str(problem).startswith(f"{path}:10: [rule catalog] error: service: backend 'catalgo'")
+
+
+def test_bad_regex_in_path_and_header_matchers(rules_file) -> None:
+    path = rules_file(HEAD + cap(match="\n      - path_regex: '/api/(products'\n"
+                                       "      - {path: /x, headers: {X-A: {regex: '[a-'}}}"))
+    found = errors(path)
+    assert [(p.line, p.rule) for p in found] == [(9, "catalog"), (10, "catalog")]
+    assert "match[0].path_regex: the regex does not compile" in found[0].message
+    assert "match[1].headers.X-A.regex" in found[1].message
+
+
+@pytest.mark.parametrize("percent, why", [
+    ("120", "120 is not valid"), ("'150%'", "outside 0..100"), ("-1", "-1 is not valid"),
+    ("0.005", "finer than the bucket scale"), ("lots", "is not valid: expected a percentage")])
+def test_bad_percentages(rules_file, percent: str, why: str) -> None:
+    path = rules_file(HEAD + cap(stage="canary", extra=f"writes: legacy\nrollout: {{percent: {percent}}}"))
+    (problem,) = errors(path)
+    assert problem.line == 14 and problem.rule == "catalog"
+    assert "rollout.percent" in problem.message and why in problem.message
+
+
+def test_steps_must_increase(rules_file) -> None:
+    path = rules_file(HEAD + cap(stage="canary", extra="writes: legacy\nrollout:\n  percent: 5\n"
+                                                       "  steps: [1, 5, 5, 50]"))
+    (problem,) = errors(path)
+    assert problem.line == 16 and "must increase strictly" in problem.message
+
+
+def test_unknown_key_suggests_the_right_one(rules_file) -> None:
+    path = rules_file(HEAD + cap(extra="rollot: {percent: 5}"))
+    (problem,) = errors(path)
+    assert (problem.line, problem.rule) == (13, "catalog")
+    assert problem.message == "rollot: unknown key 'rollot'; did you mean 'rollout'?"
+
+
+def test_inline_secret_is_refused_with_advice(rules_file) -> None:
+    path = rules_file(HEAD + cap() + "override: {secret: hunter2}\n")
+    (problem,) = errors(path)
+    assert problem.line == 13 and "secret_env" in problem.message
+    assert "hunter2" not in problem.message
+
+
+def test_a_capability_hidden_behind_an_earlier_prefix_never_matches(rules_file) -> None:
+    path = rules_file(HEAD + cap("catalog", "[{path_prefix: /api}]")
+                      + cap("products", "[{path_template: '/api/products/{id}'}]"))
+    (problem,) = errors(path)
+    assert (problem.line, problem.rule) == (14, "products")
+    assert "never matches" in problem.message and "capability 'catalog'" in problem.message
+    assert f"{path}:8" in problem.message
+
+
+def test_partial_overlap_is_a_warning_and_the_table_loads(rules_file) -> None:
+    path = rules_file(HEAD + cap("one", "[{path_template: '/api/{kind}/1'}]")
+                      + cap("two", "[{path_prefix: /api/products}]"))
+    report = check_rules(path, environ={})
+    assert report.table is not None and report.errors == []
+    (warning,) = report.warnings
+    assert (warning.line, warning.rule, warning.severity) == (14, "two", "warning")
+    assert "overlaps capability 'one'" in warning.message
+
+
+def test_method_and_header_conditions_narrow_coverage(rules_file) -> None:
+    path = rules_file(HEAD + cap("reads", "[{path_prefix: /api, methods: [GET]}]")
+                      + cap("beta", "[{path_prefix: /api, headers: {X-Beta: '1'}}]")
+                      + cap("writes", "[{path: /api/products, methods: [POST]}]"))
+    report = check_rules(path, environ={})
+    assert report.errors == []
+    # beta only takes /api requests carrying X-Beta: 1; the POST matcher is disjoint from the
+    # GET-only one but shares X-Beta requests with beta.
+    assert [(w.rule, "overlaps capability 'beta'" in w.message) for w in report.warnings] == [
+        ("beta", False), ("writes", True)]
+
+
+def test_duplicate_names_and_keys(rules_file) -> None:
+    path = rules_file(HEAD + cap("catalog") + cap("catalog", "[{path: /other}]"))
+    (problem,) = errors(path)
+    assert problem.line == 13 and "duplicate capability name" in problem.message
+    path = rules_file(HEAD.replace("default: legacy\n", "default: legacy\ndefault: svc\n") + cap())
+    (problem,) = errors(path)
+    assert problem.line == 6 and "duplicate key 'default'" in problem.message
+
+
+@pytest.mark.parametrize("stage, writes, ok", [
+    ("legacy", "service", False), ("shadow", "service", False), ("shadow", "legacy", True),
+    ("canary", "service", True), ("canary", "legacy", True), ("cutover", "legacy", False),
+    ("retired", "legacy", False), ("retired", "service", True)])
+def test_stage_and_write_owner_must_agree(rules_file, stage: str, writes: str, ok: bool) -> None:
+    extra = f"writes: {writes}\nrollout: {{percent: 5, sticky: [header:X-User-Id]}}"
+    report = check_rules(rules_file(HEAD + cap(stage=stage, extra=extra)), environ={})
+    assert (report.table is not None) is ok
+    if not ok:
+        (problem,) = report.errors
+        assert problem.line == 13 and f"stage {stage} requires writes" in problem.message
+
+
+def test_canary_must_name_its_write_owner(rules_file) -> None:
+    (problem,) = errors(rules_file(HEAD + cap(stage="canary", extra="rollout: {percent: 5}")))
+    assert "explicit write owner" in problem.message
+
+
+def test_malformed_template(rules_file) -> None:
+    (problem,) = errors(rules_file(HEAD + cap(match="[{path_template: '/api/p{id}'}]")))
+    assert problem.line == 8 and "not well-formed" in problem.message
+
+
+def test_schema_errors_name_the_field(rules_file) -> None:
+    path = rules_file(HEAD.replace("{url: http://127.0.0.1:9001}",
+                                   "{url: http://127.0.0.1:9001, timeout: soon}")
+                      + cap(match="[{path: /a, path_prefix: /b}]", stage="beta"))
+    found = errors(path)
+    assert [(p.line, p.rule) for p in found] == [(3, None), (8, "catalog"), (11, "catalog")]
+    assert "backends.legacy.timeout: 'soon' is not valid: expected a duration" in found[0].message
+    assert "exactly one of path, path_prefix" in found[1].message
+    assert "stage: 'beta' is not one of legacy, shadow, canary" in found[2].message
+
+
+def test_rules_error_reads_as_one_line_per_error(rules_file) -> None:
+    path = rules_file(HEAD + cap().replace("legacy: legacy\n    service", "legacy: nope\n    service"))
+    with pytest.raises(RulesError) as info:
+        load_table(path, environ={})
+    assert str(info.value) == (f"{path}:9: [rule catalog] error: legacy: backend 'nope' is not "
+                               "defined under backends (known: legacy, svc)")
+
+
+def test_missing_path_is_unreadable(tmp_path: Path) -> None:
+    with pytest.raises(RulesUnreadable) as info:
+        load_table(tmp_path / "nope.yaml")
+    assert "no such file" in str(info.value)
+
+
+def test_a_directory_loads_its_files_in_name_order(tmp_path: Path) -> None:
+    (tmp_path / "00-backends.yaml").write_text(HEAD.replace("capabilities:\n", ""))
+    (tmp_path / "10-catalog.yaml").write_text("version: 1\ncapabilities:\n" + cap("catalog"))
+    (tmp_path / "20-more.yaml").write_text("version: 1\ncapabilities:\n"
+                                           + cap("inventory", "[{path_prefix: /api}]"))
+    (tmp_path / "notes.txt").write_text("not rules")
+    table = load_table(tmp_path, environ={})
+    assert [c.name for c in table.capabilities] == ["catalog", "inventory"]
+    assert table.decide("GET", "/api/products/1", "", {}).capability == "catalog"
+    assert table.decide("GET", "/api/carts/1", "", {}).capability == "inventory"
+    (tmp_path / "30-again.yaml").write_text("version: 1\ndefault: svc\n")
+    (problem,) = errors(tmp_path)
+    assert problem.file == str(tmp_path / "30-again.yaml") and "more than one file" in problem.message
+
+
+def test_version_is_a_content_hash(rules_file) -> None:
+    one = load_table(rules_file(HEAD + cap()), environ={})
+    same = load_table(rules_file(HEAD + cap()), environ={})
+    other = load_table(rules_file(HEAD + cap(match="[{path: /x}]")), environ={})
+    assert one.version == same.version != other.version and len(one.version) == 12
+
+
+def test_compiled_table_is_frozen(rules_file) -> None:
+    table = load_table(rules_file(HEAD + cap()), environ={})
+    with pytest.raises(AttributeError):
+        table.version = "x"
