@@ -1,0 +1,97 @@
+"""`strangler shadow report`: the shadow comparison results, for people and for CI gates."""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import tempfile
+from pathlib import Path
+
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import SQLAlchemyError
+
+from proxy.shadow.formats import FORMATS, STORE_ENV, default_store_url, parse_window, render
+from proxy.shadow.report import build_report, gate
+from proxy.shadow.store import ShadowStore
+from strangler.db import normalise_url
+from strangler.errors import OperatorError
+
+
+def register(subparsers) -> None:
+    shadow = subparsers.add_parser("shadow", help="Shadow traffic comparison results.",
+                                   description="Shadow traffic comparison results.")
+    commands = shadow.add_subparsers(dest="shadow_command", metavar="COMMAND", required=True)
+    report = commands.add_parser("report", help=run_report.__doc__.splitlines()[0],
+                                 description=run_report.__doc__,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    report.add_argument("--store", default=None,
+                        help=f"results store URL (default: ${STORE_ENV} or {default_store_url()})")
+    report.add_argument("--capability", help="only this capability")
+    report.add_argument("--since", help="only results from this window, e.g. 15m, 1h, 7d")
+    report.add_argument("--format", choices=FORMATS, default="text")
+    report.add_argument("--fail-under", type=float, metavar="PERCENT",
+                        help="exit 1 when a route's match rate is below PERCENT (e.g. 99.5), "
+                             "or when there is no comparison at all")
+    report.add_argument("--output", "-o", help="write the report to this file instead of stdout")
+    report.set_defaults(func=run_report)
+
+
+def run_report(args: argparse.Namespace) -> int:
+    """Report shadow match rates per capability and route, differing fields, samples, latency.
+
+    Exit codes: 0 ok, 1 a match rate is below --fail-under, 2 operator error.
+    """
+    url = args.store or default_store_url()
+    _require_store(url)
+    try:
+        since_s = parse_window(args.since) if args.since else None
+    except ValueError as exc:
+        raise OperatorError(str(exc)) from None
+    if args.fail_under is not None and not 0 <= args.fail_under <= 100:
+        raise OperatorError(f"--fail-under {args.fail_under:g} is not a percentage; use 0..100")
+    store = ShadowStore(url)
+    try:
+        report = build_report(store, capability=args.capability, since_s=since_s)
+    except SQLAlchemyError as exc:
+        raise OperatorError(f"cannot read the shadow store {_safe(url)}: "
+                            f"{type(exc).__name__}; check --store and that the database is up") \
+            from None
+    finally:
+        store.engine.dispose()
+    failures = gate(report, args.fail_under) if args.fail_under is not None else []
+    if args.fail_under is not None:
+        report["gate"] = {"fail_under": args.fail_under, "passed": not failures,
+                          "failures": failures}
+    _write(render(report, args.format, args.fail_under), args.output)
+    for line in failures:
+        print(f"strangler: shadow gate failed: {line}", file=sys.stderr)
+    return 1 if failures else 0
+
+
+def _require_store(url: str) -> None:
+    try:
+        parsed = make_url(normalise_url(url))
+    except Exception:
+        raise OperatorError(f"store URL {url!r} is not a database URL; write e.g. "
+                            "sqlite:///shadow-results.sqlite3 or postgresql://user@host/db") \
+            from None
+    if parsed.get_backend_name() == "sqlite" and parsed.database \
+            and not Path(parsed.database).exists():
+        raise OperatorError(f"no shadow store at {parsed.database}; pass --store or set "
+                            f"{STORE_ENV} to where the proxy writes its shadow results")
+
+
+def _safe(url: str) -> str:
+    return make_url(normalise_url(url)).render_as_string(hide_password=True)
+
+
+def _write(text: str, output: str | None) -> None:
+    if not output:
+        sys.stdout.write(text)
+        return
+    target = Path(output)
+    # Write then rename: a reader never sees half a report.
+    fd, tmp = tempfile.mkstemp(dir=target.parent or Path("."), prefix=f".{target.name}.")
+    with os.fdopen(fd, "w", encoding="utf-8") as fh:
+        fh.write(text)
+    os.replace(tmp, target)

@@ -1,0 +1,51 @@
+"""The shadow report as Markdown (for pull requests, chat and wikis)."""
+from __future__ import annotations
+
+from typing import Any
+
+from proxy.shadow.render_text import counts, ms, pct, rate, thresholds, value, when
+
+
+def _cell(text: Any) -> str:
+    return str(text).replace("|", "\\|").replace("\n", " ")
+
+
+def render_markdown(report: dict[str, Any]) -> str:
+    out = ["# Shadow report", "",
+           f"Generated {when(report.get('generated_at'))}, since {when(report.get('since'))}.",
+           "", f"Noise rule: {thresholds(report)}.", ""]
+    if not report["capabilities"]:
+        out.append("No shadow results yet.")
+    for cap in report["capabilities"]:
+        out += [f"## {cap['name']}: {pct(cap['match_rate'])} match "
+                f"({cap['matched']}/{cap['compared']})", "",
+                "| route | match rate | matched/compared | status mismatches | errors | dropped "
+                "| skipped | legacy p50/p95/p99 ms | service p50/p95/p99 ms |",
+                "| --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
+        for r in cap["routes"]:
+            lat = r["latency"]
+            out.append("| " + " | ".join(_cell(x) for x in (
+                f"`{r['route']}`", pct(r["match_rate"]), f"{r['matched']}/{r['compared']}",
+                r["status_mismatch"], counts(r["errors"]), r["dropped"], counts(r["skipped"]),
+                "/".join(ms(lat["legacy"][p]) for p in ("p50", "p95", "p99")),
+                "/".join(ms(lat["service"][p]) for p in ("p50", "p95", "p99")))) + " |")
+        for r in cap["routes"]:
+            if not r["fields"] and not r["samples"]:
+                continue
+            out += ["", f"### `{r['route']}`", ""]
+            if r["fields"]:
+                out += ["| field | verdict | raw rate | noise rate |", "| --- | --- | --- | --- |"]
+                out += [f"| `{_cell(f['field'])}` | {f['verdict']} | {rate(f['raw_rate'])} "
+                        f"({f['raw']}) | {rate(f['noise_rate'])} ({f['noise']}) |"
+                        for f in r["fields"]]
+            for s in r["samples"]:
+                out += ["", f"**{_cell(s['field'])}** — `{_cell(s['method'])} "
+                        f"{_cell(s['target'])}` (legacy {s['legacy']['status']}, "
+                        f"service {s['service']['status']})", "",
+                        "| kind | legacy | service |", "| --- | --- | --- |"]
+                out += [f"| {d['kind']} | `{_cell(value(d['left']))}` | "
+                        f"`{_cell(value(d['right']))}` |"
+                        for d in s["diffs"] if d["path"] == s["field"]]
+                out += ["", "```sh", s["curl"]["service"], "```"]
+        out.append("")
+    return "\n".join(out).rstrip() + "\n"

@@ -1,0 +1,167 @@
+"""One report data structure built from the results store; every renderer and gate reads it.
+
+Match rate: a comparison matches when the status matched and every field it differed in is
+judged noise (see proxy.shadow.noise) with all evidence in the reported window. Pending fields
+count as differences. Shadows that failed (timeout, connect, dry-run not honoured, compare
+error) are not comparisons: they are listed as errors next to the rate, with drops and skips.
+"""
+from __future__ import annotations
+
+import json
+import math
+import time
+from collections import defaultdict
+from typing import Any
+
+from proxy.shadow import noise as noise_rules
+from proxy.shadow.store import BUCKET_S, Snapshot, ShadowStore, bin_upper_ms
+
+MAX_TIMELINE_POINTS = 48
+SAMPLES_PER_FIELD = 3
+TOP_FIELDS = 20
+
+
+def build_report(store: ShadowStore, *, capability: str | None = None,
+                 since_s: float | None = None, now: float | None = None) -> dict[str, Any]:
+    now = time.time() if now is None else now
+    since = now - since_s if since_s is not None else None
+    report = report_from_snapshot(store.snapshot(capability, since))
+    report.update(generated_at=now, since=since, capability_filter=capability)
+    return report
+
+
+def report_from_snapshot(snap: Snapshot) -> dict[str, Any]:
+    routes: dict[tuple[str, str], dict[str, Any]] = defaultdict(_empty_route)
+    for cap, route, bucket, name, value in snap.counters:
+        r = routes[(cap, route)]
+        if name.startswith("skipped:"):
+            _add(r["skipped"], name.split(":", 1)[1], value)
+        elif name.startswith("error:"):
+            _add(r["errors"], name.split(":", 1)[1], value)
+        elif name in ("compared", "status_mismatch", "noise_samples", "dropped"):
+            r[name] += value
+            if name == "compared":
+                _add(r["_timeline_compared"], bucket, value)
+    for cap, route, fkey, raw, noise in snap.fields:
+        routes[(cap, route)]["_fields"][fkey] = (int(raw), int(noise))
+    for (cap, route), r in routes.items():
+        r["fields"] = _fields(r)
+    for cap, route, bucket, mismatch, fields_json, count in snap.signatures:
+        r = routes[(cap, route)]
+        if not mismatch and all(r["_verdicts"].get(f) == noise_rules.NOISE
+                                for f in json.loads(fields_json)):
+            r["matched"] += count
+            _add(r["_timeline_matched"], bucket, count)
+    latency: dict[tuple[str, str], dict[str, dict[int, int]]] = defaultdict(
+        lambda: {"legacy": {}, "service": {}})
+    for cap, route, side, bin_, count in snap.latency:
+        latency[(cap, route)].setdefault(side, {})[int(bin_)] = int(count)
+    for cap, route, fkey, at, data in snap.samples:
+        r = routes[(cap, route)]
+        if r["_verdicts"].get(fkey) != noise_rules.NOISE or fkey == "status":
+            shown = r["_sample_counts"].get(fkey, 0)
+            if shown < SAMPLES_PER_FIELD:
+                r["_sample_counts"][fkey] = shown + 1
+                r["samples"].append({"field": fkey, **json.loads(data)})
+
+    capabilities: dict[str, dict[str, Any]] = {}
+    for (cap, route), r in sorted(routes.items()):
+        r["route"] = route
+        r["match_rate"] = _pct(r["matched"], r["compared"])
+        r["latency"] = _latency(latency.get((cap, route), {"legacy": {}, "service": {}}))
+        r["timeline"] = _timeline(r.pop("_timeline_compared"), r.pop("_timeline_matched"))
+        for key in ("_fields", "_verdicts", "_sample_counts"):
+            r.pop(key)
+        c = capabilities.setdefault(cap, {"name": cap, "compared": 0, "matched": 0, "routes": []})
+        c["compared"] += r["compared"]
+        c["matched"] += r["matched"]
+        c["routes"].append(r)
+    for c in capabilities.values():
+        c["match_rate"] = _pct(c["matched"], c["compared"])
+    return {"thresholds": dict(noise_rules.THRESHOLDS), "bucket_s": BUCKET_S,
+            "capabilities": list(capabilities.values())}
+
+
+def gate(report: dict[str, Any], fail_under: float) -> list[str]:
+    """Why the report fails a match-rate bar (percent); empty when it passes."""
+    failures = []
+    compared = 0
+    for cap in report["capabilities"]:
+        for r in cap["routes"]:
+            compared += r["compared"]
+            if r["match_rate"] is not None and r["match_rate"] < fail_under:
+                failures.append(f"{cap['name']} {r['route']}: match rate {r['match_rate']:.2f} % "
+                                f"< {fail_under:g} % ({r['matched']}/{r['compared']})")
+    if compared == 0:
+        failures.append("no shadow comparisons in the window: nothing shows the service matches")
+    return failures
+
+
+def _empty_route() -> dict[str, Any]:
+    return {"compared": 0, "matched": 0, "status_mismatch": 0, "noise_samples": 0,
+            "dropped": 0, "skipped": {}, "errors": {}, "samples": [],
+            "_fields": {}, "_verdicts": {}, "_sample_counts": {},
+            "_timeline_compared": {}, "_timeline_matched": {}}
+
+
+def _fields(r: dict[str, Any]) -> list[dict[str, Any]]:
+    out = []
+    for fkey, (raw, noise) in r["_fields"].items():
+        v = noise_rules.verdict(raw, r["compared"], noise, r["noise_samples"])
+        r["_verdicts"][fkey] = v
+        if raw == 0:
+            continue
+        out.append({"field": fkey, "raw": raw, "noise": noise,
+                    "raw_rate": noise_rules.rate(raw, r["compared"]),
+                    "noise_rate": noise_rules.rate(noise, r["noise_samples"]),
+                    "verdict": v})
+    order = {noise_rules.REPORTED: 0, noise_rules.PENDING: 1, noise_rules.NOISE: 2}
+    out.sort(key=lambda f: (order[f["verdict"]], -f["raw_rate"], f["field"]))
+    return out[:TOP_FIELDS]
+
+
+def _latency(sides: dict[str, dict[int, int]]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for side in ("legacy", "service"):
+        bins = sides.get(side, {})
+        n = sum(bins.values())
+        out[side] = {"count": n, **{f"p{p}": _percentile(bins, n, p / 100)
+                                    for p in (50, 95, 99)},
+                     "histogram": [[round(bin_upper_ms(b), 3), c] for b, c in sorted(bins.items())]}
+    return out
+
+
+def _percentile(bins: dict[int, int], n: int, q: float) -> float | None:
+    """Upper edge of the histogram bin holding the q-th request (at most 10 % high)."""
+    if n == 0:
+        return None
+    rank, seen = max(1, math.ceil(q * n)), 0
+    for b in sorted(bins):
+        seen += bins[b]
+        if seen >= rank:
+            return round(bin_upper_ms(b), 3)
+    return None
+
+
+def _timeline(compared: dict[int, int], matched: dict[int, int]) -> list[dict[str, Any]]:
+    if not compared:
+        return []
+    first, last = min(compared), max(compared)
+    width = max(BUCKET_S, math.ceil((last - first + BUCKET_S) / MAX_TIMELINE_POINTS / BUCKET_S)
+                * BUCKET_S)
+    points: dict[int, list[int]] = {}
+    for bucket, n in compared.items():
+        slot = first + (bucket - first) // width * width
+        p = points.setdefault(slot, [0, 0])
+        p[0] += n
+        p[1] += matched.get(bucket, 0)
+    return [{"at": at, "compared": n, "matched": m, "match_rate": _pct(m, n)}
+            for at, (n, m) in sorted(points.items())]
+
+
+def _add(d: dict, key: Any, value: int) -> None:
+    d[key] = d.get(key, 0) + int(value)
+
+
+def _pct(part: int, whole: int) -> float | None:
+    return round(100.0 * part / whole, 3) if whole else None

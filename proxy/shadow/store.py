@@ -1,0 +1,315 @@
+"""The shadow results store: SQLAlchemy tables, an in-memory aggregator and a flushing thread.
+
+Several proxy processes share one store (SQLite by default, PostgreSQL when configured): each
+aggregates in memory and flushes about once a second as UPSERT increments
+(`INSERT … ON CONFLICT DO UPDATE SET n = n + excluded.n`), so no process overwrites another's
+counts and the hot path never waits for the database.
+
+What is kept, per capability, route template and one-minute time bucket:
+- `shadow_counters`: compared, status_mismatch, noise_samples, dropped, skipped:<reason>,
+  error:<kind>;
+- `shadow_fields`: per field key, requests with a raw (legacy vs service) and a noise
+  (legacy vs legacy) difference;
+- `shadow_signatures`: how many requests differed in exactly this set of fields (plus whether
+  the status differed). Match rates are computed at report time from these: a request matches
+  when its status matched and every field in its signature is judged noise *now*, with all
+  the evidence gathered so far. The set of distinct signatures stays small (noise fields
+  differ together), so the store stays bounded while the report stays exact;
+- `shadow_latency`: a log-scale histogram per side (bins 10 % wide), so percentiles of both
+  sides can be merged across processes and time;
+- `shadow_samples`: at most `samples_per_field` redacted samples per (capability, route, field),
+  the newest kept; after the first ones, a field gets a fresh sample at most once a minute.
+
+Retention: buckets and samples older than `retention_days` are deleted by the flusher.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import math
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Iterable
+
+from sqlalchemy import (BigInteger, Boolean, Column, Float, Index, Integer, MetaData, String,
+                        Table, Text, and_, delete, func, inspect, select)
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.exc import OperationalError, ProgrammingError, IntegrityError
+
+from strangler.db import make_engine
+
+log = logging.getLogger(__name__)
+
+BUCKET_S = 60
+LATENCY_BASE_MS = 0.1      # upper bound of bin 0
+LATENCY_GROWTH = 1.1       # each bin is 10 % wider than the previous
+SAMPLE_REFRESH_S = 60.0
+MAX_SIGNATURE_FIELDS = 50
+OVERFLOW_FIELD = "…more fields"
+
+metadata = MetaData()
+_key = lambda: [Column("capability", String(200), primary_key=True),  # noqa: E731
+                Column("route", String(500), primary_key=True),
+                Column("bucket", BigInteger, primary_key=True)]
+counters_t = Table("shadow_counters", metadata, *_key(),
+                   Column("name", String(200), primary_key=True),
+                   Column("value", BigInteger, nullable=False))
+fields_t = Table("shadow_fields", metadata, *_key(),
+                 Column("field", String(500), primary_key=True),
+                 Column("raw", BigInteger, nullable=False),
+                 Column("noise", BigInteger, nullable=False))
+signatures_t = Table("shadow_signatures", metadata, *_key(),
+                     Column("digest", String(40), primary_key=True),
+                     Column("status_mismatch", Boolean, nullable=False),
+                     Column("fields", Text, nullable=False),
+                     Column("count", BigInteger, nullable=False))
+latency_t = Table("shadow_latency", metadata, *_key(),
+                  Column("side", String(20), primary_key=True),
+                  Column("bin", Integer, primary_key=True),
+                  Column("count", BigInteger, nullable=False))
+samples_t = Table("shadow_samples", metadata,
+                  Column("id", Integer, primary_key=True, autoincrement=True),
+                  Column("capability", String(200), nullable=False),
+                  Column("route", String(500), nullable=False),
+                  Column("field", String(500), nullable=False),
+                  Column("at", Float, nullable=False),
+                  Column("data", Text, nullable=False),
+                  Index("ix_shadow_samples_key", "capability", "route", "field", "id"))
+
+
+def latency_bin(seconds: float) -> int:
+    ms = seconds * 1000.0
+    if ms <= LATENCY_BASE_MS:
+        return 0
+    return math.ceil(math.log(ms / LATENCY_BASE_MS, LATENCY_GROWTH) - 1e-9)
+
+
+def bin_upper_ms(index: int) -> float:
+    return LATENCY_BASE_MS * LATENCY_GROWTH ** index
+
+
+@dataclass(frozen=True, slots=True)
+class Observation:
+    """What one comparison produced, ready to be counted (samples already redacted)."""
+    capability: str
+    route: str
+    at: float
+    status_mismatch: bool
+    raw_fields: frozenset[str]            # differing legacy vs service (status excluded)
+    noise_fields: frozenset[str] | None   # legacy vs legacy; None: no noise sample taken
+    legacy_latency_s: float
+    service_latency_s: float
+    sample: str | None = None             # redacted JSON sample of this request
+    sample_fields: tuple[str, ...] = ()   # the fields this sample illustrates
+
+
+@dataclass
+class Snapshot:
+    """Everything a report needs, read in one go."""
+    counters: list[tuple] = field(default_factory=list)    # cap, route, bucket, name, value
+    fields: list[tuple] = field(default_factory=list)      # cap, route, field, raw, noise
+    signatures: list[tuple] = field(default_factory=list)  # cap, route, bucket, mismatch, fields, n
+    latency: list[tuple] = field(default_factory=list)     # cap, route, side, bin, count
+    samples: list[tuple] = field(default_factory=list)     # cap, route, field, at, data
+
+
+class ShadowStore:
+    """Write side (aggregate + flush thread) and read side (`snapshot`) of the results store."""
+
+    def __init__(self, url: str, *, samples_per_field: int = 5, retention_days: float = 7.0,
+                 flush_interval_s: float = 1.0) -> None:
+        self.url = url
+        self.engine = make_engine(url)
+        self.samples_per_field = samples_per_field
+        self.retention_s = retention_days * 86400
+        self.flush_interval_s = flush_interval_s
+        self._lock = threading.Lock()
+        self._reset_buffers()
+        self._sample_quota: dict[tuple[str, str, str], tuple[int, float]] = {}
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._last_retention = 0.0
+
+    # ---- lifecycle -------------------------------------------------------------------------
+    def create_schema(self) -> None:
+        """Create missing tables; tolerate another process creating them at the same moment."""
+        try:
+            metadata.create_all(self.engine)
+        except (OperationalError, ProgrammingError, IntegrityError):
+            metadata.create_all(self.engine)
+
+    def start(self) -> None:
+        self.create_schema()
+        self._thread = threading.Thread(target=self._run, name="shadow-store-flush", daemon=True)
+        self._thread.start()
+
+    def close(self) -> None:
+        self._stop.set()
+        if self._thread:
+            self._thread.join()
+            self._thread = None
+        self.flush()
+        self.engine.dispose()
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.flush_interval_s):
+            try:
+                self.flush()
+            except Exception:  # a store outage must not kill the flusher; the next try retries
+                log.exception("shadow store: flush failed; will retry")
+
+    # ---- write side (any thread) -------------------------------------------------------------
+    def _reset_buffers(self) -> None:
+        self._counters: dict[tuple, int] = {}
+        self._fields: dict[tuple, list[int]] = {}
+        self._signatures: dict[tuple, list] = {}
+        self._latency: dict[tuple, int] = {}
+        self._samples: list[dict] = []
+
+    def count(self, capability: str, route: str, name: str, amount: int = 1,
+              at: float | None = None) -> None:
+        key = (capability, route, _bucket(at), name)
+        with self._lock:
+            self._counters[key] = self._counters.get(key, 0) + amount
+
+    def wants_sample(self, capability: str, route: str, field_key: str,
+                     now: float | None = None) -> bool:
+        """Reserve a sample slot for this field, if it still needs one."""
+        now = time.time() if now is None else now
+        key = (capability, route, field_key)
+        with self._lock:
+            taken, last = self._sample_quota.get(key, (0, 0.0))
+            if taken < self.samples_per_field or now - last >= SAMPLE_REFRESH_S:
+                self._sample_quota[key] = (taken + 1, now)
+                return True
+            return False
+
+    def record(self, obs: Observation) -> None:
+        bucket = _bucket(obs.at)
+        base = (obs.capability, obs.route, bucket)
+        raw = sorted(obs.raw_fields)
+        if len(raw) > MAX_SIGNATURE_FIELDS:
+            raw = raw[:MAX_SIGNATURE_FIELDS] + [OVERFLOW_FIELD]
+        signature = json.dumps(raw, ensure_ascii=False)
+        digest = hashlib.sha1(f"{obs.status_mismatch}|{signature}".encode()).hexdigest()
+        with self._lock:
+            self._add_counter(base + ("compared",), 1)
+            if obs.status_mismatch:
+                self._add_counter(base + ("status_mismatch",), 1)
+            for f in obs.raw_fields:
+                self._fields.setdefault(base + (f,), [0, 0])[0] += 1
+            if obs.noise_fields is not None:
+                self._add_counter(base + ("noise_samples",), 1)
+                for f in obs.noise_fields:
+                    self._fields.setdefault(base + (f,), [0, 0])[1] += 1
+            sig = self._signatures.setdefault(base + (digest,), [obs.status_mismatch, signature, 0])
+            sig[2] += 1
+            for side, seconds in (("legacy", obs.legacy_latency_s),
+                                  ("service", obs.service_latency_s)):
+                lkey = base + (side, latency_bin(seconds))
+                self._latency[lkey] = self._latency.get(lkey, 0) + 1
+            if obs.sample is not None:
+                for f in obs.sample_fields:
+                    self._samples.append({"capability": obs.capability, "route": obs.route,
+                                          "field": f, "at": obs.at, "data": obs.sample})
+
+    def _add_counter(self, key: tuple, amount: int) -> None:
+        self._counters[key] = self._counters.get(key, 0) + amount
+
+    def flush(self) -> None:
+        """Write what was aggregated since the last flush, as increments."""
+        with self._lock:
+            counters, fields_, sigs = self._counters, self._fields, self._signatures
+            latency, samples = self._latency, self._samples
+            self._reset_buffers()
+        now = time.time()
+        with self.engine.begin() as conn:
+            k = ("capability", "route", "bucket")
+            self._upsert(conn, counters_t, k + ("name",), ["value"],
+                         [dict(zip(k + ("name",), key), value=v) for key, v in counters.items()])
+            self._upsert(conn, fields_t, k + ("field",), ["raw", "noise"],
+                         [dict(zip(k + ("field",), key), raw=v[0], noise=v[1])
+                          for key, v in fields_.items()])
+            self._upsert(conn, signatures_t, k + ("digest",), ["count"],
+                         [dict(zip(k + ("digest",), key), status_mismatch=v[0], fields=v[1],
+                               count=v[2]) for key, v in sigs.items()])
+            self._upsert(conn, latency_t, k + ("side", "bin"), ["count"],
+                         [dict(zip(k + ("side", "bin"), key), count=v)
+                          for key, v in latency.items()])
+            if samples:
+                conn.execute(samples_t.insert(), samples)
+                for cap, route, fkey in sorted({(s["capability"], s["route"], s["field"])
+                                                for s in samples}):
+                    self._trim_samples(conn, cap, route, fkey)
+            if now - self._last_retention > 600:
+                self._apply_retention(conn, now)
+                self._last_retention = now
+
+    def _upsert(self, conn, table: Table, keys: tuple[str, ...], add: list[str],
+                rows: list[dict]) -> None:
+        if not rows:
+            return
+        rows.sort(key=lambda r: tuple(r[c] for c in keys))  # one lock order across processes
+        dialect = postgresql if conn.dialect.name == "postgresql" else sqlite
+        stmt = dialect.insert(table)
+        stmt = stmt.on_conflict_do_update(
+            index_elements=list(keys),
+            set_={c: table.c[c] + getattr(stmt.excluded, c) for c in add})
+        conn.execute(stmt, rows)
+
+    def _trim_samples(self, conn, capability: str, route: str, field_key: str) -> None:
+        """Keep the newest `samples_per_field` samples of this field, drop older ones."""
+        same = and_(samples_t.c.capability == capability, samples_t.c.route == route,
+                    samples_t.c.field == field_key)
+        keep = list(conn.execute(select(samples_t.c.id).where(same)
+                                 .order_by(samples_t.c.id.desc())
+                                 .limit(self.samples_per_field)).scalars())
+        conn.execute(delete(samples_t).where(same, samples_t.c.id.not_in(keep)))
+
+    def _apply_retention(self, conn, now: float) -> None:
+        cutoff = now - self.retention_s
+        for table in (counters_t, fields_t, signatures_t, latency_t):
+            conn.execute(delete(table).where(table.c.bucket < _bucket(cutoff)))
+        conn.execute(delete(samples_t).where(samples_t.c.at < cutoff))
+
+    # ---- read side ---------------------------------------------------------------------------
+    def snapshot(self, capability: str | None = None, since: float | None = None) -> Snapshot:
+        """Aggregates for a report; an empty Snapshot when no proxy has written yet."""
+        snap = Snapshot()
+        if not inspect(self.engine).has_table(counters_t.name):
+            return snap
+        since_bucket = _bucket(since) if since is not None else None
+
+        def scoped(table: Table, *columns, group: Iterable = ()):
+            query = select(*columns)
+            if capability is not None:
+                query = query.where(table.c.capability == capability)
+            if since_bucket is not None:
+                col = table.c.at if table is samples_t else table.c.bucket
+                query = query.where(col >= (since if table is samples_t else since_bucket))
+            return query.group_by(*group) if group else query
+
+        c, f, s, lt, sm = counters_t.c, fields_t.c, signatures_t.c, latency_t.c, samples_t.c
+        with self.engine.connect() as conn:
+            snap.counters = [tuple(r) for r in conn.execute(
+                scoped(counters_t, c.capability, c.route, c.bucket, c.name, c.value))]
+            snap.fields = [tuple(r) for r in conn.execute(scoped(
+                fields_t, f.capability, f.route, f.field, func.sum(f.raw), func.sum(f.noise),
+                group=(f.capability, f.route, f.field)))]
+            snap.signatures = [tuple(r) for r in conn.execute(scoped(
+                signatures_t, s.capability, s.route, s.bucket, s.status_mismatch, s.fields,
+                s.count))]
+            snap.latency = [tuple(r) for r in conn.execute(scoped(
+                latency_t, lt.capability, lt.route, lt.side, lt.bin, func.sum(lt.count),
+                group=(lt.capability, lt.route, lt.side, lt.bin)))]
+            snap.samples = [tuple(r) for r in conn.execute(
+                scoped(samples_t, sm.capability, sm.route, sm.field, sm.at, sm.data)
+                .order_by(sm.id.desc()))]
+        return snap
+
+
+def _bucket(at: float | None) -> int:
+    at = time.time() if at is None else at
+    return int(at // BUCKET_S) * BUCKET_S

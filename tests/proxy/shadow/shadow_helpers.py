@@ -1,0 +1,38 @@
+"""Shared builders for the shadow tests (not fixtures: plain functions)."""
+from __future__ import annotations
+
+import json
+
+from proxy.shadow.store import Observation
+
+
+def observation(route="/api/products/{id}", raw=(), noise=None, status_mismatch=False,
+                at=1_800_000_000.0, capability="catalog", legacy_s=0.010, service_s=0.020,
+                sample_fields=()):
+    sample = None
+    if sample_fields:
+        sample = json.dumps({
+            "at": at, "method": "GET", "target": "/api/products/1",
+            "request_headers": [], "request_body": "",
+            "legacy": {"status": 200, "headers": [], "body": '{"price": 49.99}', "latency_ms": 10},
+            "service": {"status": 200, "headers": [], "body": '{"price": 50.0}', "latency_ms": 20},
+            "diffs": [{"path": f, "kind": "value", "left": 49.99, "right": 50.0}
+                      for f in sample_fields],
+            "curl": {"legacy": "curl -sS -i -X GET http://127.0.0.1:1/api/products/1",
+                     "service": "curl -sS -i -X GET http://127.0.0.1:2/api/products/1"}})
+    return Observation(capability=capability, route=route, at=at,
+                       status_mismatch=status_mismatch, raw_fields=frozenset(raw),
+                       noise_fields=None if noise is None else frozenset(noise),
+                       legacy_latency_s=legacy_s, service_latency_s=service_s,
+                       sample=sample, sample_fields=tuple(sample_fields))
+
+
+def fill(store, n=40, noise_every=2, at=1_800_000_000.0):
+    """n comparisons on one route: price always wrong, generated_at always noisy; plus a clean
+    route whose only difference is the noise field."""
+    for i in range(n):
+        noisy = {"$.generated_at"} if i % noise_every == 0 else None
+        store.record(observation(raw={"$.price", "$.generated_at"}, noise=noisy, at=at + i,
+                                 sample_fields=("$.price",) if i < 2 else ()))
+        store.record(observation(route="/api/categories", raw={"$.generated_at"}, noise=noisy,
+                                 at=at + i))

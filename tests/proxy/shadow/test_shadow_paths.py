@@ -1,0 +1,34 @@
+import pytest
+
+from proxy.shadow.paths import compile_path, field_key
+
+
+def test_field_key_generalises_indices():
+    assert field_key(("items", 3, "price")) == "$.items[*].price"
+    assert field_key(()) == "$"
+    assert field_key(("a b", "x")) == "$['a b'].x"
+
+
+@pytest.mark.parametrize("pattern,location,expected", [
+    ("$.a.b", ("a", "b"), True),
+    ("$.a.b", ("a", "b", "c"), False),
+    ("$..name", ("name",), True),
+    ("$..name", ("category", "name"), True),
+    ("$..name", ("items", 4, "category", "name"), True),
+    ("$..name", ("items", 4, "names"), False),
+    ("$.items[*].price", ("items", 0, "price"), True),
+    ("$.items[*].price", ("items", "x", "price"), True),
+    ("$.items[1].price", ("items", 0, "price"), False),
+    ("$.items[1].price", ("items", 1, "price"), True),
+    ("$['a b']", ("a b",), True),
+    ("$.*", ("anything",), True),
+    ("$..*", ("a", 1, "b"), True),
+])
+def test_pattern_matching(pattern, location, expected):
+    assert compile_path(pattern).matches(location) is expected
+
+
+@pytest.mark.parametrize("bad", ["a.b", "$.a[", "$..", "$.a..", "$ a"])
+def test_malformed_patterns_say_so(bad):
+    with pytest.raises(ValueError, match="path"):
+        compile_path(bad)

@@ -1,0 +1,53 @@
+import json
+
+from proxy.shadow.redact import (REDACTED, luhn_valid, redact_body, redact_field,
+                                 redact_headers, redact_text)
+
+SENSITIVE = frozenset({"password", "card_number", "token"})
+
+
+def test_luhn():
+    assert luhn_valid("4111111111111111")
+    assert not luhn_valid("4111111111111112")
+
+
+def test_card_like_numbers_in_text():
+    text = "paid with 4111 1111 1111 1111 and 5500-0000-0000-0004, order 1234567890123"
+    out = redact_text(text)
+    assert "4111" not in out and "5500" not in out
+    assert out.count(REDACTED) == 2
+    assert "1234567890123" in out  # not Luhn-valid: an ordinary number stays
+
+
+def test_sensitive_json_fields_anywhere():
+    body = json.dumps({"user": {"Password": "hunter2", "name": "A"},
+                       "cards": [{"card_number": "4111111111111111"}],
+                       "note": "card 4012888888881881", "n": 4111111111111111}).encode()
+    out = json.loads(redact_body(body, SENSITIVE, 10_000))
+    assert out == {"user": {"Password": REDACTED, "name": "A"},
+                   "cards": [{"card_number": REDACTED}],
+                   "note": f"card {REDACTED}", "n": REDACTED}
+
+
+def test_form_bodies_query_strings_and_broken_json():
+    assert redact_text("a=1&password=hunter2&token=abc", SENSITIVE) == \
+        f"a=1&password={REDACTED}&token={REDACTED}"
+    assert "hunter2" not in redact_body(b'{"password": "hunter2", ', SENSITIVE, 1000)
+
+
+def test_credential_headers():
+    headers = redact_headers([("Authorization", "Bearer x"), ("Cookie", "sid=1"),
+                              ("Set-Cookie", "sid=2"), ("Accept", "*/*")], SENSITIVE)
+    assert headers == [("Authorization", REDACTED), ("Cookie", REDACTED),
+                       ("Set-Cookie", REDACTED), ("Accept", "*/*")]
+
+
+def test_diff_values_of_sensitive_fields():
+    assert redact_field("$.user.password", "a", SENSITIVE) == REDACTED
+    assert redact_field("$.items[*].token", "a", SENSITIVE) == REDACTED
+    assert redact_field("$.price", 12.5, SENSITIVE) == 12.5
+
+
+def test_long_bodies_are_cut():
+    out = redact_body(b"x" * 100, SENSITIVE, 10)
+    assert out.startswith("x" * 10) and "90 more chars" in out

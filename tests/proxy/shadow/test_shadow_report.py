@@ -1,0 +1,138 @@
+import json
+import re
+
+import pytest
+
+from proxy.shadow.formats import render
+from proxy.shadow.report import build_report, gate
+from proxy.shadow.store import ShadowStore
+from strangler.cli import main
+
+from tests.proxy.shadow.shadow_helpers import fill, observation
+
+AT = 1_800_000_000.0
+
+
+@pytest.fixture
+def store(tmp_path):
+    store = ShadowStore(f"sqlite:///{tmp_path / 'shadow.sqlite3'}")
+    store.create_schema()
+    yield store
+    store.close()
+
+
+def _route(report, route, capability="catalog"):
+    cap = next(c for c in report["capabilities"] if c["name"] == capability)
+    return next(r for r in cap["routes"] if r["route"] == route)
+
+
+def test_bug_field_reported_and_noise_field_cancelled(store):
+    fill(store, n=40)
+    store.flush()
+    report = build_report(store, now=AT + 100)
+    products = _route(report, "/api/products/{id}")
+    verdicts = {f["field"]: f["verdict"] for f in products["fields"]}
+    assert verdicts == {"$.price": "reported", "$.generated_at": "noise"}
+    assert products["fields"][0]["field"] == "$.price"  # regressions first
+    assert (products["matched"], products["compared"], products["match_rate"]) == (0, 40, 0.0)
+    categories = _route(report, "/api/categories")
+    assert (categories["matched"], categories["match_rate"]) == (40, 100.0)
+    assert report["capabilities"][0]["match_rate"] == 50.0
+    assert [s["field"] for s in products["samples"]] == ["$.price", "$.price"]
+    assert products["latency"]["legacy"]["p50"] == pytest.approx(10, rel=0.1)
+    assert products["latency"]["service"]["p99"] == pytest.approx(20, rel=0.1)
+    assert products["timeline"][0]["compared"] == 40
+
+
+def test_too_little_evidence_is_pending_and_counts_as_difference(store):
+    fill(store, n=6)
+    store.flush()
+    r = _route(build_report(store, now=AT + 100), "/api/categories")
+    assert {f["verdict"] for f in r["fields"]} == {"pending"}
+    assert r["matched"] == 0
+
+
+def test_status_mismatch_never_matches(store):
+    for i in range(20):
+        store.record(observation(route="/api/products/{id}", status_mismatch=i < 5,
+                                 noise=set(), at=AT + i))
+    store.flush()
+    r = _route(build_report(store, now=AT + 100), "/api/products/{id}")
+    assert (r["status_mismatch"], r["matched"], r["match_rate"]) == (5, 15, 75.0)
+
+
+def test_filters_by_capability_and_window(store):
+    fill(store, n=20)
+    for i in range(20):
+        store.record(observation(capability="search", route="/api/search", noise=set(),
+                                 at=AT + 3600 + i))
+    store.flush()
+    only = build_report(store, capability="search", now=AT + 3700)
+    assert [c["name"] for c in only["capabilities"]] == ["search"]
+    recent = build_report(store, since_s=600, now=AT + 3700)
+    assert [c["name"] for c in recent["capabilities"]] == ["search"]
+
+
+def test_gate(store):
+    fill(store, n=20)
+    store.flush()
+    report = build_report(store, now=AT + 100)
+    failures = gate(report, 99.5)
+    assert len(failures) == 1 and "/api/products/{id}" in failures[0]
+    assert gate(report, 0) == []
+    assert gate({"capabilities": []}, 50) != []  # no evidence never passes
+
+
+def test_all_formats_show_route_fields_rates_and_curl(store):
+    fill(store, n=20)
+    store.flush()
+    report = build_report(store, now=AT + 100)
+    for fmt in ("text", "markdown", "html"):
+        out = render(report, fmt)
+        for expected in ("/api/products/{id}", "$.price", "$.generated_at", "0.00 %",
+                         "100.00 %", "reported", "noise", "curl -sS -i -X GET"):
+            assert expected in out, (fmt, expected)
+    doc = json.loads(render(report, "json"))
+    assert doc["capabilities"][0]["routes"][1]["fields"][0]["field"] == "$.price"
+
+
+def test_html_is_self_contained_and_escaped(store):
+    for i in range(12):
+        store.record(observation(route="/api/<script>alert(1)</script>", raw={"$.x<y"},
+                                 noise=set(), at=AT + i, sample_fields=("$.x<y",)))
+    store.flush()
+    page = render(build_report(store, now=AT + 100), "html")
+    assert "<script>" not in page and "&lt;script&gt;" in page
+    urls = re.findall(r"(?:https?:)?//[^\s'\"<>]+", page)
+    assert urls and all(u.startswith("http://127.0.0.1:") for u in urls)  # only curl targets
+    assert "<svg" in page and "<style>" in page and "<link" not in page and " src=" not in page
+
+
+def test_cli_report_and_fail_under(store, tmp_path, capsys):
+    fill(store, n=20)
+    for i in range(20):
+        store.record(observation(capability="search", route="/api/search", noise=set(),
+                                 at=AT + i))
+    store.flush()
+    url = store.url
+    assert main(["shadow", "report", "--store", url, "--format", "json",
+                 "--fail-under", "99.5"]) == 1
+    captured = capsys.readouterr()
+    doc = json.loads(captured.out)
+    assert doc["gate"]["passed"] is False
+    assert "shadow gate failed: catalog /api/products/{id}" in captured.err
+    assert main(["shadow", "report", "--store", url, "--capability", "search",
+                 "--fail-under", "99.5"]) == 0
+    assert "capability search: match rate 100.00 % (20/20)" in capsys.readouterr().out
+    out_file = tmp_path / "report.md"
+    assert main(["shadow", "report", "--store", url, "--format", "markdown",
+                 "-o", str(out_file)]) == 0
+    assert out_file.read_text().startswith("# Shadow report")
+
+
+def test_cli_operator_errors(tmp_path, capsys, store):
+    assert main(["shadow", "report", "--store", f"sqlite:///{tmp_path / 'nope.db'}"]) == 2
+    assert "no shadow store at" in capsys.readouterr().err
+    assert main(["shadow", "report", "--store", store.url, "--since", "yesterday"]) == 2
+    assert "15m" in capsys.readouterr().err
+    assert main(["shadow", "report", "--store", "not a url"]) == 2

@@ -1,0 +1,106 @@
+import multiprocessing
+import time
+
+from proxy.shadow.report import build_report
+from proxy.shadow.store import ShadowStore, latency_bin, bin_upper_ms, samples_t
+from sqlalchemy import func, select
+
+from tests.proxy.shadow.shadow_helpers import fill, observation
+
+AT = 1_800_000_000.0
+
+
+def _route(report, route):
+    for cap in report["capabilities"]:
+        for r in cap["routes"]:
+            if r["route"] == route:
+                return r
+    raise AssertionError(f"route {route} not in report")
+
+
+def _write_in_process(url: str, n: int) -> None:
+    store = ShadowStore(url, flush_interval_s=0.05)
+    store.start()
+    for i in range(n):
+        store.record(observation(raw={"$.price"}, noise=set(), at=AT + i))
+        if i % 10 == 0:
+            time.sleep(0.01)  # let the flusher interleave with the other process
+    store.close()
+
+
+def _several_processes_share_one_store(url: str) -> None:
+    ShadowStore(url).create_schema()
+    ctx = multiprocessing.get_context("spawn")
+    procs = [ctx.Process(target=_write_in_process, args=(url, 100)) for _ in range(3)]
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join(60)
+        assert p.exitcode == 0
+    store = ShadowStore(url)
+    r = _route(build_report(store, now=AT + 200), "/api/products/{id}")
+    assert r["compared"] == 300 and r["noise_samples"] == 300
+    assert r["fields"][0]["field"] == "$.price" and r["fields"][0]["raw"] == 300
+    assert r["latency"]["legacy"]["count"] == 300
+    store.engine.dispose()
+
+
+def test_processes_share_one_sqlite_store(tmp_path):
+    _several_processes_share_one_store(f"sqlite:///{tmp_path / 'shadow.sqlite3'}")
+
+
+def test_processes_share_one_postgresql_store(pg_url):
+    _several_processes_share_one_store(pg_url)
+
+
+def test_counts_accumulate_across_flushes(tmp_path):
+    store = ShadowStore(f"sqlite:///{tmp_path / 's.db'}")
+    store.create_schema()
+    fill(store, n=20)
+    store.flush()
+    fill(store, n=20, at=AT + 100)
+    store.count("catalog", "/api/products/{id}", "skipped:unsafe-method", 3, at=AT)
+    store.count("catalog", "/api/products/{id}", "dropped", 2, at=AT)
+    store.flush()
+    r = _route(build_report(store, now=AT + 200), "/api/products/{id}")
+    assert (r["compared"], r["noise_samples"], r["dropped"]) == (40, 20, 2)
+    assert r["skipped"] == {"unsafe-method": 3}
+    store.close()
+
+
+def test_samples_are_bounded_per_field(tmp_path):
+    store = ShadowStore(f"sqlite:///{tmp_path / 's.db'}", samples_per_field=3)
+    store.create_schema()
+    granted = [store.wants_sample("catalog", "/r", "$.price", now=AT) for _ in range(10)]
+    assert granted == [True] * 3 + [False] * 7
+    assert store.wants_sample("catalog", "/r", "$.price", now=AT + 61)  # a fresh one later
+    for i in range(8):  # e.g. another process also stored some
+        store.record(observation(route="/r", raw={"$.price"}, at=AT + i,
+                                 sample_fields=("$.price",)))
+        store.flush()
+    with store.engine.connect() as conn:
+        assert conn.execute(select(func.count()).select_from(samples_t)).scalar() == 3
+        kept = conn.execute(select(samples_t.c.at).order_by(samples_t.c.at)).scalars().all()
+    assert kept == [AT + 5, AT + 6, AT + 7]  # the newest
+    store.close()
+
+
+def test_retention_deletes_old_buckets(tmp_path):
+    store = ShadowStore(f"sqlite:///{tmp_path / 's.db'}", retention_days=1)
+    store.create_schema()
+    now = time.time()
+    store.record(observation(at=now - 3 * 86400, raw={"$.a"}, sample_fields=("$.a",)))
+    store.record(observation(at=now - 60, raw={"$.a"}))
+    store.flush()  # the first flush also applies retention
+    r = _route(build_report(store, now=now), "/api/products/{id}")
+    assert r["compared"] == 1
+    with store.engine.connect() as conn:
+        assert conn.execute(select(func.count()).select_from(samples_t)).scalar() == 0
+    store.close()
+
+
+def test_latency_bins_are_ten_percent_wide():
+    for seconds in (0.00005, 0.001, 0.0123, 0.5, 3.0):
+        upper = bin_upper_ms(latency_bin(seconds))
+        assert seconds * 1000 <= upper + 1e-9
+        assert upper <= max(seconds * 1000 * 1.1, 0.1) + 1e-9
