@@ -12,6 +12,7 @@ from functools import partial
 from typing import TypeVar
 
 from aiohttp import web
+from sqlalchemy import text
 from sqlalchemy.engine import Connection
 
 from extracted_services.catalog import store, validation
@@ -66,7 +67,9 @@ def _product_id(request: web.Request) -> int:
 
 @routes.get("/healthz")
 async def healthz(request: web.Request) -> web.Response:
-    return web.json_response({"status": "ok"})
+    """Liveness that includes the database: a service that cannot query is not healthy."""
+    await _read(request, lambda conn: conn.execute(text("SELECT 1")))
+    return json_response(request, {"status": "ok"})
 
 
 @routes.get("/api/products")

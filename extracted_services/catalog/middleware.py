@@ -16,6 +16,7 @@ from aiohttp import web
 
 from extracted_services.catalog.keys import DRY_RUN, REQUEST_ID
 from extracted_services.catalog.problems import ApiError, from_http_exception
+from extracted_services.catalog.validation import MAX_BODY_BYTES
 
 log = logging.getLogger(__name__)
 _MAX_REQUEST_ID = 200
@@ -72,7 +73,12 @@ async def errors_as_json(request: web.Request, handler) -> web.StreamResponse:
     except web.HTTPException as exc:
         if exc.status < 400:
             raise
-        return error_response(request, from_http_exception(request, exc))
+        response = error_response(request, from_http_exception(request, exc, MAX_BODY_BYTES))
+        if isinstance(exc, web.HTTPMethodNotAllowed):
+            response.headers["Allow"] = ",".join(sorted(exc.allowed_methods))
+        return response
     except Exception:
-        log.exception("unhandled error on %s %s", request.method, request.path)
-        return error_response(request, ApiError(500, "internal error; see the service log"))
+        log.exception("unhandled error (request id %s) on %s %s",
+                      request_id(request), request.method, request.path)
+        return error_response(request, ApiError(
+            500, f"internal error; quote request id {request_id(request)}"))

@@ -29,11 +29,21 @@ def conflict(message: str) -> ApiError:
     return ApiError(409, message)
 
 
-def from_http_exception(request: web.BaseRequest, exc: web.HTTPException) -> ApiError:
-    """aiohttp's own refusals (unknown route, wrong method, body too large) in the same shape."""
+def from_http_exception(request: web.BaseRequest, exc: web.HTTPException,
+                        max_body: int) -> ApiError:
+    """aiohttp's own refusals (unknown route, wrong method, body too large) in the same shape,
+    worded as legacy words them so the two apps compare equal."""
+    if exc.status == 404:
+        return ApiError(404, f"nothing here: {request.method} {request.path} is not a route of "
+                             "this shop")
     if isinstance(exc, web.HTTPMethodNotAllowed):
         allowed = ", ".join(sorted(exc.allowed_methods))
-        return ApiError(405, f"{request.method} is not allowed on {request.path}; use {allowed}")
-    if isinstance(exc, web.HTTPNotFound):
-        return ApiError(404, f"no route for {request.method} {request.path}")
+        return ApiError(405, f"method {request.method} is not allowed on {request.path}; "
+                             f"use one of {allowed}")
+    if exc.status == 413:
+        return too_large(max_body)
     return ApiError(exc.status, exc.reason)
+
+
+def too_large(max_body: int) -> ApiError:
+    return ApiError(413, f"request body is larger than {max_body} bytes (1 MiB): send less")

@@ -29,7 +29,7 @@ def _products() -> Select:
 def list_products(conn: Connection, query: ListQuery) -> dict[str, Any]:
     conditions = []
     if query.q:
-        conditions.append(func.lower(Product.title).contains(query.q.lower(), autoescape=True))
+        conditions.append(Product.title.icontains(query.q, autoescape=True))
     if query.category:
         conditions.append(Product.category_slug == query.category)
     total = conn.scalar(select(func.count()).select_from(Product).where(*conditions))

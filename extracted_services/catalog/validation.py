@@ -13,7 +13,7 @@ from typing import Any, Mapping
 
 from aiohttp import web
 
-from extracted_services.catalog.problems import ApiError, bad_request, not_found
+from extracted_services.catalog.problems import ApiError, bad_request, not_found, too_large
 
 MAX_BODY_BYTES = 1024 * 1024
 # Legacy's ids and offsets are 32-bit integers; beyond that nothing can exist on either side.
@@ -68,11 +68,11 @@ def path_id(raw: str, what: str) -> int:
 async def json_body(request: web.Request) -> dict[str, Any]:
     """The request's JSON object; 413 past 1 MiB, 400 if empty or malformed, 415 if not JSON."""
     if request.content_length is not None and request.content_length > MAX_BODY_BYTES:
-        raise ApiError(413, too_large_message())
+        raise too_large(MAX_BODY_BYTES)
     try:
         raw = await request.read()
     except web.HTTPRequestEntityTooLarge:  # chunked bodies: aiohttp counts while reading
-        raise ApiError(413, too_large_message()) from None
+        raise too_large(MAX_BODY_BYTES) from None
     if not raw.strip():
         raise bad_request("request body is empty: send a JSON object")
     if request.content_type != "application/json":
@@ -90,10 +90,6 @@ async def json_body(request: web.Request) -> dict[str, Any]:
     if not isinstance(body, dict):
         raise bad_request(f"the body must be a JSON object, got {type(body).__name__}")
     return body
-
-
-def too_large_message() -> str:
-    return f"request body is larger than {MAX_BODY_BYTES} bytes"
 
 
 def _not_json(name: str) -> Any:

@@ -40,7 +40,7 @@ CASES = [
      "bad_request", "field 'sku' is required"),
     ("POST", "/api/products", {"json": GOOD | {"stock": 3}}, 400, "bad_request", "unknown field 'stock'"),
     ("POST", "/api/products", {"data": b'{"sku": "' + b"x" * (1024 * 1024) + b'"}',
-                               "headers": JSON}, 413, "payload_too_large", "larger than 1048576 bytes"),
+                               "headers": JSON}, 413, "payload_too_large", "larger than 1048576 bytes (1 MiB)"),
     ("PATCH", "/api/products/1", {"json": {"price": -0.01}}, 400, "bad_request", "price"),
     ("PATCH", "/api/products/1", {"json": {}}, 400, "bad_request", "nothing to change"),
     ("PATCH", "/api/products/1", {"json": {"sku": "B"}}, 400, "bad_request", "unknown field 'sku'"),
@@ -60,8 +60,9 @@ CASES = [
     ("GET", "/api/products?q=" + "a" * 201, {}, 400, "bad_request", "'q' is longer than 200"),
     ("GET", "/api/products/abc", {}, 404, "not_found", "product 'abc' does not exist"),
     ("GET", f"/api/products/{2**31}", {}, 404, "not_found", "does not exist"),
-    ("PUT", "/api/products/1", {"json": GOOD}, 405, "method_not_allowed", "PUT"),
-    ("GET", "/api/nothing-here", {}, 404, "not_found", "/api/nothing-here"),
+    ("PUT", "/api/products/1", {"json": GOOD}, 405, "method_not_allowed",
+     "method PUT is not allowed on /api/products/1; use one of DELETE, GET, HEAD, PATCH"),
+    ("GET", "/api/nothing-here", {}, 404, "not_found", "GET /api/nothing-here is not a route"),
 ]
 
 
