@@ -72,3 +72,21 @@ def wait_until_answers(server: Server, path: str, timeout: float = 30.0) -> None
     tail = server.log.read_text(errors="replace")[-2000:] if server.log and server.log.exists() else ""
     raise RuntimeError(f"{server.name} did not answer 200 on {server.url + path} (last: {last}); "
                        f"log tail:\n{tail}")
+
+
+def cpu_seconds(server: Server) -> float:
+    """CPU time (user + system) used so far by every live process in the server's process groups.
+
+    On a shared machine a peer's CPU cost per request is steadier than its requests per second,
+    because other tenants slow everyone down but do not make a request cost more cycles.
+    """
+    groups = {p.pid for p in server.processes}
+    ticks = 0
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            continue  # the process ended while we looked
+        if int(fields[2]) in groups:          # field 5 of stat: the process group
+            ticks += int(fields[11]) + int(fields[12])   # fields 14, 15: utime, stime
+    return ticks / os.sysconf("SC_CLK_TCK")

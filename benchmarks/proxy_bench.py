@@ -2,13 +2,15 @@
 
 Peers: direct to the upstream; nginx as a keep-alive reverse proxy; the naive aiohttp proxy;
 strangler with 5 and with 500 capabilities in its rule table (the request always matches the
-*last* capability, the worst case for a table scanned in order). Each peer gets a throughput run
-(wrk, closed loop, `--connections`) and a low-load latency run (wrk -c4: Debian has no wrk2, so
-no fixed-rate mode). The bars are ratios against peers from this same run, never absolute numbers.
+*last* capability, the worst case for a table scanned in order). Each peer gets throughput runs
+(wrk, closed loop, `--connections`) and low-load latency runs (wrk -c4: Debian has no wrk2, so
+no fixed-rate mode), interleaved with the other peers' in rounds, plus its CPU time per request.
+The bars are ratios against peers from this same run, never absolute numbers.
 """
 from __future__ import annotations
 
 import json
+import math
 import os
 import platform
 import subprocess
@@ -16,6 +18,7 @@ import sys
 import tempfile
 import time
 import urllib.request
+from contextlib import ExitStack
 from dataclasses import asdict, dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -24,13 +27,15 @@ from typing import Callable
 import yaml
 
 from benchmarks.nginx import start_nginx
-from benchmarks.processes import Server, free_port, spawn, wait_until_answers
+from benchmarks.processes import Server, cpu_seconds, free_port, spawn, wait_until_answers
 from benchmarks.upstream import BODY, start_upstream
 from benchmarks.wrk import Load, run_wrk
 
 WORKERS = 2                 # strangler and nginx get the same number of worker processes
 LATENCY_CONNECTIONS = 4     # "modest fixed concurrency" for the added-latency figure
 WARMUP_SECONDS = 2
+ROUNDS = 3                  # interleaved rounds per peer; the median round counts
+LOW_LOAD_SECONDS = 2
 CAPABILITY_COUNTS = (5, 500)
 # Every peer is asked for the same path; in strangler's table it is the last capability's.
 LAST_CAPABILITY = max(CAPABILITY_COUNTS) - 1
@@ -39,13 +44,6 @@ RESULTS = Path(__file__).with_name("results")
 BARS = {"strangler/nginx": 0.5, "strangler/naive": 2.0, "added_p50_ms": 1.0}
 
 Starter = Callable[[Path, Server], Server]   # (workdir, upstream) -> a started, unwaited peer
-
-
-@dataclass(frozen=True)
-class PeerResult:
-    name: str
-    throughput: Load
-    low_load: Load
 
 
 # --- peers ----------------------------------------------------------------------------------
@@ -123,6 +121,12 @@ def peers(with_strangler: bool) -> list[Starter]:
 
 # --- measuring ------------------------------------------------------------------------------
 
+@dataclass(frozen=True)
+class Sample:
+    load: Load
+    cpu_us_per_request: float | None   # the proxy's own CPU; None for direct (no proxy)
+
+
 def check_answer(url: str) -> None:
     """A peer that answers fast but wrong must not score: demand the upstream's exact bytes."""
     with urllib.request.urlopen(url, timeout=5) as resp:
@@ -131,51 +135,75 @@ def check_answer(url: str) -> None:
         raise RuntimeError(f"{url} answered {resp.status} with {len(body)} bytes, not the upstream's")
 
 
-def measure(server: Server, connections: int, seconds: float) -> PeerResult:
-    url = server.url + BENCH_PATH
-    check_answer(url)
-    run_wrk(url, connections=connections, threads=WORKERS, seconds=WARMUP_SECONDS)
-    throughput = run_wrk(url, connections=connections, threads=WORKERS, seconds=seconds)
-    low_load = run_wrk(url, connections=LATENCY_CONNECTIONS, threads=1, seconds=max(2, seconds / 2))
-    for load in (throughput, low_load):
-        if load.errors:
-            raise RuntimeError(f"{server.name}: {load.errors} failed requests under load")
-    return PeerResult(server.name, throughput, low_load)
+def sample(server: Server, connections: int, threads: int, seconds: float) -> Sample:
+    before = cpu_seconds(server)
+    load = run_wrk(server.url + BENCH_PATH, connections=connections, threads=threads, seconds=seconds)
+    if load.errors:
+        raise RuntimeError(f"{server.name}: {load.errors} failed requests under load")
+    cpu = (cpu_seconds(server) - before) * 1e6 / load.requests if server.processes else None
+    return Sample(load, cpu)
+
+
+@dataclass(frozen=True)
+class PeerResult:
+    name: str
+    throughput: Sample     # the median of the closed-loop rounds at --connections
+    low_load: Sample       # the median of the rounds at LATENCY_CONNECTIONS
+
+
+def median(samples: list[Sample], key: Callable[[Sample], float]) -> Sample:
+    return sorted(samples, key=key)[len(samples) // 2]
 
 
 def run_peers(starters: list[Starter], connections: int, seconds: float) -> list[PeerResult]:
-    results = []
-    with tempfile.TemporaryDirectory(prefix="strangler-bench-") as tmp:
+    """All peers run side by side (idle ones cost nothing) and are measured in interleaved rounds,
+    so a burst from another tenant of this shared machine hits one round of each, not one peer;
+    each peer's figure is its median round."""
+    round_seconds = max(2, math.ceil(seconds / ROUNDS))
+    with tempfile.TemporaryDirectory(prefix="strangler-bench-") as tmp, ExitStack() as stack:
         workdir = Path(tmp)
-        with start_upstream(workdir) as upstream:
-            wait_until_answers(upstream, BENCH_PATH)
-            for start in starters:
-                with start(workdir, upstream) as server:
-                    wait_until_answers(server, BENCH_PATH)
-                    print(f"  measuring {server.name} ...", file=sys.stderr, flush=True)
-                    results.append(measure(server, connections, seconds))
-    return results
+        upstream = stack.enter_context(start_upstream(workdir))
+        wait_until_answers(upstream, BENCH_PATH)
+        servers = [stack.enter_context(start(workdir, upstream)) for start in starters]
+        for server in servers:
+            wait_until_answers(server, BENCH_PATH)
+            check_answer(server.url + BENCH_PATH)
+            sample(server, connections, WORKERS, WARMUP_SECONDS)
+        busy: dict[str, list[Sample]] = {s.name: [] for s in servers}
+        calm: dict[str, list[Sample]] = {s.name: [] for s in servers}
+        for number in range(1, ROUNDS + 1):
+            print(f"  round {number}/{ROUNDS}", file=sys.stderr, flush=True)
+            for server in servers:
+                busy[server.name].append(sample(server, connections, WORKERS, round_seconds))
+            for server in servers:
+                calm[server.name].append(sample(server, LATENCY_CONNECTIONS, 1, LOW_LOAD_SECONDS))
+    return [PeerResult(s.name, median(busy[s.name], lambda x: x.load.rps),
+                       median(calm[s.name], lambda x: x.load.p50_ms)) for s in servers]
 
 
 # --- reporting ------------------------------------------------------------------------------
 
 def ratios(results: list[PeerResult]) -> dict[str, float]:
     by_name = {r.name: r for r in results}
+    rps = {name: r.throughput.load.rps for name, r in by_name.items()}
     direct, nginx, naive = by_name["direct"], by_name["nginx"], by_name["naive aiohttp"]
     out: dict[str, float] = {}
     for n in CAPABILITY_COUNTS:
-        s = by_name.get(f"strangler ({n} caps)")
-        if s is None:
+        name = f"strangler ({n} caps)"
+        if name not in by_name:
             continue
-        out[f"strangler/nginx ({n} caps)"] = s.throughput.rps / nginx.throughput.rps
-        out[f"strangler/naive ({n} caps)"] = s.throughput.rps / naive.throughput.rps
-        out[f"added_p50_ms ({n} caps)"] = s.low_load.p50_ms - direct.low_load.p50_ms
-    if f"strangler ({CAPABILITY_COUNTS[0]} caps)" in by_name:
-        few, many = (by_name[f"strangler ({n} caps)"] for n in CAPABILITY_COUNTS)
-        out[f"strangler {CAPABILITY_COUNTS[1]}/{CAPABILITY_COUNTS[0]} caps"] = (
-            many.throughput.rps / few.throughput.rps)
-    out["nginx/direct"] = nginx.throughput.rps / direct.throughput.rps
-    out["naive/direct"] = naive.throughput.rps / direct.throughput.rps
+        out[f"strangler/nginx ({n} caps)"] = rps[name] / rps["nginx"]
+        out[f"strangler/naive ({n} caps)"] = rps[name] / rps["naive aiohttp"]
+        out[f"added_p50_ms ({n} caps)"] = (by_name[name].low_load.load.p50_ms
+                                           - direct.low_load.load.p50_ms)
+        out[f"strangler/nginx CPU per request ({n} caps)"] = (
+            by_name[name].throughput.cpu_us_per_request / nginx.throughput.cpu_us_per_request)
+    few, many = (f"strangler ({n} caps)" for n in CAPABILITY_COUNTS)
+    if few in by_name:
+        out[f"strangler {CAPABILITY_COUNTS[1]}/{CAPABILITY_COUNTS[0]} caps throughput"] = (
+            rps[many] / rps[few])
+    out["nginx/direct"] = rps["nginx"] / rps["direct"]
+    out["naive/direct"] = rps["naive aiohttp"] / rps["direct"]
     return out
 
 
@@ -193,17 +221,22 @@ def verdicts(found: dict[str, float]) -> dict[str, bool]:
 
 def render(results: list[PeerResult], found: dict[str, float], passed: dict[str, bool],
            connections: int, seconds: float) -> str:
+    round_seconds = max(2, math.ceil(seconds / ROUNDS))
     lines = [f"proxy benchmark: {len(BODY)}-byte JSON from one nginx upstream; {WORKERS} workers "
-             f"for strangler and nginx, 1 for the naive proxy; {os.cpu_count()} CPUs; load avg {os.getloadavg()[0]:.2f}",
-             f"throughput: wrk -t{WORKERS} -c{connections} -d{round(seconds)}s; "
-             f"low load: wrk -t1 -c{LATENCY_CONNECTIONS}",
+             f"for strangler and nginx, 1 for the naive proxy; {os.cpu_count()} CPUs; "
+             f"load avg {os.getloadavg()[0]:.2f}",
+             f"busy: wrk -t{WORKERS} -c{connections}, {ROUNDS} interleaved rounds of {round_seconds}s; "
+             f"low load: wrk -t1 -c{LATENCY_CONNECTIONS}, {ROUNDS} rounds of {LOW_LOAD_SECONDS}s; "
+             "median round shown",
              "",
-             f"{'peer':<22}{'req/s':>10}{'p50 ms':>9}{'p99 ms':>9}   "
+             f"{'peer':<22}{'req/s':>9}{'p50 ms':>9}{'p99 ms':>9}{'CPU us/req':>12}   "
              f"{'low-load p50':>12}{'p99 ms':>9}"]
     for r in results:
-        t, low = r.throughput, r.low_load
-        lines.append(f"{r.name:<22}{t.rps:>10.0f}{t.p50_ms:>9.3f}{t.p99_ms:>9.3f}   "
-                     f"{low.p50_ms:>12.3f}{low.p99_ms:>9.3f}")
+        busy, calm = r.throughput, r.low_load
+        cpu = "-" if busy.cpu_us_per_request is None else f"{busy.cpu_us_per_request:.0f}"
+        lines.append(f"{r.name:<22}{busy.load.rps:>9.0f}{busy.load.p50_ms:>9.3f}"
+                     f"{busy.load.p99_ms:>9.3f}{cpu:>12}   "
+                     f"{calm.load.p50_ms:>12.3f}{calm.load.p99_ms:>9.3f}")
     lines.append("")
     for key, value in found.items():
         unit = " ms" if key.startswith("added") else ""
@@ -212,7 +245,7 @@ def render(results: list[PeerResult], found: dict[str, float], passed: dict[str,
             bar = BARS[key.split(" (")[0]]
             sign = "<" if key.startswith("added") else ">="
             verdict = f"   (bar {sign} {bar:g}{unit}: {'pass' if passed[key] else 'FAIL'})"
-        lines.append(f"{key:<32}{value:>8.3f}{unit}{verdict}")
+        lines.append(f"{key:<44}{value:>8.3f}{unit}{verdict}")
     if not any(k.startswith("strangler") for k in found):
         lines.append("strangler: `strangler proxy` is not available yet; peers only, no bars checked")
     return "\n".join(lines)
@@ -250,8 +283,8 @@ def main(connections: int, seconds: float) -> int:
     print(render(results, found, passed, connections, seconds))
     path = write_result({
         "benchmark": "proxy", "started": datetime.fromtimestamp(started, timezone.utc).isoformat(),
-        "config": {"connections": connections, "seconds": seconds, "workers": WORKERS,
-                   "latency_connections": LATENCY_CONNECTIONS, "body_bytes": len(BODY),
+        "config": {"connections": connections, "seconds": seconds, "rounds": ROUNDS,
+                   "workers": WORKERS, "latency_connections": LATENCY_CONNECTIONS, "body_bytes": len(BODY),
                    "path": BENCH_PATH, "capability_counts": CAPABILITY_COUNTS},
         "environment": env_before, "loadavg_after": os.getloadavg(),
         "peers": [asdict(r) for r in results], "ratios": found, "bars": BARS, "passed": passed,
