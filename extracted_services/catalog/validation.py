@@ -79,7 +79,7 @@ async def json_body(request: web.Request) -> dict[str, Any]:
         raise ApiError(415, f"unsupported content type {request.content_type!r}: "
                             "send the body as application/json")
     try:
-        body = json.loads(raw, parse_float=Decimal, parse_constant=_not_json)
+        body = json.loads(raw.decode("utf-8"), parse_float=Decimal, parse_constant=_not_json)
     except UnicodeDecodeError:
         raise bad_request("malformed JSON: the body is not UTF-8") from None
     except json.JSONDecodeError as exc:

@@ -1,0 +1,193 @@
+"""The catalog contract: legacy and the catalog service answer the same requests the same way.
+
+Both apps are seeded with the same N products from `legacy_monolith.seed_data`, then one list
+of catalog requests goes to each over real HTTP. Status, the dry-run marker and every JSON
+field must match, except the documented noise (`generated_at`, `request_id`). A write's
+`updated_at` is "now" on each side, so there it must only be a timestamp within a few seconds
+of the other. A mismatch names the path of every differing field.
+"""
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Iterator
+from datetime import datetime
+from typing import Any
+
+import aiohttp
+import pytest
+from aiohttp import web
+
+from extracted_services.catalog.app import create_app as create_catalog
+from legacy_monolith.app import create_app as create_legacy
+from strangler.db import sqlite_url
+from tests.conftest import free_port
+
+SEEDED = 60
+NOISE = frozenset({"$.generated_at", "$.request_id"})
+WRITE_CLOCK = "$.updated_at"  # set to "now" by each side's own write
+JSON = {"Content-Type": "application/json"}
+DRY = {"X-Strangler-Dry-Run": "1"}
+NEW = {"sku": "NEW-1", "name": "Oak Lantern", "description": "Warm light.", "price": 19.9,
+       "category": "lighting"}
+
+# (method, path, aiohttp request kwargs): reads, paging, search, filters, unknowns, bad
+# parameters, bad bodies, and dry-run writes; the last reads prove the dry runs left no trace.
+REQUESTS: list[tuple[str, str, dict[str, Any]]] = [
+    ("GET", "/api/products", {}),
+    ("GET", "/api/products?limit=7&offset=14", {}),
+    ("GET", f"/api/products?limit=100&offset={SEEDED - 3}", {}),
+    ("GET", f"/api/products?offset={SEEDED + 10}", {}),
+    ("GET", "/api/products?q=oak&limit=100", {}),
+    ("GET", "/api/products?q=%20LAMP%20&limit=100", {}),
+    ("GET", "/api/products?q=%25", {}),
+    ("GET", "/api/products?q=_", {}),
+    ("GET", "/api/products?category=lighting&limit=100", {}),
+    ("GET", "/api/products?category=kitchen&q=a&limit=3&offset=1", {}),
+    ("GET", "/api/products?category=nope", {}),
+    ("GET", "/api/products?limit=", {}),
+    ("GET", "/api/products?limit=0", {}),
+    ("GET", "/api/products?limit=101", {}),
+    ("GET", "/api/products?limit=ten", {}),
+    ("GET", "/api/products?limit=%2B5", {}),
+    ("GET", "/api/products?offset=-1", {}),
+    ("GET", f"/api/products?offset={2**31}", {}),
+    ("GET", "/api/products?q=" + "x" * 201, {}),
+    ("GET", "/api/products/1", {}),
+    ("GET", f"/api/products/{SEEDED}", {}),
+    ("GET", f"/api/products/{SEEDED + 1}", {}),
+    ("GET", "/api/products/0", {}),
+    ("GET", "/api/products/abc", {}),
+    ("GET", f"/api/products/{2**31}", {}),
+    ("GET", "/api/products/1/extra", {}),
+    ("GET", "/api/categories", {}),
+    ("GET", "/api/categories/lighting", {}),
+    ("GET", "/api/categories/nope", {}),
+    ("GET", "/api/products", {"headers": {"X-Request-Id": "contract-1"}}),
+    ("PUT", "/api/products/1", {"json": NEW}),
+    # Writes, rehearsed: each side runs and rolls back, answering as the write would.
+    ("POST", "/api/products", {"json": NEW, "headers": DRY}),
+    ("POST", "/api/products", {"json": {k: v for k, v in NEW.items() if k != "description"}
+                               | {"currency": "USD", "price": 5}, "headers": DRY}),
+    ("PATCH", "/api/products/2", {"json": {"price": 0.1, "name": " Renamed "}, "headers": DRY}),
+    ("PATCH", "/api/products/3", {"json": {"category": "garden", "description": ""},
+                                  "headers": DRY}),
+    ("DELETE", "/api/products/4", {"headers": DRY}),
+    # Refused writes: the same code and message from both, nothing written.
+    ("POST", "/api/products", {"json": NEW | {"sku": "SKU-000001"}, "headers": DRY}),
+    ("POST", "/api/products", {"json": NEW | {"category": "nope"}, "headers": DRY}),
+    ("POST", "/api/products", {"json": NEW | {"price": -1}}),
+    ("POST", "/api/products", {"json": NEW | {"price": 1.999}}),
+    ("POST", "/api/products", {"json": NEW | {"price": 100_000_000}}),
+    ("POST", "/api/products", {"json": NEW | {"price": "1"}}),
+    ("POST", "/api/products", {"json": NEW | {"currency": "eur"}}),
+    ("POST", "/api/products", {"json": NEW | {"stock": 5}}),
+    ("POST", "/api/products", {"json": {"name": "x", "price": 1, "category": "decor"}}),
+    ("POST", "/api/products", {"json": NEW | {"name": "   "}}),
+    ("POST", "/api/products", {"json": NEW | {"sku": "x" * 65}}),
+    ("POST", "/api/products", {"json": [NEW]}),
+    ("POST", "/api/products", {"data": b'{"sku": ', "headers": JSON}),
+    ("POST", "/api/products", {"data": b'{"sku": "\xc3\x28"}', "headers": JSON}),
+    ("POST", "/api/products", {"data": b"", "headers": JSON}),
+    ("POST", "/api/products", {"data": b"sku=1", "headers": {
+        "Content-Type": "application/x-www-form-urlencoded"}}),
+    ("POST", "/api/products", {"data": b"x" * (1024 * 1024 + 1), "headers": JSON}),
+    ("POST", "/api/products", {"json": NEW, "headers": {"X-Strangler-Dry-Run": "true"}}),
+    ("PATCH", f"/api/products/{SEEDED + 1}", {"json": {"price": 1}, "headers": DRY}),
+    ("PATCH", "/api/products/1", {"json": {}}),
+    ("PATCH", "/api/products/1", {"json": {"sku": "B"}}),
+    ("PATCH", "/api/products/1", {"json": {"category": "nope"}, "headers": DRY}),
+    ("DELETE", f"/api/products/{SEEDED + 1}", {"headers": DRY}),
+    ("DELETE", "/api/products/abc", {"headers": DRY}),
+    # After the rehearsals: both stores still hold exactly the seed.
+    ("GET", "/api/products?limit=100", {}),
+    ("GET", "/api/categories", {}),
+]
+
+
+def differences(legacy: Any, service: Any, path: str = "$") -> Iterator[str]:
+    """Every JSON path where the two values differ (type included: 5 and 5.0 render apart)."""
+    if path in NOISE:
+        return
+    if isinstance(legacy, dict) and isinstance(service, dict):
+        for key in sorted(legacy.keys() | service.keys()):
+            if key not in service or key not in legacy:
+                yield f"{path}.{key}: only in {'legacy' if key in legacy else 'service'}"
+            else:
+                yield from differences(legacy[key], service[key], f"{path}.{key}")
+    elif isinstance(legacy, list) and isinstance(service, list):
+        if len(legacy) != len(service):
+            yield f"{path}: {len(legacy)} items in legacy, {len(service)} in service"
+        for index, (left, right) in enumerate(zip(legacy, service)):
+            yield from differences(left, right, f"{path}[{index}]")
+    elif type(legacy) is not type(service) or legacy != service:
+        yield f"{path}: legacy {legacy!r} != service {service!r}"
+
+
+def clocks_agree(legacy: str, service: str) -> bool:
+    parse = lambda value: datetime.strptime(value, "%Y-%m-%dT%H:%M:%SZ")  # noqa: E731
+    return abs((parse(legacy) - parse(service)).total_seconds()) <= 5
+
+
+async def _serve(app: web.Application) -> tuple[web.AppRunner, str]:
+    runner = web.AppRunner(app)
+    await runner.setup()
+    port = free_port()
+    await web.TCPSite(runner, "127.0.0.1", port).start()
+    return runner, f"http://127.0.0.1:{port}"
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+async def urls(request, tmp_path) -> AsyncIterator[tuple[str, str]]:
+    """Legacy and the catalog service, each on its own store seeded with the same products."""
+    if request.param == "sqlite":
+        legacy_db, catalog_db = (sqlite_url(tmp_path / f"{name}.db")
+                                 for name in ("legacy", "catalog"))
+    else:
+        make = request.getfixturevalue("pg_database")
+        legacy_db, catalog_db = make("contract_legacy"), make("contract_catalog")
+    legacy, legacy_url = await _serve(create_legacy(legacy_db, seed_products=SEEDED))
+    catalog, catalog_url = await _serve(create_catalog(catalog_db, seed_products=SEEDED))
+    yield legacy_url, catalog_url
+    await catalog.cleanup()
+    await legacy.cleanup()
+
+
+async def _call(http: aiohttp.ClientSession, base: str, method: str, path: str,
+                kwargs: dict[str, Any]) -> tuple[int, str | None, Any]:
+    async with http.request(method, base + path, **kwargs) as resp:
+        body = await resp.json() if resp.status != 204 else None
+        return resp.status, resp.headers.get("X-Strangler-Dry-Run"), body
+
+
+async def test_legacy_and_service_answer_alike(urls):
+    legacy_url, catalog_url = urls
+    mismatches: list[str] = []
+    async with aiohttp.ClientSession() as http:
+        for method, path, kwargs in REQUESTS:
+            legacy = await _call(http, legacy_url, method, path, kwargs)
+            service = await _call(http, catalog_url, method, path, kwargs)
+            where = f"{method} {path[:80]}"
+            if legacy[:2] != service[:2]:
+                mismatches.append(f"{where}: status/dry-run legacy {legacy[:2]} "
+                                  f"!= service {service[:2]}")
+            legacy_body, service_body = legacy[2], service[2]
+            if method != "GET" and all(isinstance(body, dict) and "updated_at" in body
+                                       for body in (legacy_body, service_body)):
+                if not clocks_agree(legacy_body.pop("updated_at"), service_body.pop("updated_at")):
+                    mismatches.append(f"{where}: {WRITE_CLOCK} more than 5 s apart")
+            mismatches += [f"{where}: {d}" for d in differences(legacy_body, service_body)]
+    assert not mismatches, "catalog contract broken:\n" + "\n".join(mismatches)
+
+
+def test_the_comparison_names_the_differing_paths():
+    """The differ itself: noise ignored, nesting, lengths and number types reported by path."""
+    legacy = {"items": [{"price": 5.0, "category": {"slug": "a"}}], "total": 1,
+              "generated_at": "x", "request_id": "1"}
+    service = {"items": [{"price": 5, "category": {"slug": "b"}}, {}], "extra": True,
+               "generated_at": "y", "request_id": "2"}
+    assert list(differences(legacy, service)) == [
+        "$.extra: only in service",
+        "$.items: 1 items in legacy, 2 in service",
+        "$.items[0].category.slug: legacy 'a' != service 'b'",
+        "$.items[0].price: legacy 5.0 != service 5",
+        "$.total: only in legacy",
+    ]
