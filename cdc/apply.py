@@ -33,6 +33,7 @@ class Outcome:
     dead: list[Dead] = field(default_factory=list)
     per_table: dict[str, list[int]] = field(default_factory=dict)   # source table -> [events, max source ts]
     commit_ms: int = 0
+    offsets: dict[tuple[str, int], int] = field(default_factory=dict)  # next offset per partition
 
     def lag_ms(self) -> dict[str, int]:
         return {t: self.commit_ms - ts for t, (_, ts) in self.per_table.items() if ts}
@@ -103,6 +104,7 @@ class Applier:
             self.store.begin()
             outcome = self._run(records, isolate=True)
             self._finish(outcome, offsets)
+        outcome.offsets = offsets
         return outcome
 
     def replay(self, entries: list[tuple[int, Record]]) -> dict[int, str | None]:
@@ -264,8 +266,9 @@ class Applier:
                         out.append(((m.target_table, old), _Op("delete", dict(zip(m.target_key, old)))))
                         out.append(((m.target_table, key), _Op("move", row, old)))
                         continue
-                    # Unchanged TOASTed values are left out of `row`: update only the columns we have.
-                    partial = UNAVAILABLE in after.values()
+                    # Unchanged TOASTed values (listed in `unavailable_columns`, or Debezium's
+                    # placeholder) are left out of `row`: update only the columns we have.
+                    partial = bool(value.get("unavailable_columns")) or UNAVAILABLE in after.values()
                     out.append(((m.target_table, key), _Op("update" if partial else "upsert", row)))
                 elif op == "d":
                     if not isinstance(before, dict):

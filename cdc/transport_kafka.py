@@ -1,0 +1,175 @@
+"""Kafka transport through confluent-kafka: an EventSink for capture, an EventSource for apply.
+
+Producer: idempotent, `acks=all`, keyed by the JSON of the primary key (murmur2, as Java
+clients partition) so each row's changes stay in order in one partition; `flush()` raises if any
+delivery failed, so capture never acknowledges WAL for events Kafka does not hold. Topics are
+created explicitly with the configured partition count.
+
+Consumer: one consumer group per apply (so apply scales out by adding members),
+`enable.auto.commit=false`; on assignment each partition seeks to the offset stored in the
+target database, which apply commits in the same transaction as the rows. The offset is also
+committed to Kafka afterwards, only so standard lag tooling can see it.
+"""
+from __future__ import annotations
+
+import json
+import threading
+from typing import Any, Callable
+
+from confluent_kafka import (OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, Producer,
+                             TopicPartition)
+from confluent_kafka.admin import AdminClient, NewTopic
+
+from cdc.envelope import encode
+from cdc.events import ChangeEvent
+from cdc.records import Record
+
+POSITION_HEADER = "strangler.position"
+
+PRODUCER_DEFAULTS: dict[str, Any] = {
+    "enable.idempotence": True,
+    "acks": "all",
+    "linger.ms": 10,                       # a short wait fills batches at high rates
+    "batch.num.messages": 10_000,
+    "batch.size": 1_000_000,
+    "compression.type": "lz4",
+    "queue.buffering.max.messages": 500_000,
+    "partitioner": "murmur2_random",        # same partition for a key as the Java clients
+    "delivery.report.only.error": True,     # callbacks only for failures: no per-event cost
+}
+
+CONSUMER_DEFAULTS: dict[str, Any] = {
+    "enable.auto.commit": False,
+    "auto.offset.reset": "earliest",
+    "fetch.min.bytes": 1,
+    "fetch.wait.max.ms": 50,
+    "queued.min.messages": 100_000,
+}
+
+
+class TransportError(Exception):
+    """The transport could not make events durable (capture must not acknowledge them)."""
+
+
+def ensure_topics(bootstrap: str, topics: list[str], partitions: int, replication: int = 1,
+                  timeout_s: float = 30.0) -> None:
+    """Create the topics that are missing, with `partitions` partitions each."""
+    admin = AdminClient({"bootstrap.servers": bootstrap})
+    existing = set(admin.list_topics(timeout=timeout_s).topics)
+    wanted = [NewTopic(t, num_partitions=partitions, replication_factor=replication)
+              for t in topics if t not in existing]
+    if not wanted:
+        return
+    for topic, future in admin.create_topics(wanted, operation_timeout=timeout_s).items():
+        try:
+            future.result(timeout_s)
+        except KafkaException as exc:
+            if exc.args[0].code() != KafkaError.TOPIC_ALREADY_EXISTS:
+                raise TransportError(f"cannot create topic {topic}: {exc.args[0].str()}") from None
+
+
+def _dumps(obj: Any) -> bytes:
+    return json.dumps(obj, separators=(",", ":"), ensure_ascii=False, default=str).encode()
+
+
+class KafkaSink:
+    """EventSink: produce Debezium events; `flush` returns once all are acknowledged by Kafka."""
+
+    def __init__(self, bootstrap: str, *, partitions: int = 3, replication: int = 1,
+                 config: dict[str, Any] | None = None) -> None:
+        self.bootstrap = bootstrap
+        self.partitions = partitions
+        self.replication = replication
+        self._errors: list[str] = []
+        self._lock = threading.Lock()
+        self._topics: set[str] = set()
+        self._producer = Producer({"bootstrap.servers": bootstrap, **PRODUCER_DEFAULTS,
+                                   "on_delivery": self._delivered, **(config or {})})
+        self._sent = 0
+
+    def _delivered(self, err: KafkaError | None, msg: Any) -> None:
+        if err is not None:
+            with self._lock:
+                self._errors.append(f"{msg.topic()}: {err.str()}")
+
+    def send(self, event: ChangeEvent) -> None:
+        if event.topic not in self._topics:
+            ensure_topics(self.bootstrap, [event.topic], self.partitions, self.replication)
+            self._topics.add(event.topic)
+        key = _dumps(event.key) if event.key is not None else None
+        value = encode(event.value)
+        headers = [(POSITION_HEADER, str(event.position).encode())]
+        while True:
+            try:
+                self._producer.produce(event.topic, value, key, headers=headers)
+                break
+            except BufferError:                 # local queue full: let deliveries drain
+                self._producer.poll(0.05)
+        self._sent += 1
+        if self._sent % 1000 == 0:
+            self._producer.poll(0)
+
+    def flush(self, timeout_s: float) -> None:
+        remaining = self._producer.flush(timeout_s)
+        with self._lock:
+            errors = list(self._errors)
+        if errors:
+            raise TransportError(f"{len(errors)} event(s) not delivered, first: {errors[0]}")
+        if remaining:
+            raise TransportError(f"{remaining} event(s) still in flight after {timeout_s}s")
+
+    def close(self) -> None:
+        self._producer.flush(10)
+
+
+class KafkaSource:
+    """EventSource: a consumer-group member that starts each partition at the stored offset."""
+
+    def __init__(self, bootstrap: str, group: str, topics: list[str],
+                 stored_offsets: Callable[[], dict[tuple[str, int], int]],
+                 *, config: dict[str, Any] | None = None) -> None:
+        self._stored_offsets = stored_offsets
+        self._consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": group,
+                                   **CONSUMER_DEFAULTS, **(config or {})})
+        self._consumer.subscribe(topics, on_assign=self._on_assign)
+        self.assigned: list[tuple[str, int]] = []
+
+    def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        stored = self._stored_offsets()
+        for p in partitions:
+            p.offset = stored.get((p.topic, p.partition), OFFSET_BEGINNING)
+        consumer.assign(partitions)
+        self.assigned = [(p.topic, p.partition) for p in partitions]
+
+    def poll(self, max_records: int, timeout_s: float) -> list[Record]:
+        out: list[Record] = []
+        for msg in self._consumer.consume(max_records, timeout_s):
+            err = msg.error()
+            if err is not None:
+                if err.code() == KafkaError._PARTITION_EOF:
+                    continue
+                raise TransportError(f"consume failed: {err.str()}")
+            raw_key, raw_value = msg.key(), msg.value()
+            value = json.loads(raw_value) if raw_value is not None else None
+            position = _position(msg.headers(), value)
+            topic = msg.topic()
+            out.append(Record(topic, msg.partition(), msg.offset(),
+                              ChangeEvent(topic, json.loads(raw_key) if raw_key else None, value, position)))
+        return out
+
+    def committed(self, offsets: dict[tuple[str, int], int]) -> None:
+        if offsets:
+            self._consumer.commit(offsets=[TopicPartition(t, p, o) for (t, p), o in offsets.items()],
+                                  asynchronous=True)
+
+    def close(self) -> None:
+        self._consumer.close()
+
+
+def _position(headers: list[tuple[str, bytes]] | None, value: dict[str, Any] | None) -> int:
+    for name, data in headers or ():
+        if name == POSITION_HEADER:
+            return int(data)
+    if value is not None:                   # events produced by another Debezium-speaking tool
+        return int((value.get("source") or {}).get("lsn") or 0)
+    return 0

@@ -1,0 +1,104 @@
+"""The Kafka transport against the real broker: keys, tombstones, partitions, offsets, failures, groups."""
+from __future__ import annotations
+
+import json
+import time
+import uuid
+
+import pytest
+from confluent_kafka.admin import AdminClient, NewTopic
+
+from cdc.events import ChangeEvent
+from cdc.transport_kafka import KafkaSink, KafkaSource, TransportError, ensure_topics
+
+
+@pytest.fixture
+def topic(kafka_bootstrap):
+    name = f"t{uuid.uuid4().hex[:10]}.public.products"
+    yield name
+    AdminClient({"bootstrap.servers": kafka_bootstrap}).delete_topics([name])
+
+
+def _event(topic: str, i: int, value: dict | None = None) -> ChangeEvent:
+    key = {"id": i % 5}
+    return ChangeEvent(topic, key, {"op": "u", "after": {"id": i % 5, "n": i}, "source": {"lsn": i}}
+                       if value is None else value, i)
+
+
+def _drain(source: KafkaSource, n: int, deadline_s: float = 30.0) -> list:
+    out: list = []
+    end = time.monotonic() + deadline_s
+    while len(out) < n and time.monotonic() < end:
+        out += source.poll(1000, 0.5)
+    return out
+
+
+def test_events_round_trip_keyed_in_order_with_tombstones(kafka_bootstrap, topic):
+    sink = KafkaSink(kafka_bootstrap, partitions=3)
+    events = [_event(topic, i) for i in range(50)] + [ChangeEvent(topic, {"id": 1}, None, 99)]
+    for ev in events:
+        sink.send(ev)
+    sink.flush(30)
+    meta = AdminClient({"bootstrap.servers": kafka_bootstrap}).list_topics(topic, timeout=10)
+    assert len(meta.topics[topic].partitions) == 3
+
+    source = KafkaSource(kafka_bootstrap, f"g{uuid.uuid4().hex[:8]}", [topic], lambda: {})
+    try:
+        got = _drain(source, len(events))
+    finally:
+        source.close()
+    assert sorted((r.event.position, json.dumps(r.event.key), json.dumps(r.event.value)) for r in got) == \
+        sorted((e.position, json.dumps(e.key), json.dumps(e.value)) for e in events)
+    by_key: dict[int, list] = {}
+    for r in got:
+        by_key.setdefault(r.event.key["id"], []).append(r)
+    for records in by_key.values():
+        assert len({r.partition for r in records}) == 1                 # one key, one partition
+        ordered = sorted(records, key=lambda r: r.offset)
+        assert [r.event.position for r in ordered] == sorted(r.event.position for r in records)
+    assert [r.event.value for r in got if r.event.position == 99] == [None]
+
+
+def test_consumer_starts_each_partition_at_the_stored_offset(kafka_bootstrap, topic):
+    ensure_topics(kafka_bootstrap, [topic], partitions=1)
+    sink = KafkaSink(kafka_bootstrap, partitions=1)
+    for i in range(10):
+        sink.send(_event(topic, i))
+    sink.flush(30)
+    source = KafkaSource(kafka_bootstrap, f"g{uuid.uuid4().hex[:8]}", [topic], lambda: {(topic, 0): 7})
+    try:
+        got = _drain(source, 3)
+        time.sleep(0.5)
+        got += source.poll(100, 0.5)
+    finally:
+        source.close()
+    assert [r.offset for r in got] == [7, 8, 9]
+
+
+def test_flush_raises_when_the_broker_refuses_an_event(kafka_bootstrap, topic):
+    admin = AdminClient({"bootstrap.servers": kafka_bootstrap})
+    admin.create_topics([NewTopic(topic, 1, 1, config={"max.message.bytes": "2000"})])[topic].result(30)
+    sink = KafkaSink(kafka_bootstrap, config={"compression.type": "none"})
+    sink.send(_event(topic, 1))
+    sink.send(_event(topic, 2, {"op": "c", "after": {"blob": "x" * 50_000}}))
+    with pytest.raises(TransportError, match="not delivered"):
+        sink.flush(30)
+
+
+def test_two_apply_members_of_one_group_share_the_partitions(kafka_bootstrap, topic):
+    ensure_topics(kafka_bootstrap, [topic], partitions=4)
+    group = f"g{uuid.uuid4().hex[:8]}"
+    fast = {"session.timeout.ms": 6000, "heartbeat.interval.ms": 500}
+    a = KafkaSource(kafka_bootstrap, group, [topic], lambda: {}, config=fast)
+    b = KafkaSource(kafka_bootstrap, group, [topic], lambda: {}, config=fast)
+    try:
+        end = time.monotonic() + 30
+        while time.monotonic() < end and not (a.assigned and b.assigned
+                                               and len(a.assigned) + len(b.assigned) == 4):
+            a.poll(10, 0.2)
+            b.poll(10, 0.2)
+        assert sorted(a.assigned + b.assigned) == [(topic, p) for p in range(4)]
+        assert not set(a.assigned) & set(b.assigned)
+    finally:
+        a.close()
+        b.close()
