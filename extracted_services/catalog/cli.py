@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import logging
 import os
 from pathlib import Path
 
@@ -56,8 +57,10 @@ def serve(args: argparse.Namespace) -> int:
     if args.seed is not None and args.seed < 0:
         raise OperatorError(f"--seed must be >= 0, got {args.seed}")
     app = create_app(database_url(args), seed_products=args.seed)
+    logging.basicConfig(level=logging.INFO,
+                        format="%(asctime)s %(levelname)s %(name)s %(message)s")
     try:
-        web.run_app(app, host=args.host, port=args.port, print=None)
+        web.run_app(app, host=args.host, port=args.port, print=None, access_log=None)
     except OSError as exc:
         raise OperatorError(f"cannot listen on {args.host}:{args.port}: {exc.strerror}; "
                             "stop whatever uses it or pass --port") from None

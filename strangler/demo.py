@@ -1,0 +1,173 @@
+"""`strangler demo`: the whole kit on embedded defaults (SQLite, no broker), until Ctrl-C.
+
+Every part runs as a child process of this one, started from one explicit list (`services`):
+adding a part (the proxy on 8080 with its admin API on 8081) is one more entry there.
+Each run starts from fresh, freshly seeded SQLite files under `var/demo/`, so the legacy
+shop and the catalog service hold the same rows and the demo is the same every time.
+"""
+from __future__ import annotations
+
+import argparse
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from legacy_monolith.seed_data import DEFAULT_PRODUCTS
+from strangler.db import sqlite_url
+from strangler.errors import OperatorError
+
+DATA_DIR = Path("var") / "demo"
+READY_TIMEOUT_S = 60.0   # seeding a large --products takes a while
+STOP_TIMEOUT_S = 10.0    # per child, after SIGTERM, before SIGKILL
+
+
+@dataclass(frozen=True, slots=True)
+class Service:
+    """One child process of the demo and how to tell it is up."""
+    name: str
+    flag: str                # the option that moves it to another port, for error messages
+    host: str
+    port: int
+    argv: tuple[str, ...]
+    show_path: str = "/"     # what to print for people to open
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.host}:{self.port}"
+
+
+def services(args: argparse.Namespace) -> list[Service]:
+    """What the demo runs, in start order (stopped in reverse)."""
+    strangler = (sys.executable, "-m", "strangler")
+    seed = ("--seed", str(args.products))
+    return [
+        Service("legacy shop", "--legacy-port", args.host, args.legacy_port, strangler + (
+            "legacy", "serve", "--host", args.host, "--port", str(args.legacy_port),
+            "--database-url", sqlite_url(DATA_DIR / "legacy.db")) + seed),
+        Service("catalog service", "--catalog-port", args.host, args.catalog_port, strangler + (
+            "catalog", "serve", "--host", args.host, "--port", str(args.catalog_port),
+            "--database-url", sqlite_url(DATA_DIR / "catalog.db")) + seed,
+            show_path="/api/products"),
+    ]
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser("demo", help=run.__doc__, description=run.__doc__)
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--legacy-port", type=int, default=8001)
+    parser.add_argument("--catalog-port", type=int, default=8002)
+    parser.add_argument("--products", type=int, default=DEFAULT_PRODUCTS, metavar="N",
+                        help=f"products to seed into both stores (default {DEFAULT_PRODUCTS})")
+    parser.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Start the legacy shop and the catalog service, seeded alike; Ctrl-C stops everything."""
+    if args.products < 0:
+        raise OperatorError(f"--products must be >= 0, got {args.products}")
+    wanted = services(args)
+    _check_ports(wanted)
+    _fresh_data_dir()
+    stop = threading.Event()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, lambda *_: stop.set())
+    children: list[tuple[Service, subprocess.Popen]] = []
+    try:
+        for service in wanted:
+            children.append((service, _start(service)))
+        for service, process in children:
+            _wait_ready(service, process, stop)
+        if not stop.is_set():
+            _announce(wanted)
+        while not stop.wait(0.5):
+            for service, process in children:
+                if process.poll() is not None:
+                    raise OperatorError(f"the {service.name} exited unexpectedly with code "
+                                        f"{process.returncode}; see its output above")
+        return 0
+    finally:
+        _stop_all(children)
+
+
+def _check_ports(wanted: Sequence[Service]) -> None:
+    """Fail before starting anything, with one line naming the port and the flag to move it."""
+    seen: dict[int, str] = {}
+    for service in wanted:
+        if service.port in seen:
+            raise OperatorError(f"the {service.name} and the {seen[service.port]} both want port "
+                                f"{service.port}; give them different ports")
+        seen[service.port] = service.name
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+            # The same option aiohttp sets, so a port in TIME_WAIT counts as free, as for it.
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            try:
+                probe.bind((service.host, service.port))
+            except OSError as exc:
+                raise OperatorError(
+                    f"cannot use {service.host}:{service.port} for the {service.name} "
+                    f"({exc.strerror}); stop whatever holds it or pass {service.flag}") from None
+
+
+def _fresh_data_dir() -> None:
+    DATA_DIR.mkdir(parents=True, exist_ok=True)
+    for stale in DATA_DIR.glob("*.db*"):
+        stale.unlink()
+
+
+def _start(service: Service) -> subprocess.Popen:
+    # Own session: the terminal's Ctrl-C reaches only the demo, which then stops the children
+    # in order instead of all of them racing to exit at once.
+    return subprocess.Popen(service.argv, start_new_session=True)
+
+
+def _wait_ready(service: Service, process: subprocess.Popen, stop: threading.Event) -> None:
+    deadline = time.monotonic() + READY_TIMEOUT_S
+    while not stop.is_set():
+        if process.poll() is not None:
+            raise OperatorError(f"the {service.name} exited with code {process.returncode} "
+                                "while starting; see its output above")
+        try:
+            with urllib.request.urlopen(f"{service.url}/healthz", timeout=1) as response:
+                if response.status == 200:
+                    return
+        except (urllib.error.URLError, OSError):
+            pass
+        if time.monotonic() > deadline:
+            raise OperatorError(f"the {service.name} did not answer {service.url}/healthz within "
+                                f"{READY_TIMEOUT_S:.0f} s; see its output above")
+        stop.wait(0.1)
+
+
+def _announce(wanted: Sequence[Service]) -> None:
+    width = max(len(service.name) for service in wanted)
+    lines = [f"  {service.name:<{width}}  {service.url}{service.show_path}" for service in wanted]
+    legacy, catalog = wanted[0].url, wanted[1].url
+    print("strangler demo is up:", *lines, "try:",
+          f"  curl -s {legacy}/api/products/1",
+          f"  curl -s {catalog}/api/products/1",
+          f"  curl -s -X PATCH {catalog}/api/products/1 -H 'Content-Type: application/json' "
+          "-H 'X-Strangler-Dry-Run: 1' -d '{\"price\": 9.99}'",
+          "Ctrl-C stops everything.", sep="\n", flush=True)
+
+
+def _stop_all(children: list[tuple[Service, subprocess.Popen]]) -> None:
+    """Stop the children last-started first (the proxy before its backends): SIGTERM, wait,
+    then SIGKILL whatever ignored it, so nothing outlives the demo."""
+    for service, process in reversed(children):
+        if process.poll() is None:
+            process.terminate()
+        try:
+            process.wait(timeout=STOP_TIMEOUT_S)
+        except subprocess.TimeoutExpired:
+            print(f"strangler demo: the {service.name} ignored SIGTERM; killing it",
+                  file=sys.stderr)
+            process.kill()
+            process.wait()

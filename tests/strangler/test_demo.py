@@ -1,0 +1,111 @@
+"""`strangler demo` as an operator runs it: a real process tree on free ports, stopped by a signal."""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import free_port
+
+READY_LINE = "Ctrl-C stops everything."
+
+
+def start_demo(tmp_path: Path, *ports: int) -> subprocess.Popen:
+    legacy_port, catalog_port = ports
+    # Output to files, not pipes: nobody reads a pipe while the demo runs, and a full pipe blocks.
+    return subprocess.Popen(
+        [sys.executable, "-m", "strangler", "demo", "--legacy-port", str(legacy_port),
+         "--catalog-port", str(catalog_port), "--products", "20"],
+        cwd=tmp_path, stdout=(tmp_path / "out.txt").open("w"),
+        stderr=(tmp_path / "err.txt").open("w"))
+
+
+def wait_for_line(demo: subprocess.Popen, path: Path, line: str) -> str:
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and demo.poll() is None:
+        if line in path.read_text():
+            return path.read_text()
+        time.sleep(0.1)
+    pytest.fail(f"the demo never printed {line!r}; stderr:\n"
+                f"{(path.parent / 'err.txt').read_text()[-2000:]}")
+
+
+def children_of(pid: int) -> list[int]:
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue  # exited while we looked
+        if int(fields[1]) == pid:
+            found.append(int(stat.parent.name))
+    return found
+
+
+def get_json(url: str) -> dict:
+    with urllib.request.urlopen(url, timeout=10) as response:
+        assert response.status == 200
+        return json.load(response)
+
+
+def port_is_free(port: int) -> bool:
+    with socket.socket() as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+        return True
+
+
+@pytest.mark.parametrize("stop_with", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
+def test_demo_serves_both_apps_and_stops_every_child(tmp_path, stop_with):
+    ports = free_port(), free_port()
+    demo = start_demo(tmp_path, *ports)
+    try:
+        out = wait_for_line(demo, tmp_path / "out.txt", READY_LINE)
+        legacy_url, catalog_url = (f"http://127.0.0.1:{port}" for port in ports)
+        assert legacy_url in out and catalog_url in out
+        children = children_of(demo.pid)
+        assert len(children) == 2
+
+        # Both answer, from stores seeded alike.
+        legacy = get_json(f"{legacy_url}/api/products/7")
+        service = get_json(f"{catalog_url}/api/products/7")
+        noise = ("generated_at", "request_id")
+        assert {k: v for k, v in legacy.items() if k not in noise} == \
+            {k: v for k, v in service.items() if k not in noise}
+        assert (tmp_path / "var" / "demo" / "catalog.db").exists()
+
+        demo.send_signal(stop_with)
+        assert demo.wait(timeout=60) == 0
+    finally:
+        if demo.poll() is None:
+            demo.kill()
+            demo.wait()
+    for child in children:
+        with pytest.raises(ProcessLookupError):
+            os.kill(child, 0)
+    assert all(port_is_free(port) for port in ports)
+
+
+def test_a_port_in_use_is_one_clear_error_and_nothing_starts(tmp_path):
+    with socket.socket() as squatter:
+        squatter.bind(("127.0.0.1", 0))
+        squatter.listen()
+        taken, catalog_port = squatter.getsockname()[1], free_port()
+        demo = start_demo(tmp_path, taken, catalog_port)
+        assert demo.wait(timeout=60) == 2
+    err = (tmp_path / "err.txt").read_text()
+    assert err.splitlines() == [
+        f"strangler: error: cannot use 127.0.0.1:{taken} for the legacy shop (Address already "
+        "in use); stop whatever holds it or pass --legacy-port"]
+    assert port_is_free(catalog_port)
