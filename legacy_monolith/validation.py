@@ -36,7 +36,7 @@ async def json_object(request: web.Request, *, optional: bool = False) -> dict[s
         raise ApiError(415, f"unsupported content type {request.content_type!r}: "
                             "send the body as application/json")
     try:
-        value = json.loads(body, parse_float=Decimal)
+        value = json.loads(body.decode("utf-8"), parse_float=Decimal)
     except UnicodeDecodeError:
         raise bad_request("malformed JSON: the body is not UTF-8") from None
     except json.JSONDecodeError as exc:

@@ -1,0 +1,74 @@
+"""`strangler legacy serve|migrate|seed` as an operator runs them: real processes, exit codes."""
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import httpx
+
+from tests.conftest import free_port
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+
+def strangler(*args: str, cwd, env: dict | None = None) -> subprocess.CompletedProcess:
+    """Run the CLI with only the given DATABASE_URL (never one leaking in from the caller)."""
+    environment = {k: v for k, v in os.environ.items() if k != "DATABASE_URL"}
+    environment.update(PYTHONPATH=ROOT, **(env or {}))
+    return subprocess.run([sys.executable, "-m", "strangler", *args], cwd=cwd, env=environment,
+                          capture_output=True, text=True, timeout=120)
+
+
+def test_migrate_and_seed_default_to_var_legacy_db(tmp_path):
+    result = strangler("legacy", "migrate", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert (tmp_path / "var" / "legacy.db").exists()
+    result = strangler("legacy", "seed", "--products", "40", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert "seeded 40 products" in result.stdout
+    result = strangler("legacy", "seed", cwd=tmp_path)
+    assert result.returncode == 2
+    assert result.stderr.strip() == ("strangler: error: the database already holds 40 products; "
+                                     "seed a fresh database (or drop this one) to get a "
+                                     "deterministic data set")
+
+
+def test_database_url_from_environment(tmp_path, pg_url):
+    result = strangler("legacy", "seed", "--products", "10", cwd=tmp_path, env={"DATABASE_URL": pg_url})
+    assert result.returncode == 0, result.stderr
+    assert not (tmp_path / "var").exists()
+
+
+def test_unreachable_database_is_one_clean_line(tmp_path):
+    port = free_port()  # nothing listens there
+    result = strangler("legacy", "migrate", "--database-url",
+                       f"postgresql://postgres:x@127.0.0.1:{port}/nope", cwd=tmp_path)
+    assert result.returncode == 2
+    assert result.stderr.startswith("strangler: error: cannot reach the database")
+    assert len(result.stderr.strip().splitlines()) == 1 and "Traceback" not in result.stderr
+
+
+def test_serve_answers_on_its_port_and_stops_cleanly(tmp_path):
+    port = free_port()
+    database = f"sqlite:///{tmp_path}/shop.db"
+    process = subprocess.Popen(
+        [sys.executable, "-m", "strangler", "legacy", "serve", "--port", str(port),
+         "--database-url", database, "--seed", "30"],
+        cwd=tmp_path, env={**{k: v for k, v in os.environ.items() if k != "DATABASE_URL"}, "PYTHONPATH": ROOT},
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        body = None
+        deadline = time.monotonic() + 60
+        while body is None and time.monotonic() < deadline:
+            try:
+                body = httpx.get(f"http://127.0.0.1:{port}/api/products", timeout=2).json()
+            except httpx.TransportError:
+                assert process.poll() is None, process.stdout.read()
+                time.sleep(0.1)
+        assert body is not None and body["total"] == 30
+    finally:
+        process.send_signal(signal.SIGINT)
+        assert process.wait(timeout=30) == 0
