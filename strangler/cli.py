@@ -18,6 +18,7 @@ COMMAND_MODULES = [
     "extracted_services.catalog.cli",
     "strangler.demo",
     "routing_rules.cli",
+    "proxy.cli",
     "proxy.shadow.cli",
 ]
 

@@ -1,0 +1,124 @@
+"""`strangler proxy`: run the routing proxy (workers, admin API, hot reload)."""
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import os
+import secrets
+import signal
+from pathlib import Path
+
+from proxy.runtime import Runtime
+from proxy.settings import Limits, ProxySettings, parse_networks
+from strangler.errors import OperatorError
+
+TOKEN_FILE = Path("var/admin.token")
+DEFAULTS = Limits()
+
+
+def _address(value: str) -> tuple[str, int]:
+    host, sep, port = value.rpartition(":")
+    if not sep or not port.isdigit():
+        raise argparse.ArgumentTypeError(f"{value!r} is not HOST:PORT (e.g. 127.0.0.1:8080)")
+    return host.strip("[]") or "127.0.0.1", int(port)
+
+
+def register(subparsers) -> None:
+    p = subparsers.add_parser("proxy", help=run.__doc__.splitlines()[0], description=run.__doc__,
+                              formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--rules", required=True, type=Path, help="rule file or directory of *.yaml")
+    p.add_argument("--listen", type=_address, default=("127.0.0.1", 8080), metavar="HOST:PORT",
+                   help="client-facing address (default 127.0.0.1:8080)")
+    p.add_argument("--admin", type=_address, default=("127.0.0.1", 8081), metavar="HOST:PORT",
+                   help="admin API address (default 127.0.0.1:8081)")
+    p.add_argument("--admin-allow-remote", action="store_true",
+                   help="allow the admin API on a non-loopback address")
+    p.add_argument("--admin-token-file", type=Path,
+                   help="file holding the admin bearer token (else $STRANGLER_ADMIN_TOKEN, "
+                        "else one is generated into var/admin.token)")
+    p.add_argument("--workers", type=int, default=os.cpu_count() or 1,
+                   help="worker processes sharing the port (default: CPU count; 0 = in-process)")
+    p.add_argument("--trusted-proxy", action="append", default=[], metavar="CIDR",
+                   help="peer whose X-Forwarded-* headers are kept (repeatable)")
+    p.add_argument("--access-log", metavar="PATH|-", help="JSON-lines access log (- = stdout)")
+    p.add_argument("--max-body", type=int, default=DEFAULTS.max_body_bytes, metavar="BYTES",
+                   help="largest request body accepted (default 100 MiB); larger gets 413")
+    p.add_argument("--max-header-bytes", type=int, default=DEFAULTS.max_header_bytes,
+                   metavar="BYTES", help="largest request head (default 16 KiB); larger gets 431")
+    p.add_argument("--max-headers", type=int, default=DEFAULTS.max_headers, metavar="N",
+                   help="most request headers (default 100); more gets 431")
+    p.set_defaults(func=run)
+
+
+def admin_token(token_file: Path | None) -> str:
+    """From the file, the environment, or a fresh one written to var/admin.token (0600)."""
+    if token_file is not None:
+        try:
+            token = token_file.read_text().strip()
+        except OSError as exc:
+            raise OperatorError(f"cannot read --admin-token-file {token_file}: {exc.strerror}")
+        if not token:
+            raise OperatorError(f"--admin-token-file {token_file} is empty; put a token in it")
+        return token
+    if os.environ.get("STRANGLER_ADMIN_TOKEN", "").strip():
+        return os.environ["STRANGLER_ADMIN_TOKEN"].strip()
+    token = secrets.token_urlsafe(32)
+    TOKEN_FILE.parent.mkdir(parents=True, exist_ok=True)
+    tmp = TOKEN_FILE.with_suffix(".tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as fh:
+        fh.write(token + "\n")
+    os.replace(tmp, TOKEN_FILE)
+    print(f"strangler proxy: admin token written to {TOKEN_FILE.resolve()}", flush=True)
+    return token
+
+
+def settings_from(args: argparse.Namespace) -> ProxySettings:
+    if not args.rules.exists():
+        raise OperatorError(f"rules not found: {args.rules}; pass --rules FILE|DIR")
+    if args.workers < 0:
+        raise OperatorError("--workers must be 0 (in-process) or more")
+    try:
+        trusted = parse_networks(args.trusted_proxy)
+    except ValueError as exc:
+        raise OperatorError(f"--trusted-proxy: {exc}; give a CIDR such as 10.0.0.0/8") from None
+    return ProxySettings(
+        rules_path=args.rules, listen_host=args.listen[0], listen_port=args.listen[1],
+        admin_host=args.admin[0], admin_port=args.admin[1], admin_allow_remote=args.admin_allow_remote,
+        admin_token=admin_token(args.admin_token_file), workers=args.workers,
+        trusted_proxies=trusted, access_log=args.access_log,
+        limits=Limits(max_body_bytes=args.max_body, max_header_bytes=args.max_header_bytes,
+                      max_headers=args.max_headers))
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run the routing proxy: forward by the rules, hot-reload them, serve the admin API.
+
+    Reload the rules by saving the file, `kill -HUP <pid>`, or
+    `curl -X POST -H "Authorization: Bearer $TOKEN" http://127.0.0.1:8081/admin/reload`.
+    SIGTERM/SIGINT stop accepting, finish in-flight requests, then exit.
+    """
+    import uvloop
+    logging.basicConfig(level=logging.INFO,
+                        format="%(asctime)s supervisor[%(process)d] %(levelname)s %(message)s")
+    settings = settings_from(args)
+    return uvloop.run(serve(settings, in_process=args.workers == 0))
+
+
+async def serve(settings: ProxySettings, in_process: bool = False) -> int:
+    runtime = Runtime(settings, in_process=in_process)
+    loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    loop.add_signal_handler(signal.SIGHUP, lambda: loop.create_task(runtime.reload("SIGHUP")))
+    await runtime.start()
+    print(f"strangler proxy: listening on http://{settings.listen_host}:{settings.listen_port} "
+          f"({len(runtime.workers)} worker{'s' if len(runtime.workers) != 1 else ''}), admin on "
+          f"http://{settings.admin_host}:{settings.admin_port}", flush=True)
+    try:
+        await stop.wait()
+    finally:
+        await runtime.stop()
+    return 0

@@ -1,0 +1,561 @@
+"""One client request on its way through the proxy: forward, relay the answer, fall back.
+
+A Flight is created when a request head arrives and lives until the client has its answer.
+It receives the upstream response parser's callbacks directly (no intermediate objects) and
+writes bytes straight to the client transport, re-framing bodies as needed:
+Content-Length bodies pass as they are; chunked or close-delimited bodies go out chunked to
+HTTP/1.1 clients. Only bodies the strict llhttp parser validated are forwarded.
+
+Fallback (the lead's rule): only GET/HEAD/OPTIONS routed to the service with a fallback
+backend, and only before any response byte reached the client, are retried on legacy after a
+connect error, timeout, 5xx or open breaker. Writes are never replayed anywhere.
+"""
+from __future__ import annotations
+
+import time
+from typing import TYPE_CHECKING, Any
+
+import httptools
+
+from proxy.decision import Decision
+from proxy.exchange import Exchange
+from proxy.headers import (client_response_head, new_request_id, parse_head_headers,
+                           upstream_request_head, valid_request_id)
+from proxy.upstream import PoolExhausted, UpstreamConnection, UpstreamPool
+
+if TYPE_CHECKING:
+    from proxy.server import ClientConnection
+
+FALLBACK_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+RETRY_METHODS = FALLBACK_METHODS            # a stale pooled connection may be retried once
+NO_BODY, RAW, CHUNKED = 0, 1, 2
+BUFFER_PAUSE = 256 * 1024                   # pause the client when this much waits for upstream
+ERROR_STATUS = {
+    "connect": 502, "connect-timeout": 504, "timeout": 504, "protocol": 502,
+    "connection-lost": 502, "pool-full": 503, "breaker-open": 503, "routing": 500,
+}
+BREAKER_FAILURES = frozenset({"connect", "connect-timeout", "timeout", "protocol",
+                              "connection-lost", "5xx"})
+REASONS = {400: "Bad Request", 405: "Method Not Allowed", 413: "Content Too Large",
+           431: "Request Header Fields Too Large", 500: "Internal Server Error",
+           502: "Bad Gateway", 503: "Service Unavailable", 504: "Gateway Timeout"}
+
+
+class _Stop(Exception):
+    """Raised inside a response parser callback to stop parsing this response."""
+
+
+def canned_response(status: int, message: str, *, keep_alive: bool) -> bytes:
+    body = (message + "\n").encode()
+    return (f"HTTP/1.1 {status} {REASONS.get(status, 'Error')}\r\n"
+            "Content-Type: text/plain; charset=utf-8\r\n"
+            f"Content-Length: {len(body)}\r\n"
+            f"{'' if keep_alive else 'Connection: close' + chr(13) + chr(10)}\r\n").encode() + body
+
+
+class Flight:
+    __slots__ = (
+        "client", "engine", "loop", "target", "headers", "method", "method_b", "version",
+        "keep_alive", "lower", "content_length", "chunked", "upgrade", "expect_continue",
+        "body_parts", "buffered", "body_len", "body_done", "replay", "replay_len", "replay_limit",
+        "canned", "started", "finished", "t0", "started_at", "state", "decision", "backend",
+        "head", "request_id", "conn", "acquiring", "timer", "deadline", "fell_back",
+        "fallback_reason", "retried_stale", "status", "reason", "resp_headers", "interim",
+        "out_mode", "client_keep", "pending_out", "head_sent", "resp_bytes", "capture",
+        "capture_len", "shadow_skip", "upstream_status", "error", "stop_for_fallback",
+    )
+
+    def __init__(self, client: "ClientConnection") -> None:
+        self.client = client
+        self.engine = client.engine
+        self.loop = client.loop
+        self.target = b""
+        self.headers: list[tuple[bytes, bytes]] = []
+        self.method = ""
+        self.version = "1.1"
+        self.keep_alive = False
+        self.lower: dict[str, str] = {}
+        self.upgrade: bytes | None = None
+        self.content_length: int | None = None
+        self.chunked = False
+        self.expect_continue = False
+        self.head = b""
+        self.body_parts: list[bytes] = []
+        self.buffered = 0
+        self.body_len = 0
+        self.body_done = False
+        self.replay: list[bytes] | None = None
+        self.replay_len = 0
+        self.replay_limit = 0
+        self.canned: tuple[int, str] | None = None
+        self.started = self.finished = False
+        self.decision: Decision | None = None
+        self.backend = None
+        self.request_id = ""
+        self.conn: UpstreamConnection | None = None
+        self.acquiring = None
+        self.timer = None
+        self.fell_back = False
+        self.fallback_reason = ""
+        self.retried_stale = False
+        self.status = 0
+        self.upstream_status = 0
+        self.head_sent = False
+        self.resp_bytes = 0
+        self.capture: list[bytes] | None = None
+        self.capture_len = 0
+        self.shadow_skip = ""
+        self.error = ""
+        self.stop_for_fallback = False
+        self.resp_headers: list[tuple[bytes, bytes]] = []
+        self.reason = b""
+        self.out_mode = NO_BODY
+        self.client_keep = False
+        self.pending_out: bytes | None = None
+
+    # -- request side (called by ClientConnection) ----------------------------------------------
+    def headers_complete(self, parser: httptools.HttpRequestParser) -> None:
+        """Collect what routing and framing need from the (already validated) head."""
+        self.method_b = parser.get_method()
+        self.method = self.method_b.decode("ascii")
+        self.version = parser.get_http_version()
+        self.keep_alive = parser.should_keep_alive()
+        lower: dict[str, str] = {}
+        for name, value in self.headers:
+            key = name.decode("latin-1").lower()
+            if key not in lower:
+                lower[key] = value.decode("latin-1")
+        self.lower = lower
+        cl = lower.get("content-length")
+        self.content_length = int(cl) if cl is not None else None
+        self.chunked = "transfer-encoding" in lower
+        self.expect_continue = lower.get("expect", "").lower() == "100-continue"
+        if "upgrade" in lower and "upgrade" in lower.get("connection", "").lower():
+            self.upgrade = lower["upgrade"].encode("latin-1")
+        if self.content_length is None and not self.chunked:
+            self.body_done = True   # no body at all (the parser still calls message_complete)
+
+    def client_body(self, data: bytes) -> None:
+        self.body_len += len(data)
+        replay = self.replay
+        if replay is not None:
+            self.replay_len += len(data)
+            if self.replay_len > self.replay_limit:
+                self.replay = None
+                if self.capture is not None:
+                    self._skip_shadow("body-too-large")
+            else:
+                replay.append(data)
+        conn = self.conn
+        if conn is not None:
+            conn.last_activity = self.loop.time()
+            conn.transport.write(b"%x\r\n%b\r\n" % (len(data), data) if self.chunked else data)
+        else:
+            self.body_parts.append(data)
+            self.buffered += len(data)
+            if self.buffered > BUFFER_PAUSE:
+                self.client.pause("buffer")
+
+    def client_body_done(self) -> None:
+        self.body_done = True
+        if self.conn is not None and self.chunked:
+            self.conn.transport.write(b"0\r\n\r\n")
+
+    # -- routing --------------------------------------------------------------------------------
+    def start(self) -> None:
+        """Our turn (pipelined requests are answered in order): decide and dispatch."""
+        if self.canned is not None:
+            status, message = self.canned
+            self.respond_error(status, message, close=True)
+            return
+        self.started = True
+        self.t0 = time.perf_counter()
+        self.started_at = time.time()
+        engine = self.engine
+        state = self.state = engine.state
+        path, _, query = self.target.partition(b"?")
+        try:
+            decision = state.table.decide(self.method, path.decode("latin-1"),
+                                          query.decode("latin-1"), self.lower)
+        except Exception:  # a rules bug must not take the worker down
+            engine.log_exception("rule table decide() failed")
+            self.respond_error(500, "routing failed; see the proxy log", close=not self.body_done)
+            return
+        self.decision = decision
+        rid = lower_rid = self.lower.get("x-request-id", "")
+        if not (lower_rid and valid_request_id(lower_rid.encode("latin-1"))):
+            rid = new_request_id()
+        self.request_id = rid
+        sink = engine.sink
+        if sink is not None:
+            if decision.shadow_skipped:
+                sink.skip(decision, decision.shadow_skipped)
+            if decision.shadow is not None:
+                self.capture = []
+                self.replay_limit = decision.shadow.max_body_bytes
+        if self.method in RETRY_METHODS:
+            self.replay_limit = max(self.replay_limit, engine.limits.replay_buffer_bytes)
+        if self.replay_limit and (self.content_length or 0) <= self.replay_limit:
+            self.replay = []
+        elif self.capture is not None:
+            self._skip_shadow("body-too-large")
+        self.dispatch(decision.backend)
+
+    def dispatch(self, backend: Any, fresh: bool = False) -> None:
+        self.backend = backend
+        pool = self.engine.pool_for(self.state, backend)
+        breaker = self.state.breakers.get(backend.name)
+        if breaker is not None and not breaker.allow():
+            self.fail("breaker-open")
+            return
+        conn = None if fresh else pool.try_acquire()
+        if conn is not None:
+            self.send(conn)
+        else:
+            self.acquiring = self.loop.create_task(self._acquire(pool, fresh))
+
+    async def _acquire(self, pool: UpstreamPool, fresh: bool) -> None:
+        try:
+            conn = await pool.acquire(fresh)
+        except PoolExhausted:
+            self.acquiring = None
+            self.fail("pool-full")
+            return
+        except TimeoutError:
+            self.acquiring = None
+            self.fail("connect-timeout")
+            return
+        except OSError as exc:
+            self.acquiring = None
+            self.error = str(exc)
+            self.fail("connect")
+            return
+        self.acquiring = None
+        if self.finished:
+            pool.release(conn, True)
+            return
+        self.send(conn)
+
+    def send(self, conn: UpstreamConnection) -> None:
+        self.conn = conn
+        conn.flight = self
+        conn.parser = httptools.HttpResponseParser(self)
+        self.resp_headers = []
+        self.interim = False
+        if self.client.writing_paused:
+            conn.transport.pause_reading()
+        if self.chunked:
+            framing = b"Transfer-Encoding: chunked\r\n"
+        elif self.content_length is not None:
+            framing = b"Content-Length: %d\r\n" % self.content_length
+        else:
+            framing = b""
+        self.head = upstream_request_head(
+            self.method_b, self.target, self.headers, peer=self.client.peer,
+            trusted=self.client.trusted, strip=self.state.strip, upgrade=self.upgrade,
+            framing=framing, fallback_host=conn.pool.host_header,
+            request_id=self.request_id.encode("latin-1"))
+        parts = [self.head]
+        body = self.replay if self.replay is not None else self.body_parts
+        if self.chunked:
+            parts += [b"%x\r\n%b\r\n" % (len(p), p) for p in body]
+            if self.body_done:
+                parts.append(b"0\r\n\r\n")
+        else:
+            parts += body
+        self.body_parts = []
+        if self.buffered:
+            self.buffered = 0
+            self.client.resume("buffer")
+        conn.transport.write(b"".join(parts))
+        now = conn.last_activity = self.loop.time()
+        backend = self.backend
+        self.deadline = now + backend.total_timeout_s
+        self.timer = self.loop.call_at(min(now + backend.read_timeout_s, self.deadline),
+                                       self._check_timeout)
+
+    def _check_timeout(self) -> None:
+        conn = self.conn
+        self.timer = None
+        if conn is None or self.finished:
+            return
+        now = self.loop.time()
+        read_deadline = conn.last_activity + self.backend.read_timeout_s
+        if now >= self.deadline or now >= read_deadline:
+            self.error = "upstream timed out"
+            self.upstream_failed("timeout", "")
+            return
+        self.timer = self.loop.call_at(min(read_deadline, self.deadline), self._check_timeout)
+
+    # -- response side: httptools.HttpResponseParser callbacks ----------------------------------
+    def on_status(self, reason: bytes) -> None:
+        self.reason = reason
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        self.resp_headers.append((name, value))
+
+    def on_headers_complete(self) -> None:
+        conn = self.conn
+        status = conn.parser.get_status_code()
+        if status < 200 and status != 101:
+            # Interim answer (100 Continue, 103): relay to HTTP/1.1 clients, await the final one.
+            self.interim = True
+            if self.version == "1.1" and (status != 100 or self.expect_continue):
+                self.client.transport.write(b"HTTP/1.1 %d %b\r\n\r\n" % (status, self.reason))
+            self.resp_headers = []
+            return
+        self.upstream_status = status
+        if status == 101:
+            return                               # the parser raises HttpParserUpgrade next
+        breaker = self.state.breakers.get(self.backend.name)
+        if status >= 500:
+            self.engine.count_upstream_error(self.backend.name, "5xx")
+            if breaker is not None:
+                breaker.failure()
+            if self.may_fall_back():
+                self.stop_for_fallback = True
+                raise _Stop
+        elif breaker is not None:
+            breaker.success()
+        self.status = status
+        cl = te = None
+        for name, value in self.resp_headers:
+            lname = name.lower()
+            if lname == b"content-length":
+                cl = value
+            elif lname == b"transfer-encoding":
+                te = value
+        head_only = self.method == "HEAD"
+        if head_only or status == 204 or status == 304:
+            self.out_mode = NO_BODY
+            framing = b"Content-Length: %b\r\n" % cl if cl is not None and status != 204 else b""
+        elif cl is not None and te is None:
+            self.out_mode = RAW
+            framing = b"Content-Length: %b\r\n" % cl
+        elif self.version == "1.1":
+            self.out_mode = CHUNKED
+            framing = b"Transfer-Encoding: chunked\r\n"
+        else:
+            self.out_mode = RAW                  # HTTP/1.0 client: delimit by closing
+            framing = b""
+            self.keep_alive = False
+        client = self.client
+        self.client_keep = (self.keep_alive and self.body_done and self.upgrade is None
+                            and not self.engine.closing)
+        self.pending_out = client_response_head(
+            b"HTTP/1.1", status, self.reason, self.resp_headers, framing=framing,
+            keep_alive=self.client_keep)
+        self.head_sent = True
+        if head_only:
+            self._finish(reuse=True)
+            raise _Stop                          # llhttp cannot know a HEAD answer has no body
+
+    def on_body(self, data: bytes) -> None:
+        if self.capture is not None:
+            self.capture_len += len(data)
+            if self.capture_len > self.decision.shadow.max_body_bytes:
+                self._skip_shadow("body-too-large")
+            else:
+                self.capture.append(data)
+        self.resp_bytes += len(data)
+        if self.out_mode == CHUNKED:
+            data = b"%x\r\n%b\r\n" % (len(data), data)
+        if self.pending_out is not None:
+            data = self.pending_out + data
+            self.pending_out = None
+        self.client.transport.write(data)
+
+    def on_message_complete(self) -> None:
+        if self.interim:
+            self.interim = False
+            return
+        if self.finished or self.upstream_status == 101:
+            return
+        self._finish(reuse=self.conn.parser.should_keep_alive())
+
+    def _finish(self, reuse: bool) -> None:
+        out = self.pending_out or b""
+        if self.out_mode == CHUNKED:
+            out += b"0\r\n\r\n"
+        if out:
+            self.client.transport.write(out)
+        self.pending_out = None
+        self._release(reuse and self.body_done)
+        self._done(self.client_keep)
+
+    # -- upstream trouble (called by UpstreamConnection) ----------------------------------------
+    def upstream_upgraded(self, rest: bytes) -> None:
+        """101 Switching Protocols: from now on both connections are a byte tunnel."""
+        conn = self.conn
+        if self.upstream_status != 101 or self.upgrade is None:
+            self.upstream_failed("protocol", "unexpected upgrade")
+            return
+        self._cancel_timer()
+        self.status = 101
+        self.client.transport.write(client_response_head(
+            b"HTTP/1.1", 101, self.reason, self.resp_headers, framing=b"", keep_alive=True,
+            upgrade=True) + rest)
+        self.conn = None
+        conn.flight = None
+        self._done(keep_alive=False, tunnel=conn)
+
+    def upstream_stopped(self) -> None:
+        """A parser callback raised: a HEAD answer is complete, or a 5xx is being replaced."""
+        if self.finished:
+            return
+        if self.stop_for_fallback:
+            self.stop_for_fallback = False
+            self._release(False)
+            self.fall_back("5xx")
+        else:
+            self.engine.log_exception("response relay failed")
+            self.upstream_failed("protocol", "internal error")
+
+    def upstream_lost(self) -> None:
+        """The upstream closed the connection while we were using it."""
+        if self.finished:
+            return
+        if self.head_sent and self.upstream_status and not self.has_length():
+            self._finish(reuse=False)            # a close-delimited body ends here
+            return
+        self.upstream_failed("connection-lost", "upstream closed the connection")
+
+    def has_length(self) -> bool:
+        for name, _ in self.resp_headers:
+            lname = name.lower()
+            if lname == b"content-length" or lname == b"transfer-encoding":
+                return True
+        return False
+
+    def upstream_failed(self, kind: str, detail: str) -> None:
+        if self.finished:
+            return
+        if detail:
+            self.error = detail
+        if self.head_sent:
+            # Part of the answer is with the client already: all we can do is cut it off.
+            self.engine.count_upstream_error(self.backend.name, kind)
+            breaker = self.state.breakers.get(self.backend.name)
+            if breaker is not None:
+                breaker.failure()
+            if self.capture is not None:
+                self._skip_shadow("upstream-error")
+            self._release(False)
+            self.status = self.status or 502
+            self._done(keep_alive=False)
+            self.client.transport.abort()
+            return
+        self.fail(kind)
+
+    def fail(self, kind: str) -> None:
+        """Nothing was sent to the client yet: retry, fall back, or answer with an error."""
+        stale = (kind == "connection-lost" and self.conn is not None and self.conn.reused
+                 and not self.upstream_status)
+        self._release(False)
+        if kind != "breaker-open" and kind != "pool-full":
+            self.engine.count_upstream_error(self.backend.name, kind)
+        if stale and not self.retried_stale and self.method in RETRY_METHODS and self.replayable():
+            self.retried_stale = True            # a pooled connection the backend had closed
+            self.dispatch(self.backend, fresh=True)
+            return
+        if kind in BREAKER_FAILURES:
+            breaker = self.state.breakers.get(self.backend.name)
+            if breaker is not None:
+                breaker.failure()
+        if self.may_fall_back():
+            self.fall_back(kind)
+            return
+        self.error = self.error or kind
+        self.respond_error(ERROR_STATUS.get(kind, 502), f"upstream {self.backend.name}: {kind}",
+                           close=not self.body_done)
+
+    def replayable(self) -> bool:
+        return self.replay is not None or (self.body_done and not self.body_len)
+
+    def may_fall_back(self) -> bool:
+        decision = self.decision
+        return (not self.fell_back and decision.fallback is not None
+                and self.method in FALLBACK_METHODS and self.backend is decision.backend
+                and not self.head_sent and self.replayable())
+
+    def fall_back(self, reason: str) -> None:
+        decision = self.decision
+        self.fell_back = True
+        self.fallback_reason = reason
+        self.upstream_status = 0
+        self.engine.count_fallback(decision, reason)
+        self.dispatch(decision.fallback)
+
+    # -- endings --------------------------------------------------------------------------------
+    def respond_error(self, status: int, message: str, close: bool) -> None:
+        self.status = status
+        keep = (self.started and self.keep_alive and not close and not self.engine.closing
+                and self.upgrade is None)
+        if self.capture is not None:
+            self._skip_shadow("error-answer")
+        self.client.transport.write(canned_response(status, message, keep_alive=keep))
+        self._done(keep)
+
+    def client_failed(self, status: int, message: str) -> None:
+        """The request turned out bad mid-body (bad chunk, too large): stop and answer."""
+        if self.finished:
+            return
+        self._release(False)
+        if self.head_sent:
+            self.status = status
+            self._done(keep_alive=False)
+            self.client.transport.abort()
+        else:
+            self.respond_error(status, message, close=True)
+
+    def client_gone(self) -> None:
+        if self.finished:
+            return
+        self.finished = True
+        if self.acquiring is not None:
+            self.acquiring.cancel()
+        self._release(False)
+        if self.started:
+            self.status = 499                     # nginx's "client closed request"
+            self.engine.record(self)
+
+    def _release(self, reuse: bool) -> None:
+        self._cancel_timer()
+        conn = self.conn
+        if conn is not None:
+            self.conn = None
+            if self.client.writing_paused and conn.transport is not None:
+                conn.transport.resume_reading()
+            conn.pool.release(conn, reuse)
+
+    def _cancel_timer(self) -> None:
+        if self.timer is not None:
+            self.timer.cancel()
+            self.timer = None
+
+    def _done(self, keep_alive: bool, tunnel: UpstreamConnection | None = None) -> None:
+        self.finished = True
+        if self.started:
+            self.engine.record(self)
+            if self.capture is not None:
+                if self.body_done and self.replay is not None or not self.body_len:
+                    self.engine.sink.submit(self.exchange())
+                else:
+                    self._skip_shadow("body-incomplete")
+        self.client.flight_done(self, keep_alive, tunnel)
+
+    def _skip_shadow(self, reason: str) -> None:
+        if not self.shadow_skip:
+            self.shadow_skip = reason
+            self.capture = None
+            self.engine.sink.skip(self.decision, reason)
+
+    def exchange(self) -> Exchange:
+        return Exchange(
+            decision=self.decision, method=self.method, target=self.target.decode("latin-1"),
+            request_headers=parse_head_headers(self.head),
+            request_body=b"".join(self.replay or ()), status=self.status,
+            response_headers=tuple((n.decode("latin-1"), v.decode("latin-1"))
+                                   for n, v in self.resp_headers),
+            response_body=b"".join(self.capture or ()),
+            latency_s=time.perf_counter() - self.t0, started_at=self.started_at)

@@ -1,0 +1,71 @@
+"""Pure parts of the engine: breaker state machine, metrics exposition, header rewriting."""
+from __future__ import annotations
+
+import time
+
+from proxy.breaker import CLOSED, HALF_OPEN, OPEN, Breaker
+from proxy.decision import BreakerSpec
+from proxy.headers import TrustedProxies, client_response_head, upstream_request_head
+from proxy.metrics import Metrics, merge, render
+from proxy.settings import parse_networks
+
+
+def test_breaker_opens_after_failures_and_half_opens_after_cooldown():
+    breaker = Breaker(BreakerSpec(failures=3, window_s=10, cooldown_s=0.05))
+    for _ in range(2):
+        breaker.failure()
+    assert breaker.state == CLOSED and breaker.allow()
+    breaker.failure()
+    assert breaker.state == OPEN and not breaker.allow()
+    time.sleep(0.06)
+    assert breaker.allow()                    # the one trial
+    assert breaker.state == HALF_OPEN and not breaker.allow()
+    breaker.failure()                         # trial failed: open again
+    assert breaker.state == OPEN and breaker.opened_total == 2
+    time.sleep(0.06)
+    assert breaker.allow()
+    breaker.success()
+    assert breaker.state == CLOSED and breaker.allow()
+
+
+def test_metrics_render_and_merge():
+    a, b = Metrics(), Metrics()
+    a.inc("strangler_requests_total", {"backend": "legacy", "status": "200"})
+    b.inc("strangler_requests_total", {"status": "200", "backend": "legacy"}, 2)
+    a.observe("strangler_request_duration_seconds", {"backend": "legacy"}, 0.003)
+    b.observe("strangler_request_duration_seconds", {"backend": "legacy"}, 50)
+    b.set("strangler_breaker_open", {"backend": "svc"}, 1)
+    text = render(merge([a.snapshot(), b.snapshot()]))
+    assert 'strangler_requests_total{backend="legacy",status="200"} 3' in text
+    assert "# TYPE strangler_requests_total counter" in text
+    assert "# TYPE strangler_request_duration_seconds histogram" in text
+    assert 'strangler_request_duration_seconds_bucket{backend="legacy",le="0.0025"} 0' in text
+    assert 'strangler_request_duration_seconds_bucket{backend="legacy",le="0.005"} 1' in text
+    assert 'strangler_request_duration_seconds_bucket{backend="legacy",le="+Inf"} 2' in text
+    assert 'strangler_request_duration_seconds_count{backend="legacy"} 2' in text
+    assert 'strangler_breaker_open{backend="svc"} 1' in text
+
+
+def test_upstream_head_and_response_head():
+    head = upstream_request_head(
+        b"GET", b"/a?b=1", [(b"Host", b"shop"), (b"Connection", b"close, X-Hop"),
+                            (b"X-Hop", b"1"), (b"X-Strangler-Route", b"service"),
+                            (b"Content-Length", b"9"), (b"Cookie", b"s=1")],
+        peer="10.0.0.7", trusted=False, strip=frozenset({b"x-strangler-route"}), upgrade=None,
+        framing=b"Content-Length: 3\r\n", fallback_host=b"up:1", request_id=b"rid")
+    assert head.startswith(b"GET /a?b=1 HTTP/1.1\r\nHost: shop\r\nCookie: s=1\r\n")
+    assert b"X-Hop" not in head and b"Connection" not in head and b"X-Strangler" not in head
+    assert head.count(b"Content-Length") == 1 and b"Content-Length: 3\r\n" in head
+    assert b"X-Forwarded-For: 10.0.0.7\r\n" in head and b"X-Request-Id: rid\r\n" in head
+    assert head.endswith(b"\r\n\r\n")
+    resp = client_response_head(b"HTTP/1.1", 200, b"OK", [(b"Transfer-Encoding", b"chunked"),
+                                (b"X-A", b"1")], framing=b"Content-Length: 5\r\n",
+                                keep_alive=False)
+    assert resp == (b"HTTP/1.1 200 OK\r\nX-A: 1\r\nVia: 1.1 strangler\r\nContent-Length: 5\r\n"
+                    b"Connection: close\r\n\r\n")
+
+
+def test_trusted_proxies():
+    trusted = TrustedProxies(parse_networks(["10.0.0.0/8", "::1"]))
+    assert "10.1.2.3" in trusted and "::1" in trusted
+    assert "192.168.1.1" not in trusted and "not-an-ip" not in trusted
