@@ -10,9 +10,9 @@ from pathlib import Path
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import SQLAlchemyError
 
-from proxy.shadow.formats import FORMATS, STORE_ENV, default_store_url, parse_window, render
+from proxy.shadow.formats import FORMATS, parse_window, render
 from proxy.shadow.report import build_report, gate
-from proxy.shadow.store import ShadowStore
+from proxy.shadow.store import STORE_ENV, ShadowStore, default_store_url
 from strangler.db import normalise_url
 from strangler.errors import OperatorError
 

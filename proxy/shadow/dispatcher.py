@@ -30,16 +30,18 @@ import shlex
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from functools import partial
+from typing import Callable
 
 import aiohttp
 
 from proxy.decision import SAFE_METHODS, SERVICE, Backend, Decision
-from proxy.exchange import Exchange
+from proxy.exchange import Exchange, ShadowSink
 from proxy.metrics import Metrics
 from proxy.shadow.compare import STATUS, Answer, FieldDiff, decoded_body, diff_answers
 from proxy.shadow.noise import NoiseSampler
 from proxy.shadow.redact import redact_body, redact_field, redact_headers, redact_text
-from proxy.shadow.store import Observation, ShadowStore
+from proxy.shadow.store import Observation, ShadowStore, default_store_url
 from proxy.shadow_settings import ShadowSettings
 
 log = logging.getLogger(__name__)
@@ -76,12 +78,14 @@ class Replayed:
 
 
 class ShadowDispatcher:
-    """Implements proxy.exchange.ShadowSink. Use inside a running loop: `async with` or
-    `await start()` / `await close()` (e.g. from an aiohttp cleanup_ctx)."""
+    """Implements proxy.exchange.ShadowSink. `start()` inside a running loop, `await close()`
+    at shutdown; or `async with`. With `owns_store` it also starts and closes the store."""
 
     def __init__(self, store: ShadowStore, metrics: Metrics | None = None, *,
-                 queue_size: int = 1024, workers: int = 4, max_connections: int = 32) -> None:
+                 queue_size: int = 1024, workers: int = 4, max_connections: int = 32,
+                 owns_store: bool = False) -> None:
         self.store = store
+        self.owns_store = owns_store
         self.metrics = metrics if metrics is not None else Metrics()
         for name, text in DESCRIPTIONS.items():
             self.metrics.describe(name, text)
@@ -94,7 +98,9 @@ class ShadowDispatcher:
         self._session: aiohttp.ClientSession | None = None
         self._executor: ThreadPoolExecutor | None = None
 
-    async def start(self) -> None:
+    def start(self) -> None:
+        if self.owns_store:
+            self.store.start()
         self._queue = asyncio.Queue(self.queue_size)
         connector = aiohttp.TCPConnector(limit=self.max_connections, ttl_dns_cache=300)
         self._session = aiohttp.ClientSession(connector=connector, auto_decompress=False,
@@ -116,11 +122,13 @@ class ShadowDispatcher:
         if self._session is not None:
             await self._session.close()
         if self._executor is not None:
-            self._executor.shutdown(wait=True)
+            await asyncio.to_thread(self._executor.shutdown, wait=True)
         self._queue = None
+        if self.owns_store:
+            await asyncio.to_thread(self.store.close)
 
     async def __aenter__(self) -> "ShadowDispatcher":
-        await self.start()
+        self.start()
         return self
 
     async def __aexit__(self, *exc) -> None:
@@ -261,6 +269,19 @@ class ShadowDispatcher:
                           if noise is not None else None),
             legacy_latency_s=legacy.latency_s, service_latency_s=service.latency_s,
             sample=sample, sample_fields=wanted)
+
+
+def sink_factory(store_url: str | None = None, **options) -> Callable[[Metrics], ShadowSink]:
+    """What the proxy runtime takes as `sink_factory`: picklable, so each worker process builds
+    its own dispatcher and store writer (all writing to the one shared store).
+    `options` are ShadowDispatcher's keyword arguments (queue_size, workers, max_connections)."""
+    return partial(_make_sink, store_url or default_store_url(), options)
+
+
+def _make_sink(store_url: str, options: dict, metrics: Metrics) -> ShadowDispatcher:
+    dispatcher = ShadowDispatcher(ShadowStore(store_url), metrics, owns_store=True, **options)
+    dispatcher.start()
+    return dispatcher
 
 
 def _sample(ex: Exchange, settings: ShadowSettings, legacy: Replayed, service: Replayed,

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import json
-import os
 import re
 from typing import Any
 
@@ -13,15 +12,8 @@ from proxy.shadow.render_text import render_text
 FORMATS = ("text", "json", "markdown", "html")
 CONTENT_TYPES = {"text": "text/plain", "json": "application/json",
                  "markdown": "text/markdown", "html": "text/html"}
-STORE_ENV = "STRANGLER_SHADOW_STORE"
-DEFAULT_STORE = "sqlite:///shadow-results.sqlite3"
 _WINDOW = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(s|m|h|d)\s*$")
 _UNIT_S = {"s": 1, "m": 60, "h": 3600, "d": 86400}
-
-
-def default_store_url() -> str:
-    """The results store every proxy process and report shares, unless told otherwise."""
-    return os.environ.get(STORE_ENV) or DEFAULT_STORE
 
 
 def parse_window(text: str) -> float:

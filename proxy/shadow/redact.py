@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import re
+from functools import lru_cache
 from typing import Any, Iterable
 
 REDACTED = "[REDACTED]"
@@ -30,13 +31,19 @@ def luhn_valid(digits: str) -> bool:
 
 def redact_text(text: str, sensitive: Iterable[str] = ()) -> str:
     """Card-like numbers, plus `name=value` / `"name": value` for sensitive names."""
-    names = [re.escape(n) for n in sensitive]
-    if names:
-        alt = "|".join(names)
-        text = re.sub(rf'(?i)("(?:{alt})"\s*:\s*)("(?:[^"\\]|\\.)*"|[^,}}\]\s]+)',
-                      rf'\1"{REDACTED}"', text)
-        text = re.sub(rf"(?i)(?<![\w-])((?:{alt})=)[^&\s;]*", rf"\1{REDACTED}", text)
+    for pattern, replacement in _name_patterns(frozenset(sensitive)):
+        text = pattern.sub(replacement, text)
     return _CARDLIKE.sub(_card, text)
+
+
+@lru_cache(maxsize=64)
+def _name_patterns(sensitive: frozenset[str]) -> tuple[tuple[re.Pattern, str], ...]:
+    if not sensitive:
+        return ()
+    alt = "|".join(re.escape(n) for n in sorted(sensitive))
+    return ((re.compile(rf'(?i)("(?:{alt})"\s*:\s*)("(?:[^"\\]|\\.)*"|[^,}}\]\s]+)'),
+             rf'\1"{REDACTED}"'),
+            (re.compile(rf"(?i)(?<![\w-])((?:{alt})=)[^&\s;]*"), rf"\1{REDACTED}"))
 
 
 def _card(match: re.Match) -> str:
@@ -52,7 +59,7 @@ def redact_json(value: Any, sensitive: frozenset[str]) -> Any:
     if isinstance(value, list):
         return [redact_json(v, sensitive) for v in value]
     if isinstance(value, str):
-        return _CARDLIKE.sub(_card, value)
+        return redact_text(value, sensitive)
     if isinstance(value, int) and not isinstance(value, bool) and 13 <= len(str(abs(value))) <= 19 \
             and luhn_valid(str(abs(value))):
         return REDACTED

@@ -28,6 +28,7 @@ import hashlib
 import json
 import logging
 import math
+import os
 import threading
 import time
 from dataclasses import dataclass, field
@@ -42,6 +43,8 @@ from strangler.db import make_engine
 
 log = logging.getLogger(__name__)
 
+STORE_ENV = "STRANGLER_SHADOW_STORE"
+DEFAULT_STORE = "sqlite:///shadow-results.sqlite3"
 BUCKET_S = 60
 LATENCY_BASE_MS = 0.1      # upper bound of bin 0
 LATENCY_GROWTH = 1.1       # each bin is 10 % wider than the previous
@@ -77,6 +80,11 @@ samples_t = Table("shadow_samples", metadata,
                   Column("at", Float, nullable=False),
                   Column("data", Text, nullable=False),
                   Index("ix_shadow_samples_key", "capability", "route", "field", "id"))
+
+
+def default_store_url() -> str:
+    """The results store every proxy process and report shares, unless told otherwise."""
+    return os.environ.get(STORE_ENV) or DEFAULT_STORE
 
 
 def latency_bin(seconds: float) -> int:

@@ -1,0 +1,284 @@
+"""The dispatcher against the real legacy shop and the real catalog service on loopback.
+
+Each primary exchange is captured by a real HTTP call to the side that answers the client;
+the dispatcher replays it to the other side exactly as it does inside the proxy.
+"""
+from __future__ import annotations
+
+import asyncio
+import json
+import re
+import time
+from dataclasses import replace
+
+import aiohttp
+import pytest
+from aiohttp import web
+from sqlalchemy import text
+
+from extracted_services.catalog.app import create_app as catalog_app
+from legacy_monolith.app import create_app as legacy_app
+from proxy.decision import LEGACY, SERVICE, Backend, Decision, ShadowPlan
+from proxy.exchange import Exchange
+from proxy.shadow.dispatcher import ShadowDispatcher
+from proxy.shadow.formats import render
+from proxy.shadow.report import build_report
+from proxy.shadow.store import ShadowStore
+from proxy.shadow_settings import ShadowSettings
+from tests.conftest import free_port
+
+PRODUCTS = 30
+SETTINGS = ShadowSettings(percent=100, noise_percent=50, timeout_s=2.0)
+PRODUCT_ROUTE = re.compile(r"/api/products/\d+")
+
+
+@web.middleware
+async def price_and_description_bug(request: web.Request, handler):
+    """The deliberately introduced bug: prices rounded to one decimal, description dropped."""
+    response = await handler(request)
+    if request.method == "GET" and PRODUCT_ROUTE.fullmatch(request.path) \
+            and response.status == 200:
+        doc = json.loads(response.body)
+        doc["price"] = round(doc["price"], 1)
+        doc.pop("description")
+        return web.json_response(doc)
+    return response
+
+
+async def serve(app: web.Application) -> tuple[web.AppRunner, Backend]:
+    runner = web.AppRunner(app)
+    await runner.setup()
+    port = free_port()
+    await web.TCPSite(runner, "127.0.0.1", port).start()
+    return runner, backend_at(port)
+
+
+def backend_at(port: int, *, name: str = "b", dry_run: bool = False) -> Backend:
+    return Backend(name, f"http://127.0.0.1:{port}", "127.0.0.1", port, honours_dry_run=dry_run)
+
+
+@pytest.fixture
+async def shop(tmp_path):
+    """Real legacy + real (buggy) catalog, and a dispatcher writing to a SQLite store."""
+    legacy = legacy_app(f"sqlite:///{tmp_path / 'legacy.db'}", seed_products=PRODUCTS)
+    catalog = catalog_app(f"sqlite:///{tmp_path / 'catalog.db'}", seed_products=PRODUCTS)
+    catalog.middlewares.append(price_and_description_bug)
+    legacy_runner, legacy_b = await serve(legacy)
+    catalog_runner, catalog_b = await serve(catalog)
+    store = ShadowStore(f"sqlite:///{tmp_path / 'shadow.sqlite3'}")
+    store.create_schema()
+    dispatcher = ShadowDispatcher(store, workers=4)
+    dispatcher.start()
+    session = aiohttp.ClientSession(auto_decompress=False)
+    shop = Shop(session, dispatcher, store,
+                replace(legacy_b, name="legacy", honours_dry_run=True),
+                replace(catalog_b, name="catalog", honours_dry_run=True))
+    yield shop
+    await session.close()
+    await dispatcher.close()
+    store.close()
+    await catalog_runner.cleanup()
+    await legacy_runner.cleanup()
+
+
+class Shop:
+    def __init__(self, session, dispatcher, store, legacy: Backend, catalog: Backend) -> None:
+        self.session, self.dispatcher, self.store = session, dispatcher, store
+        self.legacy, self.catalog = legacy, catalog
+
+    def decision(self, route: str, *, primary: str = LEGACY, target: Backend | None = None,
+                 dry_run: bool = False, settings: ShadowSettings = SETTINGS) -> Decision:
+        answering = self.legacy if primary == LEGACY else self.catalog
+        if target is None:
+            target = self.catalog if primary == LEGACY else self.legacy
+        plan = ShadowPlan(target=target, target_side=SERVICE if primary == LEGACY else LEGACY,
+                          max_body_bytes=settings.max_body_bytes, dry_run=dry_run,
+                          compare=settings)
+        return Decision("catalog", route, primary, answering, None, "stage", shadow=plan)
+
+    async def call(self, decision: Decision, method: str, target: str, *,
+                   headers: tuple[tuple[str, str], ...] = (), body: bytes = b"") -> Exchange:
+        """The client's request answered by the primary, captured as the engine captures it."""
+        started, t0 = time.time(), time.perf_counter()
+        async with self.session.request(method, decision.backend.url + target,
+                                        headers=list(headers), data=body or None) as resp:
+            answer = await resp.read()
+            return Exchange(decision, method, target, headers, body, resp.status,
+                            tuple(resp.headers.items()), answer, time.perf_counter() - t0,
+                            started)
+
+    async def shadow(self, decision: Decision, method: str, target: str, **kw) -> Exchange:
+        exchange = await self.call(decision, method, target, **kw)
+        self.dispatcher.submit(exchange)
+        return exchange
+
+    async def report(self) -> dict:
+        await self.dispatcher.drain()
+        self.store.flush()
+        return build_report(self.store)
+
+    async def product_total(self, backend: Backend) -> int:
+        async with self.session.get(backend.url + "/api/products?limit=1") as resp:
+            return (await resp.json())["total"]
+
+
+def route_of(report: dict, route: str) -> dict:
+    cap = next(c for c in report["capabilities"] if c["name"] == "catalog")
+    return next(r for r in cap["routes"] if r["route"] == route)
+
+
+async def test_introduced_bug_found_at_route_and_field_noise_cancelled(shop):
+    products = shop.decision("/api/products/{id}")
+    categories = shop.decision("/api/categories")
+    for i in range(1, PRODUCTS + 1):
+        await shop.shadow(products, "GET", f"/api/products/{i}")
+        await shop.shadow(categories, "GET", "/api/categories")
+    report = await shop.report()
+
+    r = route_of(report, "/api/products/{id}")
+    verdicts = {f["field"]: f["verdict"] for f in r["fields"]}
+    assert verdicts["$.price"] == "reported" and verdicts["$.description"] == "reported"
+    # legacy's noise fields cancel by themselves: no ignore rule is configured
+    assert SETTINGS.compare.ignore == ()
+    assert verdicts["$.generated_at"] == "noise" and verdicts["$.request_id"] == "noise"
+    assert set(verdicts) == {"$.price", "$.description", "$.generated_at", "$.request_id"}
+    assert r["compared"] == PRODUCTS and r["match_rate"] == 0.0
+    assert r["noise_samples"] == PRODUCTS // 2
+    kinds = {d["path"]: d["kind"] for s in r["samples"] for d in s["diffs"]}
+    assert kinds["$.description"] == "missing" and kinds["$.price"] == "value"
+    sample = next(s for s in r["samples"] if s["field"] == "$.price")
+    assert sample["legacy"]["status"] == sample["service"]["status"] == 200
+    assert shop.catalog.url + sample["target"] in sample["curl"]["service"]
+    assert r["latency"]["legacy"]["count"] == r["latency"]["service"]["count"] == PRODUCTS
+    assert r["latency"]["service"]["p50"] > 0
+
+    clean = route_of(report, "/api/categories")
+    assert clean["match_rate"] == 100.0 and clean["compared"] == PRODUCTS
+    text_report = render(report, "text")
+    assert "route /api/products/{id}: match rate 0.00 %" in text_report
+    assert re.search(r"reported +\$\.price", text_report)
+    assert re.search(r"noise +\$\.generated_at", text_report)
+
+
+async def test_reverse_shadow_keeps_legacy_on_the_left(shop):
+    products = shop.decision("/api/products/{id}", primary=SERVICE)
+    for i in range(1, 21):
+        await shop.shadow(products, "GET", f"/api/products/{i}")
+    r = route_of(await shop.report(), "/api/products/{id}")
+    verdicts = {f["field"]: f["verdict"] for f in r["fields"]}
+    assert verdicts["$.description"] == "reported" and verdicts["$.generated_at"] == "noise"
+    assert r["noise_samples"] == 10  # legacy asked twice, though the service answered
+    diff = next(d for s in r["samples"] for d in s["diffs"] if d["path"] == "$.description")
+    assert diff["kind"] == "missing" and diff["left"] and diff["right"] is None
+
+
+async def test_post_is_not_shadowed_without_dry_run(shop):
+    no_dry_run = replace(shop.catalog, honours_dry_run=False)
+    before = await shop.product_total(shop.catalog)
+    decision = shop.decision("/api/products", target=no_dry_run, dry_run=True)
+    body = json.dumps({"sku": "NEW-1", "name": "New", "price": 5, "category": "lighting"})
+    await shop.shadow(decision, "POST", "/api/products", body=body.encode(),
+                      headers=(("Content-Type", "application/json"),))
+    r = route_of(await shop.report(), "/api/products")
+    assert r["skipped"] == {"unsafe-method": 1} and r["compared"] == 0
+    assert await shop.product_total(shop.catalog) == before
+    assert await shop.product_total(shop.legacy) == before + 1  # the client's write happened
+
+
+async def test_post_is_shadowed_as_a_dry_run_without_side_effects(shop):
+    before = await shop.product_total(shop.catalog)
+    decision = shop.decision("/api/products", dry_run=True)
+    for i in range(3):
+        body = json.dumps({"sku": f"NEW-{i}", "name": "New", "price": 5, "category": "lighting"})
+        await shop.shadow(decision, "POST", "/api/products", body=body.encode(),
+                          headers=(("Content-Type", "application/json"),))
+    r = route_of(await shop.report(), "/api/products")
+    assert r["compared"] == 3 and r["errors"] == {} and r["skipped"] == {}
+    assert r["status_mismatch"] == 0 and r["noise_samples"] == 0  # writes are never replayed twice
+    assert await shop.product_total(shop.catalog) == before
+    assert await shop.product_total(shop.legacy) == before + 3
+    assert "X-Strangler-Dry-Run: 1" in r["samples"][0]["curl"]["service"]
+
+
+async def test_sensitive_values_never_reach_the_store(shop, tmp_path):
+    secrets = ["s3cr3t-bearer", "cookie-value-42", "hunter2", "query-token-7",
+               "4111111111111111", "4111 1111 1111 1111"]
+    decision = shop.decision("/api/products", dry_run=True)
+    body = json.dumps({"sku": "SEC-1", "name": "Card 4111 1111 1111 1111", "price": 5,
+                       "category": "lighting", "description": "password=hunter2",
+                       "password": "hunter2"})
+    headers = (("Content-Type", "application/json"), ("Authorization", "Bearer s3cr3t-bearer"),
+               ("Cookie", "sid=cookie-value-42"))
+    await shop.shadow(decision, "POST", "/api/products?token=query-token-7",
+                      body=body.encode(), headers=headers)
+    await shop.shadow(shop.decision("/api/products/{id}"), "GET",
+                      "/api/products/1?token=query-token-7", headers=headers)
+    r = route_of(await shop.report(), "/api/products")
+    assert r["compared"] == 1 and r["samples"]  # a sample was stored
+    shop.store.engine.dispose()
+    with shop.store.engine.connect() as conn:
+        conn.execute(text("PRAGMA wal_checkpoint(FULL)"))
+    raw_db = b"".join(p.read_bytes() for p in tmp_path.glob("shadow.sqlite3*"))
+    for secret in secrets:
+        assert secret.encode() not in raw_db, secret
+    assert b"[REDACTED]" in raw_db
+
+
+async def test_failed_comparison_is_an_error_not_a_crash(shop):
+    async def broken_gzip(request):
+        return web.Response(body=b"not gzip at all", headers={
+            "Content-Type": "application/json", "Content-Encoding": "gzip"})
+    app = web.Application()
+    app.router.add_get("/api/products/{id}", broken_gzip)
+    runner, broken = await serve(app)
+    try:
+        decision = shop.decision("/api/products/{id}", target=broken)
+        exchange = await shop.shadow(decision, "GET", "/api/products/1")
+        await shop.shadow(shop.decision("/api/categories"), "GET", "/api/categories")
+        report = await shop.report()
+    finally:
+        await runner.cleanup()
+    assert route_of(report, "/api/products/{id}")["errors"] == {"compare": 1}
+    assert route_of(report, "/api/categories")["compared"] == 1  # the dispatcher lives on
+    assert exchange.status == 200 and b'"price"' in exchange.response_body
+
+
+async def test_slow_or_dead_targets_only_cost_shadow_capacity(shop):
+    release = asyncio.Event()
+
+    async def stuck(request):
+        await release.wait()
+        return web.json_response({})
+    app = web.Application()
+    app.router.add_get("/{tail:.*}", stuck)
+    runner, slow = await serve(app)
+    dead = backend_at(free_port())
+    fast = ShadowSettings(percent=100, noise_percent=0, timeout_s=0.3)
+    small = ShadowDispatcher(shop.store, queue_size=2, workers=1)
+    small.start()
+    try:
+        slow_decision = shop.decision("/slow/{id}", target=slow, settings=fast)
+        client_answers = []
+        for i in range(10):
+            exchange = await shop.call(slow_decision, "GET", f"/api/products/{i + 1}")
+            small.submit(exchange)  # synchronous: cannot wait for the shadow
+            client_answers.append(exchange)
+        # the client got every answer while the slow target still holds the shadow requests
+        assert not release.is_set()
+        assert [e.status for e in client_answers] == [200] * 10
+        await small.drain()
+        dead_decision = shop.decision("/dead/{id}", target=dead, settings=fast)
+        small.submit(await shop.call(dead_decision, "GET", "/api/products/1"))
+        await small.drain()
+    finally:
+        release.set()
+        await small.close()
+        await runner.cleanup()
+    dropped = small.metrics.counter_value("strangler_shadow_dropped_total",
+                                          {"capability": "catalog", "reason": "queue-full"})
+    shop.store.flush()
+    report = build_report(shop.store)
+    slow_route = route_of(report, "/slow/{id}")
+    assert dropped == slow_route["dropped"] > 0
+    assert slow_route["errors"] == {"timeout": 10 - dropped}
+    assert route_of(report, "/dead/{id}")["errors"] == {"connect": 1}
