@@ -52,6 +52,7 @@ from cdc.snapshot import (ExportedSnapshot, ProgressStore, SnapshotReader, Table
 log = logging.getLogger(__name__)
 
 HEARTBEAT_TABLE = "strangler_heartbeat"
+CHORE_INTERVAL_S = 0.02
 
 
 @dataclass(frozen=True)
@@ -63,6 +64,7 @@ class CaptureStatus:
     events_total: int
     events_per_s: float
     transactions_skipped_by_origin: int
+    resnapshots_completed: int
     last_error: str | None
 
 
@@ -91,7 +93,7 @@ class _Resnapshot:
 class PgCapture:
     def __init__(self, dsn: str, slot: str, publication: str, tables: list[str],
                  topic_prefix: str, sink: EventSink, *, heartbeat_interval_s: float = 10.0,
-                 flush_interval_s: float = 0.5, flush_every_events: int = 20_000,
+                 flush_interval_s: float = 0.2, flush_every_events: int = 20_000,
                  flush_timeout_s: float = 30.0, snapshot_chunk_rows: int = 10_000):
         self.dsn = libpq_dsn(dsn)
         self.slot = slot
@@ -124,6 +126,7 @@ class PgCapture:
         self._flushed_lsn = 0
         self._events_total = 0
         self._skipped_by_origin = 0
+        self._resnapshots_done = 0
         self._last_error: str | None = None
         self._rate_mark = (time.monotonic(), 0)
 
@@ -279,9 +282,10 @@ class PgCapture:
             job.reader.close()
             job.exported.close()
             self._resnapshot = None
+            self._resnapshots_done += 1
             return
         info = job.table
-        for row in chunk[0]:
+        for row in chunk:
             if tuple(row[k] for k in info.key_columns) not in job.touched:
                 self._send_snapshot_row(info, row, job.exported.position, "incremental")
                 self._unflushed += 1
@@ -325,26 +329,36 @@ class PgCapture:
     def _stream(self, cur, stop: threading.Event) -> None:
         handle = self._handle
         fileno = cur.connection.fileno()
+        next_chores = 0.0
+        busy = 0
         while not stop.is_set():
             msg = cur.read_message()
             if msg is not None:
                 handle(msg.payload, msg.data_start)
                 if self._unflushed >= self.flush_every_events:
                     self._flush_and_ack(cur)
-                continue
+                busy += 1
+                if busy < 512:      # look at the clock now and then, even under load
+                    continue
+            busy = 0
             now = time.monotonic()
-            owed = self._unflushed or self._last_commit_end > self._flushed_lsn
-            if owed and now - self._last_flush >= self.flush_interval_s:
-                self._flush_and_ack(cur)
-            if now - self._last_heartbeat >= self.heartbeat_interval_s:
-                self._heartbeat()
-            if self._resnapshot is not None:
-                self._resnapshot_step()
-                continue
-            if not self._requests.empty():
-                self._start_resnapshot(self._requests.get())
-                continue
-            select.select([fileno], [], [], 0.05)
+            if now >= next_chores:
+                next_chores = now + CHORE_INTERVAL_S
+                self._chores(cur, now)
+            if msg is None:
+                select.select([fileno], [], [], CHORE_INTERVAL_S)
+
+    def _chores(self, cur, now: float) -> None:
+        """Periodic work beside the stream: acknowledge, heartbeat, re-snapshot chunks."""
+        owed = self._unflushed or self._last_commit_end > self._flushed_lsn
+        if owed and now - self._last_flush >= self.flush_interval_s:
+            self._flush_and_ack(cur)
+        if now - self._last_heartbeat >= self.heartbeat_interval_s:
+            self._heartbeat()
+        if self._resnapshot is not None:
+            self._resnapshot_step()
+        elif not self._requests.empty():
+            self._start_resnapshot(self._requests.get())
 
     def _flush_and_ack(self, cur) -> None:
         """Flush the sink; on success acknowledge the last commit whose events all went in."""
@@ -496,6 +510,7 @@ class PgCapture:
             retained_wal_bytes=int(row[1]) if row and row[1] is not None else None,
             events_total=total, events_per_s=rate,
             transactions_skipped_by_origin=self._skipped_by_origin,
+            resnapshots_completed=self._resnapshots_done,
             last_error=self._last_error)
 
     def close(self) -> None:

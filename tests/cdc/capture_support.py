@@ -104,3 +104,23 @@ class Running:
         self.thread.join(30)
         if self.error is not None and exc_info[0] is None:
             raise self.error
+
+
+def replay_in_order(events: list[ChangeEvent]) -> dict:
+    """The naive consumer: every event applied in arrival order, no position checks.
+
+    Stricter than `apply_events`: it only converges if capture never emits an older image of
+    a row after a newer one.
+    """
+    state: dict = {}
+    for event in events:
+        if event.value is None:
+            continue
+        op = event.value["op"]
+        if op == "t":
+            state = {k: v for k, v in state.items() if k[0] != event.topic}
+        elif op == "d":
+            state.pop((event.topic, tuple(sorted(event.key.items()))), None)
+        else:
+            state[(event.topic, tuple(sorted(event.key.items())))] = dict(event.value["after"])
+    return state
