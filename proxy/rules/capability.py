@@ -19,7 +19,6 @@ from proxy.rules.bucketing import BUCKETS, RequestKeys, Rng, StickySource, reque
 from proxy.rules.matchers import Matcher
 from proxy.shadow_settings import ShadowSettings
 
-STAGES = ("legacy", "shadow", "canary", "cutover", "retired")
 
 
 @dataclass(frozen=True, slots=True)

@@ -31,6 +31,7 @@ class Located:
 
 @dataclass(slots=True)
 class Merged:
+    files: list[str] = field(default_factory=list)
     backends: dict[str, Located] = field(default_factory=dict)
     capabilities: list[Located] = field(default_factory=list)
     single: dict[str, Located] = field(default_factory=dict)
@@ -39,6 +40,7 @@ class Merged:
 def merge(sources: list[RuleSource]) -> tuple[Merged, list[Problem]]:
     merged, problems = Merged(), []
     for src in sources:
+        merged.files.append(src.file)
         data = src.data
         for name, spec in (data.get("backends") or {}).items():
             here = Located(src, ("backends", name), spec)

@@ -73,10 +73,8 @@ def _check_top(merged: Merged) -> list[Problem]:
     out: list[Problem] = []
     default = merged.single.get("default")
     if default is None:
-        first = merged.capabilities[0].src if merged.capabilities else None
-        if first is not None:
-            out.append(Problem(first.file, 1, None, "no default backend: add `default: NAME` "
-                               "(it answers every request no capability matches)"))
+        out.append(Problem(merged.files[0], 1, None, "no default backend: add `default: NAME` "
+                           "(it answers every request no capability matches)"))
     elif default.data not in merged.backends:
         out.append(default.problem(_unresolved("default", default.data, merged)))
     override = merged.single.get("override")

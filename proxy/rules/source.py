@@ -42,8 +42,12 @@ def rule_files(path: str | Path) -> list[Path]:
     """The files a PATH stands for, in load order."""
     p = Path(path)
     if p.is_dir():
-        files = sorted(f for f in p.iterdir()
-                       if f.suffix in (".yaml", ".yml") and f.is_file())
+        try:
+            files = sorted(f for f in p.iterdir()
+                           if f.suffix in (".yaml", ".yml") and f.is_file())
+        except OSError as exc:
+            raise RulesUnreadable([Problem(str(p), None, None,
+                                           f"cannot list: {exc.strerror or exc}")]) from exc
         if not files:
             raise RulesUnreadable([Problem(str(p), None, None,
                                            "no *.yaml rule files in this directory")])

@@ -201,3 +201,24 @@ def test_compiled_table_is_frozen(rules_file) -> None:
     table = load_table(rules_file(HEAD + cap()), environ={})
     with pytest.raises(AttributeError):
         table.version = "x"
+
+
+def test_top_level_meaning_checks(rules_file) -> None:
+    (problem,) = errors(rules_file("version: 1\nbackends: {legacy: {url: 'http://127.0.0.1:1'}}\n"))
+    assert problem.line == 1 and "no default backend" in problem.message
+    text = HEAD.replace("http://127.0.0.1:9002", "http://user:pw@127.0.0.1:9002/v1") + cap()
+    found = errors(rules_file(text + "trusted_proxies: [10.0.0.0/8, not-an-ip]\n"))
+    assert [p.line for p in found] == [4, 4, 13]
+    assert "credentials do not belong" in found[0].message and "pw" not in found[0].message
+    assert "remove the path" in found[1].message
+    assert "'not-an-ip' is not an IP address" in found[2].message
+
+
+def test_a_service_is_needed_beyond_stage_legacy(rules_file) -> None:
+    text = HEAD + cap(stage="cutover").replace("    service: svc\n", "")
+    (problem,) = errors(rules_file(text))
+    assert problem.rule == "catalog" and "stage cutover needs a service backend" in problem.message
+    legacy_only = HEAD + cap(stage="legacy").replace("    service: svc\n", "").replace(
+        "    shadow: {percent: 100}\n", "")
+    table = load_table(rules_file(legacy_only), environ={})
+    assert table.decide("GET", "/api/products", "", {}).backend.name == "legacy"
