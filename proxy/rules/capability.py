@@ -20,7 +20,6 @@ from proxy.rules.matchers import Matcher
 from proxy.shadow_settings import ShadowSettings
 
 
-
 @dataclass(frozen=True, slots=True)
 class Gates:
     """Promotion gates (evaluated by the promotion logic, not here). Percentages are points."""
@@ -93,17 +92,25 @@ class CapabilityRouter:
         self._rollout = threshold(cap.percent)
         self._shadow = threshold(cap.shadow_percent)
         self._shadow_group = f"{cap.name}.shadow"
+        # Shadow plans by the side that answers: the copy goes to the other side.
         self._plans: dict[str, ShadowPlan] = {}
         self._unsafe_plans: dict[str, ShadowPlan] = {}
         for answering, target in ((LEGACY, SERVICE), (SERVICE, LEGACY)):
-            backend = cap.backend(target)
             if target == SERVICE and cap.service is None:
                 continue
-            plan = dict(target=backend, target_side=target,
-                        max_body_bytes=cap.shadow.max_body_bytes, compare=cap.shadow)
-            self._plans[answering] = ShadowPlan(dry_run=False, **plan)
+            backend = cap.backend(target)
+            limit = cap.shadow.max_body_bytes
+            self._plans[answering] = ShadowPlan(backend, target, limit, dry_run=False,
+                                                compare=cap.shadow)
             if cap.shadow.unsafe and backend.honours_dry_run:
-                self._unsafe_plans[answering] = ShadowPlan(dry_run=True, **plan)
+                self._unsafe_plans[answering] = ShadowPlan(backend, target, limit, dry_run=True,
+                                                           compare=cap.shadow)
+
+    def pinnable(self, side: str) -> bool:
+        """Can a tester pin a read to `side`? Not to legacy once retired, not to a missing service."""
+        if side == LEGACY:
+            return self.cap.stage != "retired"
+        return self.cap.service is not None
 
     def decide(self, method: str, route: str, keys: RequestKeys, override: str | None) -> Decision:
         cap = self.cap
@@ -115,8 +122,7 @@ class CapabilityRouter:
                 skipped = None if shadow else "unsafe-method"
             return Decision(cap.name, route, side, cap.backend(side), None, "write-owner",
                             shadow, skipped)
-        if override is not None and not (override == LEGACY and cap.stage == "retired") \
-                and not (override == SERVICE and cap.service is None):
+        if override is not None and self.pinnable(override):
             return Decision(cap.name, route, override, cap.backend(override), None, "override")
         stage = cap.stage
         if stage == "canary":

@@ -7,7 +7,7 @@ number of capabilities. Among the candidates, the lowest file order that accepts
 from __future__ import annotations
 
 from proxy.rules.bucketing import RequestKeys
-from proxy.rules.matchers import PATH, PREFIX, REGEX, TEMPLATE, Matcher
+from proxy.rules.matchers import PATH, PREFIX, REGEX, Matcher
 from proxy.rules.paths import segments
 
 
