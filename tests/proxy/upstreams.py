@@ -38,7 +38,10 @@ async def slow(request: web.Request) -> web.Response:
 
 
 async def status(request: web.Request) -> web.Response:
+    """The status asked for; with ?on=NAME only on the server called NAME (200 elsewhere)."""
     code = int(request.match_info["code"])
+    if request.query.get("on", request.app[NAME]) != request.app[NAME]:
+        code = 200
     return web.json_response({"server": request.app[NAME], "status": code}, status=code)
 
 
@@ -110,6 +113,8 @@ def make_app(name: str) -> web.Application:
     app[HITS] = Counter()
     app[NAME] = name
     app.router.add_route("*", "/echo", echo)
+    app.router.add_route("*", "/api/fail/{code}", status)
+    app.router.add_route("*", "/api/slow", slow)
     app.router.add_route("*", "/api/{tail:.*}", echo)
     app.router.add_get("/slow", slow)
     app.router.add_route("*", "/status/{code}", status)
