@@ -16,7 +16,8 @@ from proxy.rules.matchers import KINDS, Matcher, ValueMatch
 from proxy.rules.merge import Located, Merged
 from proxy.rules.problems import WARNING, Problem
 from proxy.rules.semantics import default_writes
-from proxy.rules.table import CompiledTable, OverrideSpec
+from proxy.rules.override import OverrideSpec
+from proxy.rules.table import CompiledTable
 from proxy.shadow_settings import CompareSettings, ShadowSettings
 
 DEFAULT_OVERRIDE = {"header": "X-Strangler-Route", "secret_header": "X-Strangler-Route-Secret",

@@ -5,44 +5,19 @@ a matcher or sticky source needs them); it never parses config and never does I/
 """
 from __future__ import annotations
 
-import hmac
 import ipaddress
 from typing import Any, Mapping
 
-from proxy.decision import DEFAULT, LEGACY, SERVICE, Backend, Decision
+from proxy.decision import DEFAULT, Backend, Decision
 from proxy.rules.bucketing import RequestKeys
 from proxy.rules.capability import CapabilityRouter, CompiledCapability
 from proxy.rules.index import PathIndex
 from proxy.rules.matchers import PATH, TEMPLATE
+from proxy.rules.override import OverrideSpec
 from proxy.rules.paths import learned_route
 from proxy.rules.problems import Problem
 
 IpNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
-
-
-class OverrideSpec:
-    """Tester override: `<header>: legacy|service` honoured only with `<secret_header>: secret`."""
-    __slots__ = ("header", "secret_header", "secret_env", "_secret")
-
-    def __init__(self, header: str, secret_header: str, secret_env: str, secret: str | None) -> None:
-        self.header = header.lower()
-        self.secret_header = secret_header.lower()
-        self.secret_env = secret_env
-        self._secret = secret.encode() if secret else None
-
-    @property
-    def enabled(self) -> bool:
-        return self._secret is not None
-
-    def side(self, headers: Mapping[str, str]) -> str | None:
-        want = headers.get(self.header)
-        if want is None or self._secret is None:
-            return None
-        want = want.strip().lower()
-        if want not in (LEGACY, SERVICE):
-            return None
-        given = headers.get(self.secret_header, "").encode()
-        return want if hmac.compare_digest(given, self._secret) else None
 
 
 class CompiledTable:
