@@ -7,8 +7,10 @@ import os
 from pathlib import Path
 
 from aiohttp import web
+from sqlalchemy.engine import Engine
+from sqlalchemy.exc import OperationalError
 
-from extracted_services.catalog import migrate, seed
+from legacy_monolith.seed_data import DEFAULT_PRODUCTS
 from strangler.db import make_engine, sqlite_url
 from strangler.errors import OperatorError
 
@@ -34,51 +36,78 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
     seed_parser = commands.add_parser("seed", help=run_seed.__doc__, description=run_seed.__doc__)
     _database_option(seed_parser)
-    seed_parser.add_argument("--products", type=int, default=seed.DEFAULT_PRODUCTS, metavar="N")
+    seed_parser.add_argument("--products", type=int, default=DEFAULT_PRODUCTS, metavar="N",
+                             help=f"how many products (default {DEFAULT_PRODUCTS})")
     seed_parser.set_defaults(func=run_seed)
 
 
 def _database_option(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--database-url", default=os.environ.get("DATABASE_URL"),
+    parser.add_argument("--database-url", metavar="URL", default=os.environ.get("DATABASE_URL"),
                         help=f"default: $DATABASE_URL, else SQLite at {DEFAULT_DATABASE}")
 
 
-def database_url(args: argparse.Namespace) -> str:
+def _database_url(args: argparse.Namespace) -> str:
     if args.database_url:
         return args.database_url
     DEFAULT_DATABASE.parent.mkdir(parents=True, exist_ok=True)
     return sqlite_url(DEFAULT_DATABASE)
 
 
+def _migrated_engine(url: str) -> Engine:
+    """An engine on a database at the newest schema, or one clean line saying why not."""
+    from extracted_services.catalog import migrate
+
+    engine = make_engine(url)
+    try:
+        migrate.upgrade(engine)
+    except OperationalError as exc:
+        engine.dispose()
+        reason = str(exc.orig).strip().splitlines()[0]
+        raise OperatorError(f"cannot reach the catalog database: {reason}; check --database-url "
+                            "or DATABASE_URL") from None
+    return engine
+
+
+def _non_negative(value: int | None, flag: str) -> None:
+    if value is not None and value < 0:
+        raise OperatorError(f"{flag} must be >= 0, got {value}")
+
+
 def serve(args: argparse.Namespace) -> int:
     """Serve the catalog API (migrating the database first) until interrupted."""
     from extracted_services.catalog.app import create_app
 
-    if args.seed is not None and args.seed < 0:
-        raise OperatorError(f"--seed must be >= 0, got {args.seed}")
-    app = create_app(database_url(args), seed_products=args.seed)
+    _non_negative(args.seed, "--seed")
+    url = _database_url(args)
+    _migrated_engine(url).dispose()  # fail fast with a clean message before the server starts
     logging.basicConfig(level=logging.INFO,
                         format="%(asctime)s %(levelname)s %(name)s %(message)s")
     try:
-        web.run_app(app, host=args.host, port=args.port, print=None, access_log=None)
+        web.run_app(create_app(url, seed_products=args.seed), host=args.host, port=args.port,
+                    print=None, access_log=None)
     except OSError as exc:
-        raise OperatorError(f"cannot listen on {args.host}:{args.port}: {exc.strerror}; "
-                            "stop whatever uses it or pass --port") from None
+        reason = os.strerror(exc.errno) if exc.errno else str(exc)
+        raise OperatorError(f"cannot listen on {args.host}:{args.port} ({reason}); "
+                            "stop whatever holds it or pass --port") from None
     return 0
 
 
 def run_migrate(args: argparse.Namespace) -> int:
-    """Upgrade the catalog database to the latest schema revision."""
-    migrate.upgrade(make_engine(database_url(args)))
+    """Upgrade the catalog database to the newest schema (alembic upgrade head; idempotent)."""
+    _migrated_engine(_database_url(args)).dispose()
+    print("catalog schema is at head")
     return 0
 
 
 def run_seed(args: argparse.Namespace) -> int:
-    """Migrate, then fill an empty catalog with the shared seed data (same rows as legacy)."""
-    if args.products < 0:
-        raise OperatorError(f"--products must be >= 0, got {args.products}")
-    engine = make_engine(database_url(args))
-    migrate.upgrade(engine)
-    added = seed.seed(engine, args.products)
-    print(f"seeded {added} products" if added else "catalog already holds data; nothing seeded")
+    """Migrate, then fill an empty catalog with the shared seed data (the same rows as legacy)."""
+    from extracted_services.catalog import seed
+
+    _non_negative(args.products, "--products")
+    engine = _migrated_engine(_database_url(args))
+    try:
+        added = seed.seed(engine, args.products)
+    finally:
+        engine.dispose()
+    print(f"seeded {added} products" if added else "the catalog already holds data; nothing seeded")
     return 0
