@@ -9,11 +9,10 @@ import asyncio
 import os
 import secrets
 import signal
-import socket
 import subprocess
 import sys
 import time
-from contextlib import asynccontextmanager, contextmanager
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -93,9 +92,9 @@ async def running_proxy(rules: Path, *, limits: Limits | None = None, sink_facto
         await runtime.stop()
 
 
-@contextmanager
-def proxy_process(rules: Path, workers: int, log: Path, extra: tuple[str, ...] = ()):
-    """`strangler proxy` as a child process; yields (RunningProxy, Popen)."""
+@asynccontextmanager
+async def proxy_process(rules: Path, workers: int, log: Path, extra: tuple[str, ...] = ()):
+    """`strangler proxy` as a child process; yields (RunningProxy, Popen). SIGTERM at the end."""
     port, admin = free_port(), free_port()
     token = secrets.token_hex(16)
     env = {**os.environ, "STRANGLER_ADMIN_TOKEN": token, "PYTHONUNBUFFERED": "1"}
@@ -105,30 +104,32 @@ def proxy_process(rules: Path, workers: int, log: Path, extra: tuple[str, ...] =
              "--listen", f"127.0.0.1:{port}", "--admin", f"127.0.0.1:{admin}",
              "--workers", str(workers), *extra],
             cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT)
+    loop = asyncio.get_running_loop()
     try:
-        wait_port(port, proc, log)
-        wait_port(admin, proc, log)
+        await wait_port(port, proc, log)
+        await wait_port(admin, proc, log)
         yield RunningProxy(f"http://127.0.0.1:{port}", f"http://127.0.0.1:{admin}", token), proc
     finally:
         if proc.poll() is None:
             proc.send_signal(signal.SIGTERM)
             try:
-                proc.wait(15)
+                await loop.run_in_executor(None, proc.wait, 15)
             except subprocess.TimeoutExpired:
                 proc.kill()
                 proc.wait()
 
 
-def wait_port(port: int, proc: subprocess.Popen, log: Path, timeout: float = 30) -> None:
+async def wait_port(port: int, proc: subprocess.Popen, log: Path, timeout: float = 30) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if proc.poll() is not None:
             raise AssertionError(f"proxy exited {proc.returncode}:\n{log.read_text()}")
         try:
-            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
-                return
+            _, writer = await asyncio.open_connection("127.0.0.1", port)
+            writer.close()
+            return
         except OSError:
-            time.sleep(0.1)
+            await asyncio.sleep(0.1)
     raise AssertionError(f"port {port} never opened:\n{log.read_text()}")
 
 
