@@ -1,28 +1,20 @@
-"""Helpers for rule tests: write a rule file to a temp dir and load or check it."""
+"""Helpers for rule tests: write rule text to a fresh file in the test's temp dir."""
 from __future__ import annotations
 
-import textwrap
+import itertools
 from pathlib import Path
 from typing import Callable
 
 import pytest
 
-BACKENDS = """\
-version: 1
-backends:
-  legacy: {url: http://127.0.0.1:9001}
-  svc: {url: http://127.0.0.1:9002, dry_run: true}
-default: legacy
-"""
-
 
 @pytest.fixture
 def rules_file(tmp_path: Path) -> Callable[[str], Path]:
-    """Write YAML text (dedented) to a fresh rule file and return its path."""
-    counter = iter(range(1000))
+    """Write YAML text to a new rule file (rules0.yaml, rules1.yaml, ...) and return its path."""
+    counter = itertools.count()
 
-    def write(text: str, name: str | None = None) -> Path:
-        path = tmp_path / (name or f"rules{next(counter)}.yaml")
-        path.write_text(textwrap.dedent(text))
+    def write(text: str) -> Path:
+        path = tmp_path / f"rules{next(counter)}.yaml"
+        path.write_text(text)
         return path
     return write
