@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import ipaddress
 import re
+from typing import Any, Protocol
 from urllib.parse import urlsplit
 
 from proxy.rules import units
@@ -17,6 +18,11 @@ from proxy.rules.problems import WARNING, Problem
 # Which write owner each stage allows (canary may have either).
 STAGE_WRITES = {"legacy": ("legacy",), "shadow": ("legacy",), "canary": ("legacy", "service"),
                 "cutover": ("service",), "retired": ("service",)}
+
+
+class Report(Protocol):
+    """Records a problem for the capability being checked, at the line of the `at` path."""
+    def __call__(self, message: str, *at: str | int, severity: str = ...) -> None: ...
 
 
 def default_writes(stage: str) -> str | None:
@@ -133,7 +139,7 @@ def _check_capability(cap: Located, merged: Merged) -> list[Problem]:
     return out
 
 
-def _check_matcher(m: dict, at: tuple, err) -> None:
+def _check_matcher(m: dict[str, Any], at: tuple[str | int, ...], err: Report) -> None:
     where = f"match[{at[1]}]"
     for key in ("path", "path_prefix", "path_template"):
         value = m.get(key)
@@ -156,14 +162,15 @@ def _check_matcher(m: dict, at: tuple, err) -> None:
                              (*at, section, name), err)
 
 
-def _check_regex(pattern: str, where: str, at: tuple, err) -> None:
+def _check_regex(pattern: str, where: str, at: tuple[str | int, ...], err: Report) -> None:
     try:
         re.compile(pattern)
     except re.error as exc:
         err(f"{where}: the regex does not compile: {exc}", *at)
 
 
-def _check_percent(value, where: str, at: tuple, err) -> float | None:
+def _check_percent(value: float | str, where: str, at: tuple[str | int, ...],
+                   err: Report) -> float | None:
     p = units.percent(value)
     if not 0 <= p <= 100:
         err(f"{where}: {value!r} is outside 0..100", *at)
@@ -174,7 +181,7 @@ def _check_percent(value, where: str, at: tuple, err) -> float | None:
     return p
 
 
-def _check_rollout(d: dict, stage: str, err) -> None:
+def _check_rollout(d: dict[str, Any], stage: str, err: Report) -> None:
     rollout = d.get("rollout")
     if rollout is None:
         if stage == "canary":
@@ -205,7 +212,7 @@ def _check_rollout(d: dict, stage: str, err) -> None:
             "rollout", severity=WARNING)
 
 
-def _check_shadow(d: dict, stage: str, merged: Merged, err) -> None:
+def _check_shadow(d: dict[str, Any], stage: str, merged: Merged, err: Report) -> None:
     shadow = d.get("shadow")
     if shadow is None:
         if stage == "shadow":
