@@ -86,18 +86,21 @@ def _route_section(r: dict[str, Any]) -> str:
     for s in r["samples"]:
         parts.append(f"<h4>Sample: <code>{escape(s['field'])}</code> — "
                      f"<code>{escape(s['method'])} {escape(s['target'])}</code></h4>")
+        parts.append("<table><tr><th>field</th><th>kind</th><th>legacy</th><th>service</th></tr>")
         for d in s["diffs"]:
             if d["path"] == s["field"]:
-                parts.append(f"<p>{escape(d['kind'])}: legacy <code>{escape(value(d['left']))}"
-                             f"</code>, service <code>{escape(value(d['right']))}</code></p>")
-        parts.append("<div class='sbs'>")
+                parts.append(f"<tr><td><code>{escape(d['path'])}</code></td>"
+                             f"<td>{escape(d['kind'])}</td>"
+                             f"<td><code>{escape(value(d['left']))}</code></td>"
+                             f"<td><code>{escape(value(d['right']))}</code></td></tr>")
+        parts.append("</table><div class='sbs'>")
         for side in ("legacy", "service"):
             a = s[side]
             parts.append(f"<div><b>{side}</b> — status {a['status']}, {a['latency_ms']} ms"
                          f"<pre>{escape(a['body'])}</pre></div>")
         parts.append("</div>")
-        parts.append(f"<p>Reproduce:</p><pre>{escape(s['curl']['service'])}</pre>"
-                     f"<pre>{escape(s['curl']['legacy'])}</pre>")
+        parts.append(f"<p>Reproduce against the service:</p><pre>{escape(s['curl']['service'])}"
+                     f"</pre><p>and against legacy:</p><pre>{escape(s['curl']['legacy'])}</pre>")
     return "".join(parts)
 
 

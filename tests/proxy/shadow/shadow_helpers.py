@@ -2,8 +2,15 @@
 from __future__ import annotations
 
 import json
+import re
 
+from aiohttp import web
+
+from proxy.decision import Backend
 from proxy.shadow.store import Observation
+from tests.conftest import free_port
+
+PRODUCT_ROUTE = re.compile(r"/api/products/\d+")
 
 
 def observation(route="/api/products/{id}", raw=(), noise=None, status_mismatch=False,
@@ -36,3 +43,28 @@ def fill(store, n=40, noise_every=2, at=1_800_000_000.0):
                                  sample_fields=("$.price",) if i < 2 else ()))
         store.record(observation(route="/api/categories", raw={"$.generated_at"}, noise=noisy,
                                  at=at + i))
+
+
+@web.middleware
+async def price_and_description_bug(request: web.Request, handler):
+    """The deliberately introduced bug: prices rounded to one decimal, description dropped."""
+    response = await handler(request)
+    if request.method == "GET" and PRODUCT_ROUTE.fullmatch(request.path) \
+            and response.status == 200:
+        doc = json.loads(response.body)
+        doc["price"] = round(doc["price"], 1)
+        doc.pop("description")
+        return web.json_response(doc)
+    return response
+
+
+async def serve(app: web.Application) -> tuple[web.AppRunner, Backend]:
+    runner = web.AppRunner(app)
+    await runner.setup()
+    port = free_port()
+    await web.TCPSite(runner, "127.0.0.1", port).start()
+    return runner, backend_at(port)
+
+
+def backend_at(port: int, *, name: str = "b", dry_run: bool = False) -> Backend:
+    return Backend(name, f"http://127.0.0.1:{port}", "127.0.0.1", port, honours_dry_run=dry_run)

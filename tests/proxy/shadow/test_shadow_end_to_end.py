@@ -26,35 +26,10 @@ from proxy.shadow.report import build_report
 from proxy.shadow.store import ShadowStore
 from proxy.shadow_settings import ShadowSettings
 from tests.conftest import free_port
+from tests.proxy.shadow.shadow_helpers import backend_at, price_and_description_bug, serve
 
 PRODUCTS = 30
 SETTINGS = ShadowSettings(percent=100, noise_percent=50, timeout_s=2.0)
-PRODUCT_ROUTE = re.compile(r"/api/products/\d+")
-
-
-@web.middleware
-async def price_and_description_bug(request: web.Request, handler):
-    """The deliberately introduced bug: prices rounded to one decimal, description dropped."""
-    response = await handler(request)
-    if request.method == "GET" and PRODUCT_ROUTE.fullmatch(request.path) \
-            and response.status == 200:
-        doc = json.loads(response.body)
-        doc["price"] = round(doc["price"], 1)
-        doc.pop("description")
-        return web.json_response(doc)
-    return response
-
-
-async def serve(app: web.Application) -> tuple[web.AppRunner, Backend]:
-    runner = web.AppRunner(app)
-    await runner.setup()
-    port = free_port()
-    await web.TCPSite(runner, "127.0.0.1", port).start()
-    return runner, backend_at(port)
-
-
-def backend_at(port: int, *, name: str = "b", dry_run: bool = False) -> Backend:
-    return Backend(name, f"http://127.0.0.1:{port}", "127.0.0.1", port, honours_dry_run=dry_run)
 
 
 @pytest.fixture

@@ -1,0 +1,114 @@
+"""Shadowing inside the real proxy runtime: clients talk to the proxy, legacy answers, the
+dispatcher (built by `sink_factory`) shadows to the catalog service and writes the store."""
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+
+import aiohttp
+import pytest
+from aiohttp import web
+
+from extracted_services.catalog.app import create_app as catalog_app
+from legacy_monolith.app import create_app as legacy_app
+from proxy.shadow.dispatcher import sink_factory
+from proxy.shadow.report import build_report
+from proxy.shadow.store import ShadowStore
+from tests.proxy.harness import rules_doc, running_proxy, write_rules
+from tests.proxy.shadow.shadow_helpers import price_and_description_bug, serve
+
+PRODUCTS = 20
+
+
+def shadow_rules(path, legacy_url: str, service_url: str):
+    doc = rules_doc(legacy_url, service_url, stage="shadow",
+                    prefixes=("/api/products", "/api/categories"))
+    doc["capabilities"][0]["shadow"] = {"percent": 100, "noise_percent": 50, "timeout": "1s"}
+    return write_rules(path / "rules.yaml", doc)
+
+
+async def wait_for_comparisons(store: ShadowStore, route: str, n: int) -> dict:
+    """Poll the shared store until the proxy's writer has flushed `n` outcomes for `route`."""
+    deadline = time.monotonic() + 30
+    while True:
+        report = await asyncio.to_thread(build_report, store)
+        for cap in report["capabilities"]:
+            for r in cap["routes"]:
+                done = r["compared"] + sum(r["errors"].values()) + r["dropped"]
+                if r["route"] == route and done >= n:
+                    return r
+        assert time.monotonic() < deadline, f"{route}: fewer than {n} outcomes: {report}"
+        await asyncio.sleep(0.2)
+
+
+@pytest.fixture
+async def legacy(tmp_path):
+    runner, backend = await serve(legacy_app(f"sqlite:///{tmp_path / 'legacy.db'}",
+                                             seed_products=PRODUCTS))
+    yield backend
+    await runner.cleanup()
+
+
+async def test_proxy_shadows_and_the_client_gets_legacys_answer(tmp_path, legacy):
+    catalog = catalog_app(f"sqlite:///{tmp_path / 'catalog.db'}", seed_products=PRODUCTS)
+    catalog.middlewares.append(price_and_description_bug)
+    runner, service = await serve(catalog)
+    store_url = f"sqlite:///{tmp_path / 'shadow.sqlite3'}"
+    rules = shadow_rules(tmp_path, legacy.url, service.url)
+    try:
+        async with running_proxy(rules, sink_factory=sink_factory(store_url)) as proxy, \
+                aiohttp.ClientSession() as client:
+            for i in range(1, PRODUCTS + 1):
+                async with client.get(f"{proxy.url}/api/products/{i}") as via_proxy:
+                    got = await via_proxy.json()
+                async with client.get(f"{legacy.url}/api/products/{i}") as direct:
+                    expected = await direct.json()
+                assert "description" in got and got["price"] == expected["price"]
+            store = ShadowStore(store_url)
+            r = await wait_for_comparisons(store, "/api/products/{id}", PRODUCTS)
+    finally:
+        await runner.cleanup()
+    verdicts = {f["field"]: f["verdict"] for f in r["fields"]}
+    assert verdicts["$.description"] == "reported" and verdicts["$.price"] == "reported"
+    assert verdicts.get("$.generated_at") == "noise"
+    assert r["compared"] == PRODUCTS and r["match_rate"] == 0.0
+    store.engine.dispose()
+
+
+async def test_stuck_or_dead_service_never_holds_up_the_client(tmp_path, legacy):
+    release = asyncio.Event()
+    held = []
+
+    async def stuck(request):
+        held.append(request.path)
+        await release.wait()
+        return web.json_response({})
+    app = web.Application()
+    app.router.add_get("/{tail:.*}", stuck)
+    runner, service = await serve(app)
+    store_url = f"sqlite:///{tmp_path / 'shadow.sqlite3'}"
+    try:
+        async with running_proxy(shadow_rules(tmp_path, legacy.url, service.url),
+                                 sink_factory=sink_factory(store_url)) as proxy, \
+                aiohttp.ClientSession() as client:
+            for i in range(1, 6):
+                async with client.get(f"{proxy.url}/api/products/{i}") as resp:
+                    assert resp.status == 200 and (await resp.json())["id"] == i
+            # every client answered while the service still holds its shadow copies
+            assert not release.is_set()
+            store = ShadowStore(store_url)
+            r = await wait_for_comparisons(store, "/api/products/{id}", 5)
+            assert r["errors"] == {"timeout": 5} and held
+            release.set()
+            # and with the service gone altogether
+            await runner.cleanup()
+            for _ in range(3):
+                async with client.get(f"{proxy.url}/api/categories") as resp:
+                    assert resp.status == 200 and json.loads(await resp.text())["items"]
+            r = await wait_for_comparisons(store, "/api/categories", 3)
+            assert r["errors"] == {"connect": 3} and r["compared"] == 0
+            store.engine.dispose()
+    finally:
+        release.set()
+        await runner.cleanup()
