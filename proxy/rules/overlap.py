@@ -3,8 +3,9 @@
 First match wins, so a later matcher that an earlier capability covers entirely never matches:
 an error. A partial overlap (some requests go to the earlier capability) is a warning, and so is
 a matcher made redundant by an earlier one of the same capability. Paths are compared by
-segments (prefix, exact, template); a regex is compared only against exact paths, since regex
-containment is undecidable in general.
+segments (prefix, exact, template). Regex containment is undecidable in general, so a regex
+covers only the exact paths it matches, and overlaps a prefix or template when it matches a
+sample path of theirs (`{id}` -> `1`).
 """
 from __future__ import annotations
 
@@ -126,12 +127,20 @@ def _conditions(a: Matcher, b: Matcher) -> bool | None:
     return subset
 
 
+def _samples(shape: _Shape) -> list[str]:
+    """A few paths a non-regex matcher matches, to try a regex against."""
+    base = "/" + "/".join(seg if seg is not None else "1" for seg in shape.segs)
+    return [base, base.rstrip("/") + "/1"] if shape.open else [base]
+
+
 def _path_relation(a: _Shape, b: _Shape) -> str | None:
     if a.m.kind == REGEX or b.m.kind == REGEX:
         if a.m.kind == REGEX and b.m.kind == PATH:
             return COVERS if a.m.regex.fullmatch(b.m.value) else None
-        if b.m.kind == REGEX and a.literal:
-            return OVERLAPS if b.m.regex.fullmatch(a.m.value) else None
+        if a.m.kind == REGEX and b.m.kind != REGEX:
+            return OVERLAPS if any(map(a.m.regex.fullmatch, _samples(b))) else None
+        if b.m.kind == REGEX and a.m.kind != REGEX:
+            return OVERLAPS if any(map(b.m.regex.fullmatch, _samples(a))) else None
         return None
     sa, sb = a.segs, b.segs
     for x, y in zip(sa, sb):

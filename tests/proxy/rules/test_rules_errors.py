@@ -222,3 +222,19 @@ def test_a_service_is_needed_beyond_stage_legacy(rules_file) -> None:
         "    shadow: {percent: 100}\n", "")
     table = load_table(rules_file(legacy_only), environ={})
     assert table.decide("GET", "/api/products", "", {}).backend.name == "legacy"
+
+
+def test_regex_overlaps_are_found_by_sample_paths(rules_file) -> None:
+    report = check_rules(rules_file(HEAD
+        + cap("a", "[{path_regex: '/api/products(/.*)?'}]")
+        + cap("b", "[{path_template: '/api/products/{id}'}, {path_prefix: /api/orders}]")
+        + cap("c", "[{path_regex: '/api/orders/[0-9]+'}, {path: /api/carts}]")
+        + cap("d", "[{path_regex: '/api/(carts|wishlists)'}]")), environ={})
+    assert report.errors == []
+    assert [(w.rule, w.line) for w in report.warnings] == [("b", 14), ("c", 20), ("d", 26)]
+    assert "overlaps capability 'a'" in report.warnings[0].message
+    assert "overlaps capability 'b' match[1]" in report.warnings[1].message
+    assert "overlaps capability 'c' match[1]" in report.warnings[2].message
+    path = rules_file(HEAD + cap("a", "[{path_regex: '/api/.*'}]") + cap("b", "[{path: /api/x}]"))
+    (problem,) = errors(path)
+    assert problem.rule == "b" and "never matches" in problem.message
