@@ -36,16 +36,21 @@ async def json_object(request: web.Request, *, optional: bool = False) -> dict[s
         raise ApiError(415, f"unsupported content type {request.content_type!r}: "
                             "send the body as application/json")
     try:
-        value = json.loads(body.decode("utf-8"), parse_float=Decimal)
+        value = json.loads(body.decode("utf-8"), parse_float=Decimal, parse_constant=_not_json)
     except UnicodeDecodeError:
         raise bad_request("malformed JSON: the body is not UTF-8") from None
     except json.JSONDecodeError as exc:
         raise bad_request(f"malformed JSON: {exc.msg} at line {exc.lineno} column {exc.colno}") from None
-    except ValueError as exc:  # e.g. an integer too long to convert
+    except ValueError as exc:  # NaN/Infinity, or an integer too long to convert
         raise bad_request(f"malformed JSON: {exc}") from None
     if not isinstance(value, dict):
         raise bad_request(f"the body must be a JSON object, got {type(value).__name__}")
     return value
+
+
+def _not_json(name: str) -> Any:
+    """Python's json accepts NaN and Infinity; JSON (RFC 8259) does not."""
+    raise ValueError(f"{name} is not a JSON number")
 
 
 def only_fields(body: dict[str, Any], allowed: tuple[str, ...]) -> None:

@@ -9,6 +9,8 @@ MIB = 1024 * 1024
 CASES = [
     ("POST", "/api/products", b'{"sku": "A",', JSON, 400, "bad_request", "malformed JSON"),
     ("POST", "/api/products", b"\xff\xfe", JSON, 400, "bad_request", "not UTF-8"),
+    ("PUT", "/api/inventory/1", b'{"quantity": NaN}', JSON, 400, "bad_request",
+     "NaN is not a JSON number"),
     ("POST", "/api/products", b"[1, 2]", JSON, 400, "bad_request", "JSON object"),
     ("POST", "/api/products", b"", JSON, 400, "bad_request", "body is empty"),
     ("POST", "/api/products", b'{"sku": "A"}', {"Content-Type": "text/plain"}, 415,

@@ -14,12 +14,15 @@ from tests.conftest import free_port
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
-def strangler(*args: str, cwd, env: dict | None = None) -> subprocess.CompletedProcess:
-    """Run the CLI with only the given DATABASE_URL (never one leaking in from the caller)."""
-    environment = {k: v for k, v in os.environ.items() if k != "DATABASE_URL"}
-    environment.update(PYTHONPATH=ROOT, **(env or {}))
-    return subprocess.run([sys.executable, "-m", "strangler", *args], cwd=cwd, env=environment,
-                          capture_output=True, text=True, timeout=120)
+def environment(**extra: str) -> dict[str, str]:
+    """The CLI's environment: only the DATABASE_URL given here, never one leaking in from ours."""
+    env = {k: v for k, v in os.environ.items() if k != "DATABASE_URL"}
+    return {**env, "PYTHONPATH": ROOT, **extra}
+
+
+def strangler(*args: str, cwd, **env: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "strangler", *args], cwd=cwd,
+                          env=environment(**env), capture_output=True, text=True, timeout=120)
 
 
 def test_migrate_and_seed_default_to_var_legacy_db(tmp_path):
@@ -37,7 +40,7 @@ def test_migrate_and_seed_default_to_var_legacy_db(tmp_path):
 
 
 def test_database_url_from_environment(tmp_path, pg_url):
-    result = strangler("legacy", "seed", "--products", "10", cwd=tmp_path, env={"DATABASE_URL": pg_url})
+    result = strangler("legacy", "seed", "--products", "10", cwd=tmp_path, DATABASE_URL=pg_url)
     assert result.returncode == 0, result.stderr
     assert not (tmp_path / "var").exists()
 
@@ -57,7 +60,7 @@ def test_serve_answers_on_its_port_and_stops_cleanly(tmp_path):
     process = subprocess.Popen(
         [sys.executable, "-m", "strangler", "legacy", "serve", "--port", str(port),
          "--database-url", database, "--seed", "30"],
-        cwd=tmp_path, env={**{k: v for k, v in os.environ.items() if k != "DATABASE_URL"}, "PYTHONPATH": ROOT},
+        cwd=tmp_path, env=environment(),
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:
         body = None
@@ -71,4 +74,9 @@ def test_serve_answers_on_its_port_and_stops_cleanly(tmp_path):
         assert body is not None and body["total"] == 30
     finally:
         process.send_signal(signal.SIGINT)
-        assert process.wait(timeout=30) == 0
+        try:
+            returncode = process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            returncode = process.wait()
+    assert returncode == 0  # Ctrl-C is a clean stop
