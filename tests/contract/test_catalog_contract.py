@@ -86,6 +86,11 @@ REQUESTS: list[tuple[str, str, dict[str, Any]]] = [
     ("POST", "/api/products", {"json": [NEW]}),
     ("POST", "/api/products", {"data": b'{"sku": ', "headers": JSON}),
     ("POST", "/api/products", {"data": b'{"sku": "\xc3\x28"}', "headers": JSON}),
+    ("POST", "/api/products", {"data": b"\xff\xfe{\x00}\x00", "headers": JSON}),
+    ("POST", "/api/products", {"data": b'{"price": NaN}', "headers": JSON}),
+    ("POST", "/api/products", {"data": b'{"sku": "A", "name": "B", "category": "decor", '
+                                       b'"price": 1e999}', "headers": JSON}),
+    ("POST", "/api/products", {"data": b'{"price": ' + b"9" * 5000 + b"}", "headers": JSON}),
     ("POST", "/api/products", {"data": b"", "headers": JSON}),
     ("POST", "/api/products", {"data": b"sku=1", "headers": {
         "Content-Type": "application/x-www-form-urlencoded"}}),
