@@ -17,6 +17,8 @@ import yaml
 from proxy.rules.problems import Problem, RulesUnreadable
 
 PathKey = tuple[str | int, ...]
+# More values than any real rule table has: stops alias bombs ("billion laughs") early.
+MAX_VALUES = 500_000
 # libyaml's parser when PyYAML was built with it (10x faster on big rule files), same results.
 _LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
@@ -102,13 +104,24 @@ def _parse(src: RuleSource) -> list[Problem]:
     if node is None:
         return [Problem(src.file, 1, None, "the file is empty; expected `version: 1` and rules")]
     problems: list[Problem] = []
-    src.data = _to_data(node, (), src, problems, yaml.SafeLoader(""))
+    try:
+        src.data = _to_data(node, (), src, problems, yaml.SafeLoader(""))
+    except _TooLarge:
+        src.data = None
+        return [Problem(src.file, None, None, f"more than {MAX_VALUES:,} values once aliases are "
+                                                "expanded; is an alias (*name) repeated too often?")]
     return problems
+
+
+class _TooLarge(Exception):
+    pass
 
 
 def _to_data(node: yaml.Node, path: PathKey, src: RuleSource,
              problems: list[Problem], loader: yaml.SafeLoader) -> Any:
     src.lines.setdefault(path, node.start_mark.line + 1)
+    if len(src.lines) > MAX_VALUES:
+        raise _TooLarge
     if isinstance(node, yaml.MappingNode):
         loader.flatten_mapping(node)  # resolve YAML merge keys (<<: *anchor)
         out: dict[Any, Any] = {}

@@ -238,3 +238,10 @@ def test_regex_overlaps_are_found_by_sample_paths(rules_file) -> None:
     path = rules_file(HEAD + cap("a", "[{path_regex: '/api/.*'}]") + cap("b", "[{path: /api/x}]"))
     (problem,) = errors(path)
     assert problem.rule == "b" and "never matches" in problem.message
+
+
+def test_alias_bomb_is_refused(rules_file) -> None:
+    lines = ["a0: &a0 [x, x, x, x, x, x, x, x, x, x]"]
+    lines += [f"a{i}: &a{i} [" + ", ".join([f"*a{i - 1}"] * 10) + "]" for i in range(1, 8)]
+    (problem,) = errors(rules_file("\n".join(lines) + "\n"))
+    assert "once aliases are expanded" in problem.message
