@@ -31,8 +31,13 @@ def _validator() -> Draft202012Validator:
 
 
 def check_schema(src: RuleSource) -> list[Problem]:
+    errors = sorted(_validator().iter_errors(src.data), key=lambda e: list(map(str, e.absolute_path)))
+    # A value of the wrong type also fails its oneOf/anyOf: say it once, as a type error.
+    wrong_type = {tuple(e.absolute_path) for e in errors if e.validator == "type"}
     problems: list[Problem] = []
-    for error in sorted(_validator().iter_errors(src.data), key=lambda e: list(map(str, e.absolute_path))):
+    for error in errors:
+        if error.validator != "type" and tuple(error.absolute_path) in wrong_type:
+            continue
         problems.extend(_problems(src, error))
     return problems
 
@@ -53,6 +58,8 @@ def _problems(src: RuleSource, error: ValidationError) -> list[Problem]:
         message = f"{where}: {error.instance!r} is not valid: expected {described}"
     elif error.validator == "enum":
         message = f"{where}: {error.instance!r} is not one of {', '.join(map(str, error.validator_value))}"
+    elif error.validator == "type" and described:
+        message = f"{where}: {error.message}; expected {described}"
     elif error.validator == "pattern" and described:
         message = f"{where}: {error.instance!r} is not valid: expected {described}"
     else:

@@ -245,3 +245,10 @@ def test_alias_bomb_is_refused(rules_file) -> None:
     lines += [f"a{i}: &a{i} [" + ", ".join([f"*a{i - 1}"] * 10) + "]" for i in range(1, 8)]
     (problem,) = errors(rules_file("\n".join(lines) + "\n"))
     assert "once aliases are expanded" in problem.message
+
+
+def test_a_matcher_of_the_wrong_type_is_reported_once(rules_file) -> None:
+    (problem,) = errors(rules_file(HEAD + cap(match="[/api/products]")))
+    assert problem.line == 8
+    assert problem.message.startswith("match[0]: '/api/products' is not of type 'object'; "
+                                      "expected exactly one of path, path_prefix")
