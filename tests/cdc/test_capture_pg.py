@@ -282,3 +282,50 @@ def test_pg15_pgoutput_sends_origin_right_after_begin(pg_url, db):
     wait_slot_released(libpq_dsn(pg_url), raw_slot)
     db.execute("SELECT pg_drop_replication_slot(%s)", (raw_slot,))
     db.execute("SELECT pg_replication_origin_drop('strangler_raw')")
+
+
+@pytest.mark.kafka
+def test_events_reach_real_kafka_keyed_and_the_slot_moves_only_after_kafka_holds_them(
+        pg_url, db, kafka_bootstrap):
+    import uuid
+
+    from confluent_kafka.admin import AdminClient
+
+    from cdc.transport_kafka import KafkaSink, KafkaSource
+
+    prefix = f"cap{uuid.uuid4().hex[:8]}"
+    topic = f"{prefix}.public.products"
+    sink = KafkaSink(kafka_bootstrap, partitions=3)
+    cap = PgCapture(pg_url, slot_name(pg_url), "cap_pub", ["products"], prefix, sink,
+                    heartbeat_interval_s=0.2, flush_interval_s=0.05)
+    cap.ensure_setup()
+    try:
+        with Running(cap):
+            db.execute("INSERT INTO products (id, name, price) VALUES (1, 'a', 1.50), "
+                       "(2, 'b', 2.50)")
+            db.execute("UPDATE products SET name = 'a2' WHERE id = 1")
+            db.execute("DELETE FROM products WHERE id = 2")
+            written = current_lsn(db)
+            wait_for(lambda: slot_lsns(db)[0] >= written, what="acknowledged after Kafka flush")
+        cap.close()
+        source = KafkaSource(kafka_bootstrap, f"g{uuid.uuid4().hex[:8]}", [topic], lambda: {})
+        got: list = []
+        try:
+            wait_for(lambda: got.extend(source.poll(100, 0.2)) or len(got) >= 5,
+                     timeout_s=30, what="events in Kafka")
+        finally:
+            source.close()
+        by_key: dict = {}
+        for record in sorted(got, key=lambda r: (r.partition, r.offset)):
+            by_key.setdefault(record.event.key["id"], []).append(record)
+        assert [r.event.value and r.event.value["op"] for r in by_key[1]] == ["c", "u"]
+        assert [r.event.value and r.event.value["op"] for r in by_key[2]] == ["c", "d", None]
+        assert by_key[1][1].event.value["after"] == {
+            "id": 1, "sku": None, "name": "a2", "price": "1.50", "active": None,
+            "updated_at": None, "description": None}
+        assert len({r.partition for r in by_key[2]}) == 1
+        assert all(r.event.position == r.event.value["source"]["lsn"]
+                   for r in got if r.event.value)
+    finally:
+        sink.close()
+        AdminClient({"bootstrap.servers": kafka_bootstrap}).delete_topics([topic])
