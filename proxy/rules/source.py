@@ -92,13 +92,7 @@ def _parse(src: RuleSource) -> list[Problem]:
     try:
         node = yaml.compose(text, Loader=_LOADER)
     except yaml.MarkedYAMLError as exc:
-        mark = exc.problem_mark or exc.context_mark
-        line = mark.line + 1 if mark else None
-        what = exc.problem or "invalid YAML"
-        if exc.context:
-            started = exc.context_mark.line + 1 if exc.context_mark else None
-            what += f" ({exc.context}" + (f" started on line {started}" if started != line else "") + ")"
-        return [Problem(src.file, line, None, f"YAML syntax: {what}")]
+        return [_syntax_problem(src.file, text, exc)]
     except yaml.YAMLError as exc:
         return [Problem(src.file, None, None, f"YAML syntax: {exc}")]
     if node is None:
@@ -115,6 +109,20 @@ def _parse(src: RuleSource) -> list[Problem]:
 
 class _TooLarge(Exception):
     pass
+
+
+def _syntax_problem(file: str, text: str, exc: yaml.MarkedYAMLError) -> Problem:
+    """The line where YAML gave up, what it was parsing, and the usual culprit (tabs)."""
+    mark = exc.problem_mark or exc.context_mark
+    line = mark.line + 1 if mark else None
+    what = exc.problem or "invalid YAML"
+    if exc.context:
+        started = exc.context_mark.line + 1 if exc.context_mark else None
+        what += f" ({exc.context}" + (f" started on line {started}" if started != line else "") + ")"
+    lines = text.splitlines()
+    if line and line <= len(lines) and "\t" in lines[line - 1]:
+        what += "; YAML indents with spaces, not tabs"
+    return Problem(file, line, None, f"YAML syntax: {what}")
 
 
 def _to_data(node: yaml.Node, path: PathKey, src: RuleSource,

@@ -252,3 +252,8 @@ def test_a_matcher_of_the_wrong_type_is_reported_once(rules_file) -> None:
     assert problem.line == 8
     assert problem.message.startswith("match[0]: '/api/products' is not of type 'object'; "
                                       "expected exactly one of path, path_prefix")
+
+
+def test_tab_indentation_gets_a_hint(rules_file) -> None:
+    (problem,) = errors(rules_file("version: 1\nbackends:\n\tlegacy: {url: 'http://a:1'}\n"))
+    assert problem.line == 3 and problem.message.endswith("YAML indents with spaces, not tabs")
