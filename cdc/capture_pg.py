@@ -163,7 +163,9 @@ class PgCapture:
                 cur.execute(f'CREATE PUBLICATION "{self.publication}" FOR TABLE {quoted}')
             elif quoted:
                 cur.execute(f'ALTER PUBLICATION "{self.publication}" ADD TABLE {quoted}')
-        ProgressStore(self.dsn, self.slot).ensure_table()
+        store = ProgressStore(self.dsn, self.slot)
+        store.ensure_table()
+        store.close()
         for table in self.tables:
             self._table_info(table)
 
@@ -186,16 +188,24 @@ class PgCapture:
     # ---- snapshot ------------------------------------------------------------------------
 
     def snapshot(self) -> int:
-        """Initial snapshot (creating the slot) or the rest of an interrupted one; rows emitted."""
+        """Initial snapshot (creating the slot), the rest of an interrupted one, or the first
+        snapshot of a table added to the capture later; returns rows emitted.
+
+        A slot created by run() alone (stream-only start) has no progress rows: nothing to do.
+        """
         store = ProgressStore(self.dsn, self.slot)
         try:
             if not self._slot_exists():
-                exported = export_snapshot(self.dsn, self.slot, temporary=False)
-                store.start(self.tables)
+                store.start(self.tables)   # first, so a crash right after creating the slot
+                exported = export_snapshot(self.dsn, self.slot, temporary=False)  # still resumes
             else:
                 progress = store.load()
-                if not any(t in progress and not progress[t].done for t in self.tables):
+                if not progress:
                     return 0
+                new = [t for t in self.tables if t not in progress]
+                if not new and all(progress[t].done for t in self.tables):
+                    return 0
+                store.start(new)
                 exported = export_snapshot(self.dsn, f"{self.slot}_resume_{int(time.time())}",
                                            temporary=True)
             progress = store.load()

@@ -213,3 +213,28 @@ def test_request_snapshot_refuses_a_table_that_is_not_captured(pg_url, db):
     with pytest.raises(ValueError, match="not captured"):
         cap.request_snapshot("public.orders")
     cap.close()
+
+
+def test_a_table_added_to_the_capture_later_gets_its_own_snapshot(pg_url, db):
+    sink = RecordingSink()
+    cap = PgCapture(pg_url, "snap_" + pg_url.rsplit("/", 1)[1], "snap_pub", ["categories"],
+                    "shop", sink)
+    cap.ensure_setup()
+    assert cap.snapshot() == 20
+    cap.close()
+    cap = make_capture(pg_url, sink)             # now products and categories
+    assert cap.snapshot() == ROWS
+    assert cap.snapshot() == 0
+    cap.close()
+    reads = [e for e in sink.events[20:]]
+    assert {e.topic for e in reads} == {TOPIC}
+    assert reads[-1].value["source"]["snapshot"] == "last"
+
+
+def test_stream_only_start_takes_no_snapshot(pg_url, db):
+    sink = RecordingSink()
+    cap = make_capture(pg_url, sink)
+    with Running(cap):
+        pass
+    assert cap.snapshot() == 0 and sink.events == []
+    cap.close()
