@@ -1,12 +1,19 @@
-"""Bring a legacy database to the newest schema with alembic (idempotent: safe at every start-up)."""
+"""Bring a legacy database to the newest schema with alembic (idempotent: safe at every start-up).
+
+Across processes, env.py serialises concurrent upgrades with database locks. Within one
+process a lock is needed too: alembic installs `alembic.context`/`alembic.op` as module
+globals for the duration of a run, so two runs on two threads would trample each other.
+"""
 from __future__ import annotations
 
+import threading
 from pathlib import Path
 
 from alembic import command
 from alembic.config import Config
 
 MIGRATIONS = Path(__file__).resolve().parent / "migrations"
+_IN_PROCESS = threading.Lock()
 
 
 def alembic_config(database_url: str) -> Config:
@@ -18,7 +25,8 @@ def alembic_config(database_url: str) -> Config:
 
 
 def upgrade(database_url: str, revision: str = "head") -> None:
-    command.upgrade(alembic_config(database_url), revision)
+    with _IN_PROCESS:
+        command.upgrade(alembic_config(database_url), revision)
 
 
 def current_revision(database_url: str) -> str | None:

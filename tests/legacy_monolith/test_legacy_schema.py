@@ -2,6 +2,9 @@
 from __future__ import annotations
 
 import hashlib
+import subprocess
+import sys
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 from alembic import command
@@ -81,3 +84,19 @@ def test_seed_refuses_a_seeded_database_and_sequences_step_past_seeded_ids(datab
         assert (new_category, new_customer, new_product) == (13, 6, 26)
     finally:
         engine.dispose()
+
+
+def test_concurrent_start_ups_migrate_once(database_url):
+    """Every shop process runs `upgrade head` at start-up; several starting at once must not race
+    (separate processes meet the database locks, threads of one process the in-process lock)."""
+    script = f"from legacy_monolith.migrate import upgrade; upgrade({database_url!r})"
+    processes = [subprocess.Popen([sys.executable, "-c", script], stderr=subprocess.PIPE, text=True)
+                 for _ in range(3)]
+    with ThreadPoolExecutor(3) as pool:
+        for future in [pool.submit(upgrade, database_url) for _ in range(3)]:
+            future.result()
+    for process in processes:
+        _, stderr = process.communicate(timeout=120)
+        assert process.returncode == 0, stderr
+    assert current_revision(database_url) == "0001"
+    command.check(alembic_config(database_url))
