@@ -1,18 +1,43 @@
 """Path helpers shared by the validator, the index and route naming.
 
-Paths are matched as received (not percent-decoded), split on "/". A template variable is a
-whole segment, `{name}`; a prefix matches itself and anything below it (segment boundary:
-`/api/products` matches `/api/products/7` but not `/api/productsX`).
+Paths are matched after `normalise`, split on "/". A template variable is a whole segment,
+`{name}`; a prefix matches itself and anything below it (segment boundary: `/api/products`
+matches `/api/products/7` but not `/api/productsX`).
 """
 from __future__ import annotations
 
 import re
+from urllib.parse import unquote
 
 _VARIABLE = re.compile(r"^\{[A-Za-z_][A-Za-z0-9_]*\}$")
 _UUID = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
 _LONG_HEX = re.compile(r"^(?=.*[0-9])[0-9a-fA-F]{16,}$")
 
+_ENCODED_SLASH = re.compile("%2[fF]")
+
 Segment = str | None  # None: a template variable (any non-empty segment)
+
+
+def normalise(path: str) -> str:
+    """The path as a backend's router sees it, so a request cannot dodge its rule by spelling:
+    percent-escapes decoded (except %2F, which stays inside its segment, as aiohttp routes it)
+    and `.`/`..` segments resolved (RFC 3986 remove_dot_segments). Used for matching only; the
+    request is forwarded as received."""
+    if "%" in path:
+        path = "%2F".join(unquote(part) for part in _ENCODED_SLASH.split(path))
+    if "/." not in path:
+        return path
+    out: list[str] = []
+    parts = path.split("/")[1:]
+    for seg in parts:
+        if seg == "..":
+            if out:
+                out.pop()
+        elif seg != ".":
+            out.append(seg)
+    if parts and parts[-1] in (".", ".."):
+        out.append("")
+    return "/" + "/".join(out)
 
 
 def segments(path: str) -> list[str]:

@@ -1,6 +1,6 @@
 """The compiled rule table: frozen, built once per load, swapped whole by the engine.
 
-`decide` splits the path, walks the index, reads a few headers (and the cookie/query only when
+`decide` normalises and splits the path, walks the index, reads a few headers (and the cookie/query only when
 a matcher or sticky source needs them); it never parses config and never does I/O.
 """
 from __future__ import annotations
@@ -14,7 +14,7 @@ from proxy.rules.capability import CapabilityRouter, CompiledCapability
 from proxy.rules.index import PathIndex
 from proxy.rules.matchers import PATH, TEMPLATE
 from proxy.rules.override import OverrideSpec
-from proxy.rules.paths import learned_route
+from proxy.rules.paths import learned_route, normalise
 from proxy.rules.problems import Problem
 
 IpNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
@@ -54,6 +54,7 @@ class CompiledTable:
 
     def decide(self, method: str, path: str, query: str, headers: Mapping[str, str]) -> Decision:
         keys = RequestKeys(headers, query)
+        path = normalise(path)
         matcher = self._index.match(method, path, keys)
         if matcher is None:
             return Decision(None, learned_route(path), DEFAULT, self.default, None, "default")

@@ -100,3 +100,23 @@ def test_five_hundred_capabilities_decide_correctly(rules_file) -> None:
         assert table.decide("GET", f"/exact/{i}", "", {}).capability == f"cap{i}"
         assert table.decide("POST", f"/exact/{i}", "", {}).capability is None
     assert table.decide("GET", "/api/cap500/items/1", "", {}).capability is None
+
+
+@pytest.mark.parametrize("path, expected, route", [
+    ("/api/%70roducts/7", "prefix", "/api/products/{id}"),     # %70 is "p"
+    ("/api/carts/../products/7", "prefix", "/api/products/{id}"),
+    ("/api/./health", "exact", "/api/health"),
+    ("/api/products/%2e%2e/health", "exact", "/api/health"),
+    ("/api/products%2F7", None, "/api/products%2F7"),             # %2F stays inside its segment
+])
+def test_paths_are_matched_as_backends_route_them(table, path, expected, route) -> None:
+    decision = table.decide("GET", path, "", {})
+    assert (decision.capability, decision.route) == (expected, route)
+
+
+def test_an_encoded_path_cannot_take_a_write_past_its_owner(rules_file) -> None:
+    table = load_table(rules_file(HEAD + cap("catalog", "[{path_prefix: /api/products}]")),
+                       environ={})
+    for path in ("/api/products", "/api/%70roducts", "/api/x/../products", "/api/%2E/products"):
+        d = table.decide("POST", path, "", {})
+        assert (d.capability, d.side, d.reason) == ("catalog", "service", "write-owner")
