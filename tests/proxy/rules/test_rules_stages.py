@@ -1,6 +1,8 @@
 """Stage semantics, table-driven: who answers, who shadows, who falls back, who owns writes."""
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from proxy.decision import LEGACY, SERVICE
@@ -118,7 +120,7 @@ def test_compiled_capability_exposes_status(rules_file) -> None:
         "canary", LEGACY, 5.0, 25.0, 10.0)
     assert cap.gates.max_error_rate_delta == 0.5 and cap.gates.min_shadow_match == 99.5
     assert cap.gates.max_cdc_lag_s == 5.0 and cap.gates.min_requests == 200
-    status = table.status()
+    status = json.loads(json.dumps(table.status()))  # what /admin/status serves
     assert status["capabilities"][0]["steps"] == [1, 5, 25, 50, 100]
     assert status["capabilities"][0]["service"] == "svc"
     assert table.backends["svc"].honours_dry_run and not table.backends["legacy"].honours_dry_run
