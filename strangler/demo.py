@@ -8,6 +8,7 @@ shop and the catalog service hold the same rows and the demo is the same every t
 from __future__ import annotations
 
 import argparse
+import ctypes
 import signal
 import socket
 import subprocess
@@ -27,6 +28,7 @@ from strangler.errors import OperatorError
 DATA_DIR = Path("var") / "demo"
 READY_TIMEOUT_S = 60.0   # seeding a large --products takes a while
 STOP_TIMEOUT_S = 10.0    # per child, after SIGTERM, before SIGKILL
+_PR_SET_PDEATHSIG = 1    # from <sys/prctl.h>
 
 
 @dataclass(frozen=True, slots=True)
@@ -125,7 +127,14 @@ def _fresh_data_dir() -> None:
 def _start(service: Service) -> subprocess.Popen:
     # Own session: the terminal's Ctrl-C reaches only the demo, which then stops the children
     # in order instead of all of them racing to exit at once.
-    return subprocess.Popen(service.argv, start_new_session=True)
+    return subprocess.Popen(service.argv, start_new_session=True, preexec_fn=_die_with_parent)
+
+
+def _die_with_parent() -> None:
+    """In the child, before exec: on Linux, get SIGTERM when the demo dies, even by SIGKILL,
+    so a crashed demo leaves no orphans holding the ports."""
+    if sys.platform == "linux":
+        ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
 
 
 def _wait_ready(service: Service, process: subprocess.Popen, stop: threading.Event) -> None:

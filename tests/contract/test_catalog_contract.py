@@ -1,8 +1,8 @@
 """The catalog contract: legacy and the catalog service answer the same requests the same way.
 
 Both apps are seeded with the same N products from `legacy_monolith.seed_data`, then one list
-of catalog requests goes to each over real HTTP. Status, the dry-run marker and every JSON
-field must match, except the documented noise (`generated_at`, `request_id`). A write's
+of catalog requests goes to each over real HTTP. Status, the headers a client acts on
+(content type, Allow, the dry-run marker) and every JSON field must match, except the documented noise (`generated_at`, `request_id`). A write's
 `updated_at` is "now" on each side, so there it must only be a timestamp within a few seconds
 of the other. A mismatch names the path of every differing field.
 """
@@ -156,11 +156,15 @@ async def urls(request, tmp_path) -> AsyncIterator[tuple[str, str]]:
     await legacy.cleanup()
 
 
+COMPARED_HEADERS = ("Content-Type", "Allow", "X-Strangler-Dry-Run")
+
+
 async def _call(http: aiohttp.ClientSession, base: str, method: str, path: str,
-                kwargs: dict[str, Any]) -> tuple[int, str | None, Any]:
+                kwargs: dict[str, Any]) -> tuple[tuple, Any]:
+    """(status and compared headers, JSON body or None)."""
     async with http.request(method, base + path, **kwargs) as resp:
         body = await resp.json() if resp.status != 204 else None
-        return resp.status, resp.headers.get("X-Strangler-Dry-Run"), body
+        return (resp.status, *(resp.headers.get(name) for name in COMPARED_HEADERS)), body
 
 
 async def test_legacy_and_service_answer_alike(urls):
@@ -168,13 +172,12 @@ async def test_legacy_and_service_answer_alike(urls):
     mismatches: list[str] = []
     async with aiohttp.ClientSession() as http:
         for method, path, kwargs in REQUESTS:
-            legacy = await _call(http, legacy_url, method, path, kwargs)
-            service = await _call(http, catalog_url, method, path, kwargs)
+            legacy_head, legacy_body = await _call(http, legacy_url, method, path, kwargs)
+            service_head, service_body = await _call(http, catalog_url, method, path, kwargs)
             where = f"{method} {path[:80]}"
-            if legacy[:2] != service[:2]:
-                mismatches.append(f"{where}: status/dry-run legacy {legacy[:2]} "
-                                  f"!= service {service[:2]}")
-            legacy_body, service_body = legacy[2], service[2]
+            if legacy_head != service_head:
+                mismatches.append(f"{where}: status and {', '.join(COMPARED_HEADERS)}: legacy "
+                                  f"{legacy_head} != service {service_head}")
             if method != "GET" and all(isinstance(body, dict) and "updated_at" in body
                                        for body in (legacy_body, service_body)):
                 if not clocks_agree(legacy_body.pop("updated_at"), service_body.pop("updated_at")):

@@ -1,6 +1,7 @@
 """The catalog service's public API, on SQLite and PostgreSQL, checked against the shared seed."""
 from __future__ import annotations
 
+import asyncio
 from collections import Counter
 from datetime import datetime, timezone
 
@@ -139,3 +140,16 @@ async def test_new_ids_continue_after_rows_replicated_with_explicit_ids(base_url
     async with http.post(f"{base_url}/api/products", json=new) as resp:
         assert resp.status == 201
         assert (await resp.json())["id"] == SEEDED + 6
+
+
+async def test_concurrent_creates_of_one_sku_make_one_product(base_url, http, snapshot):
+    """The race between the sku check and the insert ends in 409s, never a 500 or a twin."""
+    new = {"sku": "RACE-1", "name": "Copper Kettle", "price": 30, "category": "kitchen"}
+
+    async def create() -> int:
+        async with http.post(f"{base_url}/api/products", json=new) as resp:
+            return resp.status
+
+    statuses = await asyncio.gather(*(create() for _ in range(8)))
+    assert sorted(statuses) == [201] + [409] * 7
+    assert len([row for row in snapshot()["products"] if row[1] == "RACE-1"]) == 1
