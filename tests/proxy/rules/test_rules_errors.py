@@ -257,3 +257,9 @@ def test_a_matcher_of_the_wrong_type_is_reported_once(rules_file) -> None:
 def test_tab_indentation_gets_a_hint(rules_file) -> None:
     (problem,) = errors(rules_file("version: 1\nbackends:\n\tlegacy: {url: 'http://a:1'}\n"))
     assert problem.line == 3 and problem.message.endswith("YAML indents with spaces, not tabs")
+
+
+def test_trusted_proxies_compile_to_networks(rules_file) -> None:
+    table = load_table(rules_file(HEAD + cap() + "trusted_proxies: [10.0.0.0/8, 192.168.1.7, '::1']\n"),
+                       environ={})
+    assert [str(n) for n in table.trusted_proxies] == ["10.0.0.0/8", "192.168.1.7/32", "::1/128"]
