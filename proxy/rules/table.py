@@ -1,11 +1,12 @@
 """The compiled rule table: frozen, built once per load, swapped whole by the engine.
 
-`decide` normalises and splits the path, walks the index, reads a few headers (and the cookie/query only when
-a matcher or sticky source needs them); it never parses config and never does I/O.
+`decide` normalises and splits the path, walks the index and reads a few headers (the cookie and
+query only when a matcher or sticky source needs them); it never parses config and never does I/O.
 """
 from __future__ import annotations
 
 import ipaddress
+from types import MappingProxyType
 from typing import Any, Mapping
 
 from proxy.decision import DEFAULT, Backend, Decision
@@ -29,7 +30,7 @@ class CompiledTable:
                  trusted_proxies: tuple[IpNetwork, ...], warnings: tuple[Problem, ...]) -> None:
         self.version = version
         self.files = files
-        self.backends: Mapping[str, Backend] = backends
+        self.backends: Mapping[str, Backend] = MappingProxyType(dict(backends))
         self.default = default
         self.capabilities = capabilities
         self.override = override
