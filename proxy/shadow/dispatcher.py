@@ -115,10 +115,13 @@ class ShadowDispatcher:
             await self._queue.join()
 
     async def close(self) -> None:
+        """Stop at once: shadows still queued are dropped (and counted), never waited for."""
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
         self._tasks = []
+        while self._queue is not None and not self._queue.empty():
+            self._drop(self._queue.get_nowait().decision, "shutdown")
         if self._session is not None:
             await self._session.close()
         if self._executor is not None:
@@ -232,9 +235,15 @@ class ShadowDispatcher:
                     ex.method, backend.url.rstrip("/") + ex.target, headers=headers,
                     data=ex.request_body or None, allow_redirects=False,
                     timeout=aiohttp.ClientTimeout(total=settings.timeout_s)) as resp:
-                body = await resp.content.read(limit + 1)
-                if len(body) > limit:
+                if (resp.content_length or 0) > limit:
                     raise ShadowError("response-too-large")
+                chunks, size = [], 0
+                async for chunk in resp.content.iter_any():
+                    size += len(chunk)
+                    if size > limit:
+                        raise ShadowError("response-too-large")
+                    chunks.append(chunk)
+                body = b"".join(chunks)
                 if dry_run and resp.headers.get(DRY_RUN_HEADER, "").lower() != "rolled-back":
                     raise ShadowError("dry-run-not-honoured")
                 answer = Answer(resp.status, tuple(resp.headers.items()), body)

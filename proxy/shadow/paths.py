@@ -1,8 +1,10 @@
 """JSONPath-like paths: the field keys results are counted under, and the ignore/unordered rules.
 
 A concrete location inside a JSON document is a tuple of keys and indices, e.g.
-`("items", 3, "price")`. Its *field key* generalises indices to `[*]` (`$.items[*].price`) so
-counts aggregate per field, never per array position.
+`("items", 3, "price")`. Its *field key* generalises indices to `[*]` (`$.items[*].price`) and
+id-like object keys (digits, UUIDs, long hex, as in route templates) to `*`
+(`{"stock": {"17": …}}` -> `$.stock.*`), so counts aggregate per field, never per array
+position or per id, and the number of field keys stays bounded.
 
 Patterns understood (a practical subset of JSONPath):
 `$.a.b`, `$['a b']`, `$..name` (any depth), `$.items[*].price`, `$.items[0]`, `$.*`.
@@ -15,6 +17,8 @@ import re
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import Iterable, Union
+
+from proxy.rules.paths import looks_like_id
 
 Component = Union[str, int]
 Location = tuple[Component, ...]
@@ -33,11 +37,13 @@ _TOKEN = re.compile(
 
 
 def field_key(location: Iterable[Component]) -> str:
-    """`("items", 3, "price")` -> `$.items[*].price`."""
+    """`("items", 3, "price")` -> `$.items[*].price`; `("stock", "17")` -> `$.stock.*`."""
     parts = ["$"]
     for comp in location:
         if isinstance(comp, int):
             parts.append("[*]")
+        elif looks_like_id(comp):
+            parts.append(".*")
         elif _IDENT.fullmatch(comp):
             parts.append("." + comp)
         else:

@@ -8,7 +8,7 @@ from __future__ import annotations
 from html import escape
 from typing import Any
 
-from proxy.shadow.render_text import counts, ms, pct, rate, thresholds, value, when
+from proxy.shadow.render_text import counts, gate_lines, ms, pct, rate, thresholds, value, when
 
 CSS = """
 body{font:14px/1.45 system-ui,sans-serif;margin:24px;color:#1d232a;background:#fff}
@@ -34,6 +34,12 @@ def render_html(report: dict[str, Any], bar: float | None = None) -> str:
              f"<p class='muted'>Generated {escape(when(report.get('generated_at')))}, since "
              f"{escape(when(report.get('since')))}.</p>",
              f"<p class='muted'>Noise rule: {escape(thresholds(report))}.</p>"]
+    gate = gate_lines(report)
+    if gate:
+        cls = "good" if report["gate"]["passed"] else "bad"
+        parts.append(f"<p class='{cls}'>{escape(gate[0])}</p><ul>")
+        parts += [f"<li>{escape(line.strip())}</li>" for line in gate[1:]]
+        parts.append("</ul>")
     if not report["capabilities"]:
         parts.append("<p>No shadow results yet.</p>")
     for cap in report["capabilities"]:

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from proxy.shadow.render_text import counts, ms, pct, rate, thresholds, value, when
+from proxy.shadow.render_text import counts, gate_lines, ms, pct, rate, thresholds, value, when
 
 
 def _cell(text: Any) -> str:
@@ -14,6 +14,9 @@ def render_markdown(report: dict[str, Any]) -> str:
     out = ["# Shadow report", "",
            f"Generated {when(report.get('generated_at'))}, since {when(report.get('since'))}.",
            "", f"Noise rule: {thresholds(report)}.", ""]
+    gate = gate_lines(report)
+    if gate:
+        out += [f"**{gate[0]}**", ""] + [f"- {line.strip()}" for line in gate[1:]] + [""]
     if not report["capabilities"]:
         out.append("No shadow results yet.")
     for cap in report["capabilities"]:

@@ -43,10 +43,20 @@ def thresholds(report: dict[str, Any]) -> str:
             f"noise samples per route (pending fields count as differences)")
 
 
+def gate_lines(report: dict[str, Any]) -> list[str]:
+    """The --fail-under verdict, when one was asked for."""
+    gate = report.get("gate")
+    if not gate:
+        return []
+    verdict = "passed" if gate["passed"] else "FAILED"
+    return [f"Gate (match rate >= {gate['fail_under']:g} %): {verdict}"] + \
+        [f"  {line}" for line in gate["failures"]]
+
+
 def render_text(report: dict[str, Any]) -> str:
     out = [f"Shadow report, generated {when(report.get('generated_at'))}, "
            f"since {when(report.get('since'))}",
-           f"Noise rule: {thresholds(report)}", ""]
+           f"Noise rule: {thresholds(report)}", *gate_lines(report), ""]
     if not report["capabilities"]:
         out.append("No shadow results yet.")
     for cap in report["capabilities"]:

@@ -5,7 +5,7 @@ aggregates in memory and flushes about once a second as UPSERT increments
 (`INSERT … ON CONFLICT DO UPDATE SET n = n + excluded.n`), so no process overwrites another's
 counts and the hot path never waits for the database.
 
-What is kept, per capability, route template and one-minute time bucket:
+What is kept, per capability, route template and five-minute time bucket:
 - `shadow_counters`: compared, status_mismatch, noise_samples, dropped, skipped:<reason>,
   error:<kind>;
 - `shadow_fields`: per field key, requests with a raw (legacy vs service) and a noise
@@ -45,7 +45,7 @@ log = logging.getLogger(__name__)
 
 STORE_ENV = "STRANGLER_SHADOW_STORE"
 DEFAULT_STORE = "sqlite:///shadow-results.sqlite3"
-BUCKET_S = 60
+BUCKET_S = 300
 LATENCY_BASE_MS = 0.1      # upper bound of bin 0
 LATENCY_GROWTH = 1.1       # each bin is 10 % wider than the previous
 SAMPLE_REFRESH_S = 60.0

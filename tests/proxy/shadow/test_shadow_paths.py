@@ -9,6 +9,12 @@ def test_field_key_generalises_indices():
     assert field_key(("a b", "x")) == "$['a b'].x"
 
 
+def test_field_key_generalises_id_like_object_keys():
+    assert field_key(("stock", "17", "qty")) == "$.stock.*.qty"
+    assert field_key(("by_id", "3f2b8c1e-8d9a-4c55-9a57-0c1d2e3f4a5b")) == "$.by_id.*"
+    assert field_key(("v2", "sku17")) == "$.v2.sku17"
+
+
 @pytest.mark.parametrize("pattern,location,expected", [
     ("$.a.b", ("a", "b"), True),
     ("$.a.b", ("a", "b", "c"), False),

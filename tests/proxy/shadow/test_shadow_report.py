@@ -120,6 +120,11 @@ def test_cli_report_and_fail_under(store, tmp_path, capsys):
     captured = capsys.readouterr()
     doc = json.loads(captured.out)
     assert doc["gate"]["passed"] is False
+    assert main(["shadow", "report", "--store", url, "--format", "html",
+                 "--fail-under", "99.5"]) == 1
+    page = capsys.readouterr().out
+    assert "Gate (match rate &gt;= 99.5 %): FAILED" in page
+    assert "<li>catalog /api/products/{id}: match rate 0.00 % &lt; 99.5 % (0/20)</li>" in page
     assert "shadow gate failed: catalog /api/products/{id}" in captured.err
     assert main(["shadow", "report", "--store", url, "--capability", "search",
                  "--fail-under", "99.5"]) == 0

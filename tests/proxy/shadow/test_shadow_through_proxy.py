@@ -21,10 +21,10 @@ from tests.proxy.shadow.shadow_helpers import price_and_description_bug, serve
 PRODUCTS = 20
 
 
-def shadow_rules(path, legacy_url: str, service_url: str):
+def shadow_rules(path, legacy_url: str, service_url: str, timeout: str = "15s"):
     doc = rules_doc(legacy_url, service_url, stage="shadow",
                     prefixes=("/api/products", "/api/categories"))
-    doc["capabilities"][0]["shadow"] = {"percent": 100, "noise_percent": 50, "timeout": "1s"}
+    doc["capabilities"][0]["shadow"] = {"percent": 100, "noise_percent": 50, "timeout": timeout}
     return write_rules(path / "rules.yaml", doc)
 
 
@@ -89,7 +89,7 @@ async def test_stuck_or_dead_service_never_holds_up_the_client(tmp_path, legacy)
     runner, service = await serve(app)
     store_url = f"sqlite:///{tmp_path / 'shadow.sqlite3'}"
     try:
-        async with running_proxy(shadow_rules(tmp_path, legacy.url, service.url),
+        async with running_proxy(shadow_rules(tmp_path, legacy.url, service.url, "1s"),
                                  sink_factory=sink_factory(store_url)) as proxy, \
                 aiohttp.ClientSession() as client:
             for i in range(1, 6):
