@@ -4,19 +4,19 @@ from __future__ import annotations
 import ipaddress
 import os
 import re
-from typing import Mapping
+from typing import Any, Callable, Mapping
 from urllib.parse import urlsplit
 
-from proxy.decision import BreakerSpec, Backend
+from proxy.decision import Backend, BreakerSpec
 from proxy.rules import units
 from proxy.rules.bucketing import Rng, StickySource
 from proxy.rules.capability import CapabilityRouter, CompiledCapability, Gates
 from proxy.rules.index import PathIndex
-from proxy.rules.matchers import KINDS, Matcher, ValueMatch
+from proxy.rules.matchers import KINDS, REGEX, Matcher, ValueMatch
 from proxy.rules.merge import Located, Merged
+from proxy.rules.override import OverrideSpec
 from proxy.rules.problems import WARNING, Problem
 from proxy.rules.semantics import default_writes
-from proxy.rules.override import OverrideSpec
 from proxy.rules.table import CompiledTable
 from proxy.shadow_settings import CompareSettings, ShadowSettings
 
@@ -56,7 +56,7 @@ def compile_matchers(merged: Merged) -> list[Matcher]:
                 capability=cap.data["name"], index=i, order=len(matchers), kind=kind,
                 value=m[kind], methods=methods,
                 headers=_values(m.get("headers"), lower=True), query=_values(m.get("query")),
-                regex=re.compile(m[kind]) if kind == "path_regex" else None))
+                regex=re.compile(m[kind]) if kind == REGEX else None))
     return matchers
 
 
@@ -90,11 +90,14 @@ def _shadow(d: dict | None) -> ShadowSettings:
 
 def _gates(d: dict | None) -> Gates:
     d = d or {}
-    pct = lambda k: units.percent(d[k]) if k in d else None  # noqa: E731
-    return Gates(max_error_rate_delta=pct("max_error_rate_delta"),
-                 max_p99_ratio=float(d["max_p99_ratio"]) if "max_p99_ratio" in d else None,
-                 min_shadow_match=pct("min_shadow_match"),
-                 max_cdc_lag_s=units.seconds(d["max_cdc_lag"]) if "max_cdc_lag" in d else None,
+
+    def optional(key: str, convert: Callable[[Any], float]) -> float | None:
+        return convert(d[key]) if key in d else None
+
+    return Gates(max_error_rate_delta=optional("max_error_rate_delta", units.percent),
+                 max_p99_ratio=optional("max_p99_ratio", float),
+                 min_shadow_match=optional("min_shadow_match", units.percent),
+                 max_cdc_lag_s=optional("max_cdc_lag", units.seconds),
                  min_requests=int(d.get("min_requests", 0)))
 
 
