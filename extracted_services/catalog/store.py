@@ -78,8 +78,11 @@ def create_product(conn: Connection, new: NewProduct) -> dict[str, Any]:
     try:
         product_id = conn.execute(insert(Product).values(values)
                                   .returning(Product.id)).scalar_one()
-    except IntegrityError:  # a concurrent insert of the same sku won the race
-        raise conflict(f"sku {new.sku!r} already exists") from None
+    except IntegrityError as exc:  # a concurrent insert won the race between check and insert
+        if "sku" in str(exc.orig):
+            raise conflict(f"sku {new.sku!r} already exists") from None
+        raise conflict(f"product id {values.get('id')} was just taken by a concurrent insert; "
+                       "send the request again") from None
     return get_product(conn, product_id)
 
 
@@ -102,14 +105,16 @@ def _next_id(conn: Connection) -> int | None:
     """On PostgreSQL, the sequence's next value, but never at or below the largest id held.
 
     Rows arriving with explicit ids (seed, CDC from legacy) do not move the sequence, so
-    without this a new product could collide with a replicated one. SQLite needs nothing:
-    an INTEGER PRIMARY KEY already continues after the largest rowid.
+    without this a new product could collide with a replicated one; the sequence is moved up
+    to the id taken, so it lags at most until the first insert after a replicated batch.
+    SQLite needs nothing: an INTEGER PRIMARY KEY already continues after the largest rowid.
     """
     if conn.dialect.name != "postgresql":
         return None
-    sequence = func.nextval(func.pg_get_serial_sequence("products", "id"))
+    sequence = func.pg_get_serial_sequence("products", "id")
     past_max = select(func.coalesce(func.max(Product.id), 0) + 1).scalar_subquery()
-    return conn.scalar(select(func.greatest(sequence, past_max)))
+    return conn.scalar(select(func.setval(sequence,
+                                          func.greatest(func.nextval(sequence), past_max))))
 
 
 def _require_category(conn: Connection, slug: str) -> None:

@@ -153,3 +153,26 @@ async def test_concurrent_creates_of_one_sku_make_one_product(base_url, http, sn
     statuses = await asyncio.gather(*(create() for _ in range(8)))
     assert sorted(statuses) == [201] + [409] * 7
     assert len([row for row in snapshot()["products"] if row[1] == "RACE-1"]) == 1
+
+
+async def test_concurrent_creates_after_replicated_rows_get_distinct_ids(base_url, http,
+                                                                        database_url):
+    engine = make_engine(database_url)
+    with engine.begin() as conn:
+        conn.execute(insert(Product), [dict(
+            id=SEEDED + i, sku=f"CDC-{i}", title="Replicated", description="", price_cents=100,
+            currency="EUR", category_slug="decor", updated_at=datetime.now(timezone.utc))
+            for i in range(1, 4)])
+    engine.dispose()
+
+    async def create(i: int) -> tuple[int, dict]:
+        new = {"sku": f"NEW-{i}", "name": "Glass Vase", "price": 20, "category": "decor"}
+        async with http.post(f"{base_url}/api/products", json=new) as resp:
+            return resp.status, await resp.json()
+
+    answers = await asyncio.gather(*(create(i) for i in range(6)))
+    created = [body["id"] for status, body in answers if status == 201]
+    # Every answer is a product or a clear "send it again"; no id is handed out twice.
+    assert all(status == 201 or body["error"]["message"].endswith("send the request again")
+               for status, body in answers)
+    assert len(set(created)) == len(created) > 0 and min(created) > SEEDED + 3
