@@ -140,25 +140,33 @@ def delete_product(session: Session, product_id: int) -> None:
     session.execute(delete(Product).where(Product.id == product_id))
 
 
-def _product_fields(body: dict[str, Any], allowed: tuple[str, ...], *, partial: bool) -> dict[str, Any]:
-    only_fields(body, allowed)
-    required = not partial
-    fields: dict[str, Any] = {}
-    for name in ("sku", "name", "category"):
-        if name in allowed:
-            fields[name] = text_field(body, name, max_length=_TEXT_LIMITS[name], required=required)
-    fields["description"] = text_field(body, "description", max_length=_TEXT_LIMITS["description"],
-                                       required=False, allow_empty=True)
-    fields["price"] = price_field(body, required=required)
-    if "currency" in allowed:
-        fields["currency"] = currency_field(body) or DEFAULT_CURRENCY
-    if partial:
-        fields = {name: value for name, value in fields.items() if name in body}
-        if not fields:
-            raise bad_request(f"nothing to change: send at least one of {', '.join(allowed)}")
-    elif fields["description"] is None:
-        fields["description"] = ""
-    return fields
+def _new_product(body: dict[str, Any]) -> dict[str, Any]:
+    only_fields(body, CREATE_FIELDS)
+    return {
+        "sku": text_field(body, "sku", max_length=_TEXT_LIMITS["sku"]),
+        "name": text_field(body, "name", max_length=_TEXT_LIMITS["name"]),
+        "category": text_field(body, "category", max_length=_TEXT_LIMITS["category"]),
+        "description": text_field(body, "description", max_length=_TEXT_LIMITS["description"],
+                                  required=False, allow_empty=True) or "",
+        "price": price_field(body),
+        "currency": currency_field(body) or DEFAULT_CURRENCY,
+    }
+
+
+def _product_changes(body: dict[str, Any]) -> dict[str, Any]:
+    only_fields(body, PATCH_FIELDS)
+    if not body:
+        raise bad_request(f"nothing to change: send at least one of {', '.join(PATCH_FIELDS)}")
+    changes: dict[str, Any] = {}
+    for name in ("name", "category"):
+        if name in body:
+            changes[name] = text_field(body, name, max_length=_TEXT_LIMITS[name])
+    if "description" in body:
+        changes["description"] = text_field(body, "description", allow_empty=True,
+                                            max_length=_TEXT_LIMITS["description"])
+    if "price" in body:
+        changes["price"] = price_field(body)
+    return changes
 
 
 @routes.get("/api/products")
@@ -182,7 +190,7 @@ async def product_show(request: web.Request) -> web.Response:
 @routes.post("/api/products")
 async def product_create(request: web.Request) -> web.Response:
     rehearse = dry_run(request)
-    fields = _product_fields(await json_object(request), CREATE_FIELDS, partial=False)
+    fields = _new_product(await json_object(request))
     body = await request.app[DATABASE].write(create_product, fields, dry_run=rehearse)
     return json_response(request, body, status=201)
 
@@ -191,7 +199,7 @@ async def product_create(request: web.Request) -> web.Response:
 async def product_update(request: web.Request) -> web.Response:
     rehearse = dry_run(request)
     product_id = path_id(request, "id", "product")
-    fields = _product_fields(await json_object(request), PATCH_FIELDS, partial=True)
+    fields = _product_changes(await json_object(request))
     body = await request.app[DATABASE].write(update_product, product_id, fields, dry_run=rehearse)
     return json_response(request, body)
 

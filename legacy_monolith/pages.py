@@ -5,6 +5,7 @@ The footer's "generated at" time is noise in HTML, as the JSON noise fields are.
 """
 from __future__ import annotations
 
+from collections.abc import Callable
 from html import escape
 from string import Template
 from typing import Any
@@ -38,7 +39,7 @@ $body
 """)
 
 
-def layout(title: str, body: str) -> Any:
+def layout(title: str, body: str) -> Callable[[str], str]:
     """A renderer for `html_response`: the page, waiting only for its generated-at time."""
     return lambda generated_at: _LAYOUT.substitute(title=escape(title), body=body,
                                                    generated_at=escape(generated_at))
@@ -48,7 +49,7 @@ def _price(item: dict[str, Any], field: str = "price", currency: str | None = No
     return f"{item[field]:.2f} {escape(currency or item['currency'])}"
 
 
-def error_page(error: ApiError) -> Any:
+def error_page(error: ApiError) -> Callable[[str], str]:
     return layout(f"Error {error.status}", f"<p>{escape(error.message)}</p>")
 
 
