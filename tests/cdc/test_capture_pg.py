@@ -329,3 +329,84 @@ def test_events_reach_real_kafka_keyed_and_the_slot_moves_only_after_kafka_holds
     finally:
         sink.close()
         AdminClient({"bootstrap.servers": kafka_bootstrap}).delete_topics([topic])
+
+
+CAPTURE_PROCESS = """
+import sys, threading
+from cdc.capture_pg import PgCapture
+from cdc.transport_embedded import EmbeddedSink
+dsn, slot, log = sys.argv[1:4]
+cap = PgCapture(dsn, slot, "cap_pub", ["products"], "shop", EmbeddedSink(log),
+                heartbeat_interval_s=0.2, flush_interval_s=0.05)
+cap.ensure_setup()
+cap.snapshot()
+cap.run(threading.Event())
+"""
+
+
+def test_kill_9_of_the_capture_process_loses_nothing(pg_url, db, tmp_path):
+    import signal
+    import sqlite3
+    import subprocess
+    import sys
+    import threading
+
+    from cdc.events import ChangeEvent
+    from tests.cdc.capture_support import apply_events, rows_of
+
+    db.execute("INSERT INTO products (id, name) SELECT g, 'p' FROM generate_series(1, 500) g")
+    log = tmp_path / "log.db"
+    args = [sys.executable, "-c", CAPTURE_PROCESS, libpq_dsn(pg_url), slot_name(pg_url), str(log)]
+
+    def logged() -> int:
+        if not log.exists():
+            return 0
+        with sqlite3.connect(log) as conn:
+            try:
+                return conn.execute("SELECT count(*) FROM cdc_log").fetchone()[0]
+            except sqlite3.OperationalError:
+                return 0
+
+    stop = threading.Event()
+
+    def write() -> None:
+        conn = psycopg2.connect(libpq_dsn(pg_url))
+        conn.autocommit = True
+        cur, i = conn.cursor(), 1000
+        while not stop.is_set():
+            cur.execute("INSERT INTO products (id, name) VALUES (%s, 'w')", (i,))
+            cur.execute("UPDATE products SET name = name || '+' WHERE id = %s", (i % 500 + 1,))
+            i += 1
+        conn.close()
+
+    writer = threading.Thread(target=write)
+    process = subprocess.Popen(args)
+    try:
+        wait_for(lambda: logged() >= 500, timeout_s=30, what="snapshot in the log")
+        writer.start()
+        wait_for(lambda: logged() >= 800, timeout_s=30, what="streaming into the log")
+        process.send_signal(signal.SIGKILL)
+        process.wait(10)
+        wait_slot_released(libpq_dsn(pg_url), slot_name(pg_url))
+        process = subprocess.Popen(args)
+        at_kill = logged()
+        wait_for(lambda: logged() >= at_kill + 300, timeout_s=30, what="streaming after restart")
+        stop.set()
+        writer.join()
+        db.execute("INSERT INTO products (id, name) VALUES (-1, 'sentinel')")
+        with sqlite3.connect(log) as conn:
+            wait_for(lambda: conn.execute("SELECT count(*) FROM cdc_log WHERE key = '{\"id\":-1}'")
+                     .fetchone()[0] > 0, timeout_s=30, what="sentinel")
+            rows = conn.execute("SELECT topic, key, value, position FROM cdc_log ORDER BY id")
+            events = [ChangeEvent(t, json.loads(k), v and json.loads(v), p) for t, k, v, p in rows]
+    finally:
+        stop.set()
+        if writer.is_alive():
+            writer.join()
+        process.kill()
+        process.wait(10)
+        wait_slot_released(libpq_dsn(pg_url), slot_name(pg_url))
+    db.execute("SELECT id, name FROM products")
+    expected = {(("id", i),): n for i, n in db.fetchall()}
+    got = {k: v["name"] for k, v in rows_of(apply_events(events), "shop.public.products").items()}
+    assert got == expected
