@@ -1,10 +1,12 @@
-"""`strangler rules validate PATH`: check rule files before they reach a proxy."""
+"""`strangler rules validate|explain`: check rule files before they reach a proxy, and ask them
+where a request would go."""
 from __future__ import annotations
 
 import argparse
 import json
 
-from proxy.rules import RulesUnreadable, check_rules
+from proxy.rules import RulesError, RulesUnreadable, check_rules, load_table
+from strangler.errors import OperatorError
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -18,6 +20,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     validate.add_argument("--json", action="store_true",
                           help="print one JSON document (problems, summary) instead of text")
     validate.set_defaults(func=run_validate)
+    explain = sub.add_parser("explain", help=run_explain.__doc__.splitlines()[0],
+                             description=run_explain.__doc__)
+    explain.add_argument("path", metavar="PATH", help="a rule file or directory")
+    explain.add_argument("method", metavar="METHOD", help="e.g. GET")
+    explain.add_argument("target", metavar="TARGET", help="path and query, e.g. /api/products/7?x=1")
+    explain.add_argument("-H", "--header", action="append", default=[], metavar="'NAME: VALUE'",
+                         help="a request header (repeatable), e.g. -H 'X-User-Id: 42'")
+    explain.set_defaults(func=run_explain)
 
 
 def run_validate(args: argparse.Namespace) -> int:
@@ -49,3 +59,37 @@ def run_validate(args: argparse.Namespace) -> int:
     else:
         print(f"ok: {len(files)} file(s), {warnings} warning(s), version {version}")
     return code
+
+
+def run_explain(args: argparse.Namespace) -> int:
+    """Show where one request would go under these rules: capability, route, side, backend,
+    reason, fallback and shadow. The override secret is read from the environment, as the proxy
+    does. A request without a sticky key gets a random bucket, as in the proxy."""
+    try:
+        table = load_table(args.path)
+    except RulesError as exc:
+        errors = sum(p.severity == "error" for p in exc.problems)
+        raise OperatorError(f"the rules do not load ({errors} error(s)); "
+                            f"run `strangler rules validate {args.path}`") from exc
+    headers: dict[str, str] = {}
+    for raw in args.header:
+        name, sep, value = raw.partition(":")
+        if not sep or not name.strip():
+            raise OperatorError(f"-H {raw!r}: write a header as 'Name: value'")
+        headers.setdefault(name.strip().lower(), value.strip())
+    path, _, query = args.target.partition("?")
+    if not path.startswith("/"):
+        raise OperatorError(f"TARGET {args.target!r} must start with / (a path, not a URL)")
+    d = table.decide(args.method.upper(), path, query, headers)
+    print(f"capability: {d.capability or '(none: default backend)'}")
+    print(f"route:      {d.route}")
+    print(f"side:       {d.side} -> {d.backend.name} ({d.backend.url})")
+    print(f"reason:     {d.reason}")
+    print(f"fallback:   {d.fallback.name if d.fallback else '-'}")
+    if d.shadow is not None:
+        dry = " (dry run)" if d.shadow.dry_run else ""
+        print(f"shadow:     {d.shadow.target_side} -> {d.shadow.target.name}{dry}")
+    else:
+        print(f"shadow:     {'skipped: ' + d.shadow_skipped if d.shadow_skipped else '-'}")
+    print(f"rules:      {table.version}")
+    return 0

@@ -7,6 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+from proxy.rules import bucket
 from strangler.cli import main
 
 ROOT = Path(__file__).resolve().parents[3]
@@ -79,3 +80,41 @@ def test_the_installed_command_validates_the_demo_rules(rules_file) -> None:
                             capture_output=True, text=True, timeout=60)
     assert failed.returncode == 1
     assert f"{bad}:11: [rule catalog] error: stage: 'shadw' is not one of" in failed.stdout
+
+
+CANARY = GOOD.replace("stage: shadow", "stage: canary\n    writes: legacy\n"
+                      "    rollout: {percent: 50, sticky: [header:X-User-Id]}") + (
+    "override: {secret_env: TEST_EXPLAIN_SECRET}\n")
+
+
+def explain(capsys, path, *argv: str) -> dict[str, str]:
+    assert main(["rules", "explain", str(path), *argv]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    return {k.strip(): v.strip() for k, _, v in (line.partition(":") for line in lines)}
+
+
+def test_explain_shows_where_a_request_goes(rules_file, capsys, monkeypatch) -> None:
+    path = rules_file(CANARY)
+    monkeypatch.setenv("TEST_EXPLAIN_SECRET", "s3cret")
+    user_in = next(u for u in map(str, range(100)) if bucket("catalog", u) < 5000)
+    got = explain(capsys, path, "GET", "/api/products/7?x=1", "-H", f"X-User-Id: {user_in}")
+    assert got["capability"] == "catalog" and got["route"] == "/api/products/{id}"
+    assert got["side"] == "service -> svc (http://127.0.0.1:9002)"
+    assert (got["reason"], got["fallback"]) == ("rollout", "legacy")
+    assert got["shadow"] == "legacy -> legacy"  # reverse shadow: the side that did not answer
+    pinned = explain(capsys, path, "GET", "/api/products/7", "-H", f"X-User-Id: {user_in}",
+                     "-H", "X-Strangler-Route: legacy", "-H", "X-Strangler-Route-Secret: s3cret")
+    assert (pinned["side"], pinned["reason"]) == ("legacy -> legacy (http://127.0.0.1:9001)", "override")
+    write = explain(capsys, path, "POST", "/api/products")
+    assert (write["side"], write["reason"]) == ("legacy -> legacy (http://127.0.0.1:9001)", "write-owner")
+    other = explain(capsys, path, "GET", "/api/carts/12")
+    assert other["capability"] == "(none: default backend)" and other["route"] == "/api/carts/{id}"
+
+
+def test_explain_refuses_bad_rules_and_bad_input(rules_file, capsys) -> None:
+    bad = rules_file(GOOD.replace("stage: shadow", "stage: shadw"))
+    assert main(["rules", "explain", str(bad), "GET", "/"]) == 2
+    assert "the rules do not load (1 error(s))" in capsys.readouterr().err
+    good = rules_file(GOOD)
+    assert main(["rules", "explain", str(good), "GET", "http://example.org/"]) == 2
+    assert main(["rules", "explain", str(good), "GET", "/", "-H", "no-colon"]) == 2
