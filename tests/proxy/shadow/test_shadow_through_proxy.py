@@ -112,3 +112,66 @@ async def test_stuck_or_dead_service_never_holds_up_the_client(tmp_path, legacy)
     finally:
         release.set()
         await runner.cleanup()
+
+
+async def test_cutover_reverse_shadows_to_legacy(tmp_path, legacy):
+    catalog = catalog_app(f"sqlite:///{tmp_path / 'catalog.db'}", seed_products=PRODUCTS)
+    catalog.middlewares.append(price_and_description_bug)
+    runner, service = await serve(catalog)
+    store_url = f"sqlite:///{tmp_path / 'shadow.sqlite3'}"
+    doc = rules_doc(legacy.url, service.url, stage="cutover", prefixes=("/api/products",))
+    doc["capabilities"][0]["shadow"] = {"percent": 100, "noise_percent": 50, "timeout": "15s"}
+    try:
+        async with running_proxy(write_rules(tmp_path / "rules.yaml", doc),
+                                 sink_factory=sink_factory(store_url)) as proxy, \
+                aiohttp.ClientSession() as client:
+            for i in range(1, PRODUCTS + 1):
+                async with client.get(f"{proxy.url}/api/products/{i}") as resp:
+                    assert "description" not in await resp.json()  # the service answers
+            store = ShadowStore(store_url)
+            r = await wait_for_comparisons(store, "/api/products/{id}", PRODUCTS)
+            store.engine.dispose()
+    finally:
+        await runner.cleanup()
+    verdicts = {f["field"]: f["verdict"] for f in r["fields"]}
+    assert verdicts["$.description"] == "reported" and verdicts["$.generated_at"] == "noise"
+    assert r["noise_samples"] == PRODUCTS // 2
+    diff = next(d for s in r["samples"] for d in s["diffs"] if d["path"] == "$.description")
+    assert diff["kind"] == "missing" and diff["left"] and diff["right"] is None
+
+
+@pytest.mark.parametrize("unsafe", [True, False])
+async def test_post_through_the_proxy_is_a_dry_run_or_skipped(tmp_path, legacy, unsafe):
+    runner, service = await serve(catalog_app(f"sqlite:///{tmp_path / 'catalog.db'}",
+                                              seed_products=PRODUCTS))
+    store_url = f"sqlite:///{tmp_path / 'shadow.sqlite3'}"
+    doc = rules_doc(legacy.url, service.url, stage="shadow", prefixes=("/api/products",))
+    doc["backends"]["svc"]["dry_run"] = True
+    doc["capabilities"][0]["shadow"] = {"percent": 100, "unsafe": unsafe, "timeout": "15s"}
+    body = {"sku": "NEW-1", "name": "New lamp", "price": 12.5, "category": "lighting"}
+    try:
+        async with running_proxy(write_rules(tmp_path / "rules.yaml", doc),
+                                 sink_factory=sink_factory(store_url)) as proxy, \
+                aiohttp.ClientSession() as client:
+            async with client.post(f"{proxy.url}/api/products", json=body) as resp:
+                assert resp.status == 201
+            store = ShadowStore(store_url)
+            deadline = time.monotonic() + 30
+            while True:
+                report = await asyncio.to_thread(build_report, store)
+                routes = {r["route"]: r for c in report["capabilities"] for r in c["routes"]}
+                r = routes.get("/api/products")
+                if r and (r["compared"] or r["skipped"]):
+                    break
+                assert time.monotonic() < deadline, report
+                await asyncio.sleep(0.2)
+            store.engine.dispose()
+            async with client.get(f"{service.url}/api/products?limit=1") as resp:
+                service_total = (await resp.json())["total"]
+    finally:
+        await runner.cleanup()
+    assert service_total == PRODUCTS  # the service never kept the shadowed write
+    if unsafe:
+        assert r["compared"] == 1 and r["skipped"] == {} and r["errors"] == {}
+    else:
+        assert r["compared"] == 0 and r["skipped"] == {"unsafe-method": 1}
