@@ -16,13 +16,14 @@ from proxy.access_log import AccessLog, redact_query
 from proxy.breaker import OPEN, Breaker
 from proxy.decision import RuleTable
 from proxy.exchange import ShadowSink
-from proxy.headers import TrustedProxies
+from proxy.headers import RequestIds, TrustedProxies
 from proxy.metrics import Metrics
 from proxy.settings import Limits
 from proxy.upstream import UpstreamPool
 
 SinkFactory = Callable[[Metrics], ShadowSink]
 log = logging.getLogger("strangler.proxy")
+TIMEOUT_TICK_S = 0.1
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,9 +46,12 @@ class Engine:
         self.access_log = access_log
         self.sink = sink
         self.connections: set[Any] = set()   # ClientConnection objects
+        self.inflight: set[Any] = set()      # Flights waiting on an upstream (timeouts)
+        self.new_request_id = RequestIds()
         self.closing = False
         self.state = self._build_state(table, None)
         self._sweeper = self.loop.create_task(self._sweep())
+        self._timeouts = self.loop.create_task(self._check_timeouts())
 
     def _build_state(self, table: RuleTable, old: EngineState | None) -> EngineState:
         pools: dict[str, UpstreamPool] = {}
@@ -75,7 +79,7 @@ class Engine:
     def pool_for(self, state: EngineState, backend: Any) -> UpstreamPool:
         """The pool of a backend named in the rules (a decision never names anything else)."""
         pool = state.pools.get(backend.name)
-        if pool is None or pool.backend != backend:
+        if pool is None or (pool.backend is not backend and pool.backend != backend):
             # A table whose decisions name a backend missing from `backends` is a rules bug;
             # still only the decision's own backend is contacted.
             pool = state.pools[backend.name] = UpstreamPool(backend, self.loop)
@@ -100,7 +104,7 @@ class Engine:
         if self.access_log is not None:
             path, _, query = flight.target.decode("latin-1").partition("?")
             entry = {
-                "ts": flight.started_at, "request_id": flight.request_id, "method": flight.method,
+                "ts": round(flight.wall_start(), 6), "request_id": flight.request_id, "method": flight.method,
                 "path": path, "status": status, "capability": decision and decision.capability,
                 "side": side, "backend": backend, "duration_ms": round(duration * 1000, 3),
                 "bytes": flight.resp_bytes, "fallback": flight.fell_back,
@@ -151,6 +155,14 @@ class Engine:
             for pool in self.state.pools.values():
                 pool.close_idle(limits.upstream_idle_s)
 
+    async def _check_timeouts(self) -> None:
+        """Upstream read/total timeouts, checked every 100 ms (no timer per request)."""
+        while True:
+            await asyncio.sleep(TIMEOUT_TICK_S)
+            now = self.loop.time()
+            for flight in list(self.inflight):
+                flight.check_timeout(now)
+
     async def shutdown(self, grace_s: float) -> None:
         """Finish in-flight requests (up to `grace_s`), closing connections as they go idle."""
         self.closing = True
@@ -162,6 +174,7 @@ class Engine:
         for conn in list(self.connections):
             conn.transport.abort()
         self._sweeper.cancel()
+        self._timeouts.cancel()
         for pool in self.state.pools.values():
             pool.close_idle()
         closer = getattr(self.sink, "close", None)

@@ -12,15 +12,17 @@ connect error, timeout, 5xx or open breaker. Writes are never replayed anywhere.
 """
 from __future__ import annotations
 
+import asyncio
 import time
-from typing import TYPE_CHECKING, Any
+from types import MappingProxyType
+from typing import TYPE_CHECKING, Any, Mapping
 
 import httptools
 
 from proxy.decision import Decision
 from proxy.exchange import Exchange
-from proxy.headers import (client_response_head, new_request_id, parse_head_headers,
-                           upstream_request_head, valid_request_id)
+from proxy.headers import (STATUS_LINES, client_response_head, parse_head_headers,
+                           split_response_headers, upstream_request_head, valid_request_id)
 from proxy.upstream import PoolExhausted, UpstreamConnection, UpstreamPool
 
 if TYPE_CHECKING:
@@ -54,16 +56,51 @@ def canned_response(status: int, message: str, *, keep_alive: bool) -> bytes:
 
 
 class Flight:
-    __slots__ = (
-        "client", "engine", "loop", "target", "headers", "method", "method_b", "version",
-        "keep_alive", "lower", "content_length", "chunked", "upgrade", "expect_continue",
-        "body_parts", "buffered", "body_len", "body_done", "replay", "replay_len", "replay_limit",
-        "canned", "started", "finished", "t0", "started_at", "state", "decision", "backend",
-        "head", "request_id", "conn", "acquiring", "timer", "deadline", "fell_back",
-        "fallback_reason", "retried_stale", "status", "reason", "resp_headers", "interim",
-        "out_mode", "client_keep", "pending_out", "head_sent", "resp_bytes", "capture",
-        "capture_len", "shadow_skip", "upstream_status", "error", "stop_for_fallback",
-    )
+    # Defaults live on the class (immutable values only), so creating a Flight per request
+    # sets just the few attributes below; everything else is assigned when it happens.
+    method = ""
+    method_b = b""
+    version = "1.1"
+    keep_alive = False
+    lower: Mapping[str, str] = MappingProxyType({})
+    upgrade: bytes | None = None
+    content_length: int | None = None
+    chunked = False
+    expect_continue = False
+    head = b""
+    buffered = 0
+    body_len = 0
+    body_done = False
+    replay: list[bytes] | None = None
+    replay_len = 0
+    replay_limit = 0
+    canned: tuple[int, str] | None = None
+    started = False
+    finished = False
+    t0 = 0.0
+    decision: Decision | None = None
+    backend: Any = None
+    request_id = ""
+    conn: UpstreamConnection | None = None
+    acquiring: asyncio.Task | None = None
+    deadline = 0.0
+    fell_back = False
+    fallback_reason = ""
+    retried_stale = False
+    status = 0
+    upstream_status = 0
+    head_sent = False
+    resp_bytes = 0
+    capture: list[bytes] | None = None
+    capture_len = 0
+    shadow_skip = ""
+    error = ""
+    stop_for_fallback = False
+    interim = False
+    out_mode = NO_BODY
+    client_keep = False
+    pending_out: bytes | None = None
+    resp_headers: list[tuple[bytes, bytes]] = []    # replaced per attempt, never appended to here
 
     def __init__(self, client: "ClientConnection") -> None:
         self.client = client
@@ -71,47 +108,7 @@ class Flight:
         self.loop = client.loop
         self.target = b""
         self.headers: list[tuple[bytes, bytes]] = []
-        self.method = ""
-        self.version = "1.1"
-        self.keep_alive = False
-        self.lower: dict[str, str] = {}
-        self.upgrade: bytes | None = None
-        self.content_length: int | None = None
-        self.chunked = False
-        self.expect_continue = False
-        self.head = b""
         self.body_parts: list[bytes] = []
-        self.buffered = 0
-        self.body_len = 0
-        self.body_done = False
-        self.replay: list[bytes] | None = None
-        self.replay_len = 0
-        self.replay_limit = 0
-        self.canned: tuple[int, str] | None = None
-        self.started = self.finished = False
-        self.decision: Decision | None = None
-        self.backend = None
-        self.request_id = ""
-        self.conn: UpstreamConnection | None = None
-        self.acquiring = None
-        self.timer = None
-        self.fell_back = False
-        self.fallback_reason = ""
-        self.retried_stale = False
-        self.status = 0
-        self.upstream_status = 0
-        self.head_sent = False
-        self.resp_bytes = 0
-        self.capture: list[bytes] | None = None
-        self.capture_len = 0
-        self.shadow_skip = ""
-        self.error = ""
-        self.stop_for_fallback = False
-        self.resp_headers: list[tuple[bytes, bytes]] = []
-        self.reason = b""
-        self.out_mode = NO_BODY
-        self.client_keep = False
-        self.pending_out: bytes | None = None
 
     # -- request side (called by ClientConnection) ----------------------------------------------
     def headers_complete(self, parser: httptools.HttpRequestParser) -> None:
@@ -170,7 +167,6 @@ class Flight:
             return
         self.started = True
         self.t0 = time.perf_counter()
-        self.started_at = time.time()
         engine = self.engine
         state = self.state = engine.state
         path, _, query = self.target.partition(b"?")
@@ -182,10 +178,8 @@ class Flight:
             self.respond_error(500, "routing failed; see the proxy log", close=not self.body_done)
             return
         self.decision = decision
-        rid = lower_rid = self.lower.get("x-request-id", "")
-        if not (lower_rid and valid_request_id(lower_rid.encode("latin-1"))):
-            rid = new_request_id()
-        self.request_id = rid
+        rid = self.lower.get("x-request-id")
+        self.request_id = rid if rid and valid_request_id(rid) else engine.new_request_id()
         sink = engine.sink
         if sink is not None:
             if decision.shadow_skipped:
@@ -269,39 +263,30 @@ class Flight:
             self.client.resume("buffer")
         conn.transport.write(b"".join(parts))
         now = conn.last_activity = self.loop.time()
-        backend = self.backend
-        self.deadline = now + backend.total_timeout_s
-        self.timer = self.loop.call_at(min(now + backend.read_timeout_s, self.deadline),
-                                       self._check_timeout)
+        self.deadline = now + self.backend.total_timeout_s
+        self.engine.inflight.add(self)           # the engine's timeout sweep watches it
 
-    def _check_timeout(self) -> None:
+    def check_timeout(self, now: float) -> None:
+        """Called by the engine's sweep (every 100 ms): read and total timeouts."""
         conn = self.conn
-        self.timer = None
         if conn is None or self.finished:
             return
-        now = self.loop.time()
-        read_deadline = conn.last_activity + self.backend.read_timeout_s
-        if now >= self.deadline or now >= read_deadline:
+        if now >= self.deadline or now - conn.last_activity >= self.backend.read_timeout_s:
             self.error = "upstream timed out"
             self.upstream_failed("timeout", "")
-            return
-        self.timer = self.loop.call_at(min(read_deadline, self.deadline), self._check_timeout)
 
     # -- response side: httptools.HttpResponseParser callbacks ----------------------------------
-    def on_status(self, reason: bytes) -> None:
-        self.reason = reason
-
     def on_header(self, name: bytes, value: bytes) -> None:
         self.resp_headers.append((name, value))
 
     def on_headers_complete(self) -> None:
-        conn = self.conn
-        status = conn.parser.get_status_code()
+        status = self.conn.parser.get_status_code()
         if status < 200 and status != 101:
             # Interim answer (100 Continue, 103): relay to HTTP/1.1 clients, await the final one.
             self.interim = True
             if self.version == "1.1" and (status != 100 or self.expect_continue):
-                self.client.transport.write(b"HTTP/1.1 %d %b\r\n\r\n" % (status, self.reason))
+                self.client.transport.write(STATUS_LINES.get(status, b"HTTP/1.1 %d \r\n" % status)
+                                            + b"\r\n")
             self.resp_headers = []
             return
         self.upstream_status = status
@@ -318,18 +303,12 @@ class Flight:
         elif breaker is not None:
             breaker.success()
         self.status = status
-        cl = te = None
-        for name, value in self.resp_headers:
-            lname = name.lower()
-            if lname == b"content-length":
-                cl = value
-            elif lname == b"transfer-encoding":
-                te = value
+        parts, cl, te, via = split_response_headers(self.resp_headers)
         head_only = self.method == "HEAD"
         if head_only or status == 204 or status == 304:
             self.out_mode = NO_BODY
             framing = b"Content-Length: %b\r\n" % cl if cl is not None and status != 204 else b""
-        elif cl is not None and te is None:
+        elif cl is not None and not te:
             self.out_mode = RAW
             framing = b"Content-Length: %b\r\n" % cl
         elif self.version == "1.1":
@@ -339,12 +318,10 @@ class Flight:
             self.out_mode = RAW                  # HTTP/1.0 client: delimit by closing
             framing = b""
             self.keep_alive = False
-        client = self.client
-        self.client_keep = (self.keep_alive and self.body_done and self.upgrade is None
-                            and not self.engine.closing)
-        self.pending_out = client_response_head(
-            b"HTTP/1.1", status, self.reason, self.resp_headers, framing=framing,
-            keep_alive=self.client_keep)
+        self.client_keep = keep = (self.keep_alive and self.body_done and self.upgrade is None
+                                   and not self.engine.closing)
+        self.pending_out = client_response_head(status, parts, via, framing=framing,
+                                                keep_alive=keep)
         self.head_sent = True
         if head_only:
             self._finish(reuse=True)
@@ -390,11 +367,11 @@ class Flight:
         if self.upstream_status != 101 or self.upgrade is None:
             self.upstream_failed("protocol", "unexpected upgrade")
             return
-        self._cancel_timer()
+        self.engine.inflight.discard(self)
         self.status = 101
+        parts, _, _, via = split_response_headers(self.resp_headers, upgrade=True)
         self.client.transport.write(client_response_head(
-            b"HTTP/1.1", 101, self.reason, self.resp_headers, framing=b"", keep_alive=True,
-            upgrade=True) + rest)
+            101, parts, via, framing=b"", keep_alive=True, upgrade=True) + rest)
         self.conn = None
         conn.flight = None
         self._done(keep_alive=False, tunnel=conn)
@@ -520,18 +497,13 @@ class Flight:
             self.engine.record(self)
 
     def _release(self, reuse: bool) -> None:
-        self._cancel_timer()
+        self.engine.inflight.discard(self)
         conn = self.conn
         if conn is not None:
             self.conn = None
             if self.client.writing_paused and conn.transport is not None:
                 conn.transport.resume_reading()
             conn.pool.release(conn, reuse)
-
-    def _cancel_timer(self) -> None:
-        if self.timer is not None:
-            self.timer.cancel()
-            self.timer = None
 
     def _done(self, keep_alive: bool, tunnel: UpstreamConnection | None = None) -> None:
         self.finished = True
@@ -558,4 +530,8 @@ class Flight:
             response_headers=tuple((n.decode("latin-1"), v.decode("latin-1"))
                                    for n, v in self.resp_headers),
             response_body=b"".join(self.capture or ()),
-            latency_s=time.perf_counter() - self.t0, started_at=self.started_at)
+            latency_s=time.perf_counter() - self.t0, started_at=self.wall_start())
+
+    def wall_start(self) -> float:
+        """time.time() when the request started (derived: one clock read per request)."""
+        return time.time() - (time.perf_counter() - self.t0)

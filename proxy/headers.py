@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import ipaddress
 import os
+from http import HTTPStatus
 from typing import Iterable
 
 from proxy.settings import Network
@@ -19,6 +20,7 @@ HOP_BY_HOP = frozenset({
 })
 # Set by us for the upstream; the client's copies are dropped unless the peer is trusted.
 FORWARDED = frozenset({b"x-forwarded-for", b"x-forwarded-proto", b"x-forwarded-host", b"forwarded"})
+ALWAYS_DROPPED = HOP_BY_HOP | {b"close", b""}
 VIA = b"1.1 strangler"
 REQUEST_ID = b"x-request-id"
 MAX_REQUEST_ID = 200
@@ -49,22 +51,39 @@ class TrustedProxies:
         return known
 
 
-def connection_tokens(headers: RawHeaders) -> set[bytes]:
-    """Lower-case header names listed in `Connection` (they are hop-by-hop too)."""
-    tokens: set[bytes] = set()
-    for name, value in headers:
-        if name.lower() == b"connection":
-            tokens.update(t.strip().lower() for t in value.split(b",") if t.strip())
-    return tokens
+def connection_tokens(value: bytes) -> set[bytes]:
+    """Lower-case header names listed in a `Connection` value (they are hop-by-hop too), less
+    those dropped anyway (`Connection: keep-alive` is the common case: nothing more to do)."""
+    return {t.strip().lower() for t in value.split(b",")} - ALWAYS_DROPPED
 
 
-def new_request_id() -> str:
-    return os.urandom(16).hex()
+def _drop_named(out: list[bytes], named: set[bytes]) -> list[bytes]:
+    """Remove the headers `Connection` listed (rare, so a second pass). `out` is a start line
+    (4 items) followed by (name, b": ", value, b"\r\n") groups."""
+    kept = out[:4]
+    for i in range(4, len(out), 4):
+        if out[i].lower() not in named:
+            kept += out[i:i + 4]
+    return kept
 
 
-def valid_request_id(value: bytes) -> bool:
+class RequestIds:
+    """Request ids for requests that came without one: unique per process, cheap to make
+    (a random per-process prefix and a counter; they need to be unique, not secret)."""
+
+    def __init__(self) -> None:
+        self._prefix = os.urandom(8).hex()
+        self._next = 0
+
+    def __call__(self) -> str:
+        self._next += 1
+        return f"{self._prefix}{self._next:016x}"
+
+
+def valid_request_id(value: str) -> bool:
     """Accept a client's id only if it is short and printable (it lands in logs)."""
-    return 0 < len(value) <= MAX_REQUEST_ID and all(33 <= c < 127 for c in value)
+    return len(value) <= MAX_REQUEST_ID and value.isascii() and value.isprintable() \
+        and " " not in value
 
 
 def upstream_request_head(method: bytes, target: bytes, headers: RawHeaders, *, peer: str,
@@ -75,12 +94,13 @@ def upstream_request_head(method: bytes, target: bytes, headers: RawHeaders, *, 
     `framing` is the body framing header line(s) the engine chose (b"" for no body).
     `upgrade` is the client's Upgrade value when the request asks for one (WebSocket).
     """
-    named = connection_tokens(headers)
     out = [method, b" ", target, b" HTTP/1.1\r\n"]
-    xff = proto = fhost = host = via = None
+    xff = proto = fhost = host = via = named = None
     for name, value in headers:
         lname = name.lower()
-        if lname in HOP_BY_HOP or lname in named or lname in strip or lname == b"content-length":
+        if lname in HOP_BY_HOP or lname in strip or lname == b"content-length":
+            if lname == b"connection":
+                named = connection_tokens(value) | (named or set())
             continue
         if lname in FORWARDED:
             if trusted:
@@ -103,6 +123,10 @@ def upstream_request_head(method: bytes, target: bytes, headers: RawHeaders, *, 
         elif lname == REQUEST_ID:
             continue
         out += (name, b": ", value, b"\r\n")
+    if named:
+        out = _drop_named(out, named)
+        if host is not None and b"host" in named:
+            host = None
     if host is None:
         host = fallback_host
         out += (b"Host: ", host, b"\r\n")
@@ -120,32 +144,50 @@ def upstream_request_head(method: bytes, target: bytes, headers: RawHeaders, *, 
     return b"".join(out)
 
 
-def client_response_head(version: bytes, status: int, reason: bytes, headers: RawHeaders, *,
-                         framing: bytes, keep_alive: bool, upgrade: bool = False) -> bytes:
-    """The response head for the client: hop-by-hop removed, our framing and Via added.
-
-    `framing` is b"Content-Length: n\\r\\n", b"Transfer-Encoding: chunked\\r\\n" or b"".
-    """
-    named = connection_tokens(headers)
-    out = [version, b" ", str(status).encode(), b" ", reason, b"\r\n"]
-    via = None
+def split_response_headers(headers: RawHeaders, upgrade: bool = False
+                           ) -> tuple[list[bytes], bytes | None, bool, bytes | None]:
+    """One pass over the upstream's response headers: (kept header parts, Content-Length value,
+    whether Transfer-Encoding was present, the upstream's Via). Hop-by-hop headers go."""
+    out: list[bytes] = [b"", b"", b"", b""]       # room for the status line (see below)
+    cl = via = named = None
+    te = False
     for name, value in headers:
         lname = name.lower()
-        if lname in HOP_BY_HOP or lname in named or lname == b"content-length":
-            if upgrade and lname == b"upgrade":
+        if lname in HOP_BY_HOP or lname == b"content-length":
+            if lname == b"content-length":
+                cl = value
+            elif lname == b"transfer-encoding":
+                te = True
+            elif lname == b"connection":
+                named = connection_tokens(value) | (named or set())
+            elif upgrade and lname == b"upgrade":
                 out += (name, b": ", value, b"\r\n")
             continue
         if lname == b"via":
             via = value if via is None else via + b", " + value
             continue
         out += (name, b": ", value, b"\r\n")
-    out += (b"Via: ", VIA if via is None else via + b", " + VIA, b"\r\n", framing)
+    if named:
+        out = _drop_named(out, named - {b"upgrade"} if upgrade else named)
+    return out, cl, te, via
+
+
+def client_response_head(status: int, parts: list[bytes], via: bytes | None, *, framing: bytes,
+                         keep_alive: bool, upgrade: bool = False) -> bytes:
+    """The response head for the client from `split_response_headers` parts, with our framing
+    (b"Content-Length: n\r\n", b"Transfer-Encoding: chunked\r\n" or b""), Via and Connection.
+    The reason phrase is the standard one (RFC 9112 §4: clients ignore it)."""
+    parts[0] = STATUS_LINES.get(status) or b"HTTP/1.1 %d Unknown\r\n" % status
+    parts += (b"Via: ", VIA if via is None else via + b", " + VIA, b"\r\n", framing)
     if upgrade:
-        out.append(b"Connection: upgrade\r\n")
+        parts.append(b"Connection: upgrade\r\n")
     elif not keep_alive:
-        out.append(b"Connection: close\r\n")
-    out.append(b"\r\n")
-    return b"".join(out)
+        parts.append(b"Connection: close\r\n")
+    parts.append(b"\r\n")
+    return b"".join(parts)
+
+
+STATUS_LINES = {s.value: b"HTTP/1.1 %d %b\r\n" % (s.value, s.phrase.encode()) for s in HTTPStatus}
 
 
 def parse_head_headers(head: bytes) -> tuple[tuple[str, str], ...]:

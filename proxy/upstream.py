@@ -109,7 +109,7 @@ class UpstreamPool:
         idle = self.idle
         while idle:
             conn = idle.pop()
-            if conn.usable():
+            if not conn.closed:
                 return conn
         return None
 

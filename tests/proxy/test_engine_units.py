@@ -5,7 +5,8 @@ import time
 
 from proxy.breaker import CLOSED, HALF_OPEN, OPEN, Breaker
 from proxy.decision import BreakerSpec
-from proxy.headers import TrustedProxies, client_response_head, upstream_request_head
+from proxy.headers import (TrustedProxies, client_response_head, split_response_headers,
+                           upstream_request_head)
 from proxy.metrics import Metrics, merge, render
 from proxy.settings import parse_networks
 
@@ -58,11 +59,13 @@ def test_upstream_head_and_response_head():
     assert head.count(b"Content-Length") == 1 and b"Content-Length: 3\r\n" in head
     assert b"X-Forwarded-For: 10.0.0.7\r\n" in head and b"X-Request-Id: rid\r\n" in head
     assert head.endswith(b"\r\n\r\n")
-    resp = client_response_head(b"HTTP/1.1", 200, b"OK", [(b"Transfer-Encoding", b"chunked"),
-                                (b"X-A", b"1")], framing=b"Content-Length: 5\r\n",
-                                keep_alive=False)
-    assert resp == (b"HTTP/1.1 200 OK\r\nX-A: 1\r\nVia: 1.1 strangler\r\nContent-Length: 5\r\n"
-                    b"Connection: close\r\n\r\n")
+    parts, cl, te, via = split_response_headers([
+        (b"Transfer-Encoding", b"chunked"), (b"Connection", b"keep-alive, X-Secret"),
+        (b"X-Secret", b"s"), (b"Content-Length", b"5"), (b"X-A", b"1"), (b"Via", b"1.1 app")])
+    assert (cl, te, via) == (b"5", True, b"1.1 app")
+    resp = client_response_head(200, parts, via, framing=b"Content-Length: 5\r\n", keep_alive=False)
+    assert resp == (b"HTTP/1.1 200 OK\r\nX-A: 1\r\nVia: 1.1 app, 1.1 strangler\r\n"
+                    b"Content-Length: 5\r\nConnection: close\r\n\r\n")
 
 
 def test_trusted_proxies():
