@@ -113,8 +113,12 @@ class Applier:
         self.store.begin()
         cur = self.store.cursor()
         ph = self.store.ph
+        total = Outcome()
         for dlq_id, record in entries:
             outcome = self._run([record], isolate=True)
+            for table, (n, ts) in outcome.per_table.items():
+                before = total.per_table.get(table, [0, 0])
+                total.per_table[table] = [before[0] + n, max(before[1], ts)]
             if outcome.dead:
                 d = outcome.dead[0]
                 cur.execute(f"UPDATE {DLQ} SET attempts = attempts + 1, kind = {ph}, reason = {ph} "
@@ -123,6 +127,7 @@ class Applier:
             else:
                 cur.execute(f"DELETE FROM {DLQ} WHERE id = {ph}", (dlq_id,))
                 result[dlq_id] = None
+        self._save_stats(total, int(time.time() * 1000))
         self.store.commit()
         return result
 
@@ -151,8 +156,8 @@ class Applier:
                 f"last_lag_ms = excluded.last_lag_ms",
                 (self.consumer, tbl, n, ts, now_ms, lag))
         for tbl, pos in self._last_positions.items():
-            cur.execute(f"UPDATE {STATS} SET last_position = {ph} WHERE consumer = {ph} AND tbl = {ph}",
-                        (pos, self.consumer, tbl))
+            cur.execute(f"UPDATE {STATS} SET last_position = {ph} WHERE consumer = {ph} AND tbl = {ph} "
+                        f"AND (last_position IS NULL OR last_position < {ph})", (pos, self.consumer, tbl, pos))
 
     def _run(self, records: list[Record], isolate: bool) -> Outcome:
         outcome = Outcome()

@@ -175,15 +175,13 @@ class DirectedMap:
             return value
         return src, dst, run
 
-    @property
-    def source_key_is_renamed(self) -> dict[str, str]:
-        """Source key column -> target column holding it unchanged (what verify chunks by)."""
-        out = {}
-        for src, dst, col in ((c.legacy, c.service, c) if self.direction == TO_SERVICE
-                              else (c.service, c.legacy, c) for c in self.table.columns):
-            if src in self.source_key and not (col.conversion or col.values or col.lookups):
-                out[src] = dst
-        return out
+    def source_key_in_target(self) -> dict[str, str]:
+        """Source key column -> the target column holding it unchanged (what verify chunks by)."""
+        forward = self.direction == TO_SERVICE
+        return {(c.legacy if forward else c.service): (c.service if forward else c.legacy)
+                for c in self.table.columns
+                if (c.legacy if forward else c.service) in self.source_key
+                and not (c.conversion or c.values or c.lookups)}
 
     def accepts(self, source_row: dict[str, Any], resolve: Resolver) -> bool:
         flt = self.table.filter

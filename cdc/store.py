@@ -94,6 +94,8 @@ class TargetStore:
         self.in_tx = False
         self.begin()
         cur = self.conn.cursor()
+        if self.is_pg:      # zone-less source timestamps are UTC (capture renders them so)
+            cur.execute("SET TIME ZONE 'UTC'")
         for ddl in _DDL[self.backend]:
             cur.execute(ddl)
         self.commit()

@@ -146,8 +146,8 @@ class KafkaSource:
         for msg in self._consumer.consume(max_records, timeout_s):
             err = msg.error()
             if err is not None:
-                if err.code() == KafkaError._PARTITION_EOF:
-                    continue
+                if err.code() in (KafkaError._PARTITION_EOF, KafkaError.UNKNOWN_TOPIC_OR_PART):
+                    continue            # a just-created topic not yet in the metadata: transient
                 raise TransportError(f"consume failed: {err.str()}")
             raw_key, raw_value = msg.key(), msg.value()
             value = json.loads(raw_value) if raw_value is not None else None

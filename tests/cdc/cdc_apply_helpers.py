@@ -13,13 +13,6 @@ from strangler.db import make_engine
 
 MAPPING_PATH = Path(__file__).resolve().parents[2] / "routing_rules" / "cdc" / "catalog.yaml"
 
-# The legacy shop's catalog tables (same shape as legacy_monolith.models).
-LEGACY_DDL = [
-    "CREATE TABLE categories (id INTEGER PRIMARY KEY, name VARCHAR(200) NOT NULL, slug VARCHAR(64) NOT NULL UNIQUE)",
-    "CREATE TABLE products (id INTEGER PRIMARY KEY, sku VARCHAR(64) NOT NULL UNIQUE, name VARCHAR(200) NOT NULL, "
-    "description TEXT NOT NULL DEFAULT '', price NUMERIC(10,2) NOT NULL, currency CHAR(3) NOT NULL, "
-    "category_id INTEGER REFERENCES categories(id), updated_at TIMESTAMP WITH TIME ZONE NOT NULL)",
-]
 
 
 def mapping():
@@ -34,11 +27,72 @@ def create_service_schema(url: str) -> None:
 
 
 def create_legacy_schema(url: str) -> None:
+    from legacy_monolith.models import Base
+    engine = make_engine(url)
+    Base.metadata.create_all(engine)
+    engine.dispose()
+
+
+def execute(url: str, *statements: str, params: list[dict] | dict | None = None) -> None:
     engine = make_engine(url)
     with engine.begin() as conn:
-        for ddl in LEGACY_DDL:
-            conn.execute(text(ddl))
+        for sql in statements:
+            conn.execute(text(sql), params or {})
     engine.dispose()
+
+
+def seed_legacy(url: str, categories: int = 3, products: int = 200) -> None:
+    engine = make_engine(url)
+    with engine.begin() as conn:
+        conn.execute(text("INSERT INTO categories (id, name, slug) VALUES (:id, :name, :slug)"),
+                     [category(i) for i in range(1, categories + 1)])
+        conn.execute(text("INSERT INTO products (id, sku, name, description, price, currency, category_id, "
+                          "updated_at) VALUES (:id, :sku, :name, :description, :price, :currency, "
+                          ":category_id, :updated_at)"),
+                     [product(i, category_id=1 + i % categories) for i in range(1, products + 1)])
+    engine.dispose()
+
+
+def write_config(tmp_path: Path, capability: str, legacy_url: str, service_url: str, *,
+                 kafka: str | None = None, writes: str = "legacy", batch_size: int = 2000) -> Path:
+    """A copy of the catalog CDC config pointing at the test's databases and transport."""
+    tables = MAPPING_PATH.read_text().split("\ntables:\n", 1)[1]
+    transport = (f"  kind: kafka\n  bootstrap: {kafka}\n  partitions: 3\n" if kafka
+                 else f"  kind: embedded\n  path: {tmp_path / 'cdc-log.db'}\n")
+    path = tmp_path / f"{capability}.yaml"
+    path.write_text(
+        f"version: 1\ncapability: {capability}\n"
+        f"legacy:\n  url: {legacy_url}\n  topic_prefix: {capability}_legacy\n"
+        f"service:\n  url: {service_url}\n  topic_prefix: {capability}_catalog\n"
+        f"writes: {writes}\ntransport:\n{transport}apply:\n  batch_size: {batch_size}\n"
+        f"tables:\n{tables}")
+    return path
+
+
+def cleanup_cdc(admin_url: str, capability: str, kafka: str | None) -> None:
+    """Drop what a test's pipeline left outside its databases: replication origins and topics."""
+    engine = make_engine(admin_url)
+    with engine.begin() as conn:
+        conn.execute(text("SELECT pg_replication_origin_drop(roname) FROM pg_replication_origin "
+                          "WHERE roname LIKE :p"), {"p": f"strangler_{capability}%"})
+    engine.dispose()
+    if kafka:
+        from confluent_kafka.admin import AdminClient
+        admin = AdminClient({"bootstrap.servers": kafka})
+        topics = [t for t in admin.list_topics(timeout=10).topics if t.startswith(capability)]
+        if topics:
+            admin.delete_topics(topics)
+
+
+def wait_synced(config, direction: str, timeout_s: float = 60.0, expected: int = 0):
+    """Verify until `expected` differences (the pipeline caught up) or the deadline; the last report."""
+    from cdc.verify import verify
+    deadline = time.monotonic() + timeout_s
+    while True:
+        report = verify(config, direction, recheck_rounds=0)
+        if report.differences <= expected or time.monotonic() > deadline:
+            return verify(config, direction, recheck_rounds=2, recheck_wait_s=0.5)
+        time.sleep(0.5)
 
 
 def rows(url: str, sql: str) -> list[tuple]:

@@ -1,0 +1,172 @@
+"""`strangler cdc ...`: run the pipeline, see its state, re-snapshot, verify, handle dead letters."""
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import signal
+import sys
+
+from cdc.config import CdcConfig, load_config
+from cdc.mapping import DIRECTIONS
+from strangler.errors import OperatorError
+
+
+def register(subparsers) -> None:
+    cdc = subparsers.add_parser("cdc", help="change data capture between the legacy and service stores")
+    sub = cdc.add_subparsers(dest="cdc_command", metavar="CDC_COMMAND")
+    cdc.set_defaults(func=lambda args: (cdc.print_help(), 2)[1])
+
+    def command(name: str, func, capability: bool = True) -> argparse.ArgumentParser:
+        p = sub.add_parser(name, help=(func.__doc__ or "").strip().splitlines()[0],
+                           description=(func.__doc__ or "").strip())
+        if capability:
+            p.add_argument("capability", help="capability name, e.g. catalog")
+        p.add_argument("--config", help="CDC config file (default routing_rules/cdc/CAPABILITY.yaml)")
+        p.set_defaults(func=func)
+        return p
+
+    run = command("run", run_cmd)
+    run.add_argument("--direction", choices=["auto", "both", *DIRECTIONS], default="auto",
+                     help="auto: away from whoever owns writes (the config's `writes`)")
+    run.add_argument("--only", choices=["capture", "apply"], help="run one half (e.g. as separate processes)")
+    run.add_argument("--no-snapshot", action="store_true", help="stream only; skip the initial snapshot")
+    run.add_argument("--seconds", type=float, help="stop after this long (default: until Ctrl-C/SIGTERM)")
+
+    status = command("status", status_cmd)
+    status.add_argument("--prometheus", action="store_true", help="Prometheus text format")
+    status.add_argument("--interval", type=float, default=1.0, help="seconds between the two readings")
+
+    snap = command("snapshot", snapshot_cmd)
+    snap.add_argument("table", help="source table to re-send (e.g. products)")
+    snap.add_argument("--direction", choices=["auto", *DIRECTIONS], default="auto")
+
+    verify = command("verify", verify_cmd)
+    verify.add_argument("--repair", action="store_true", help="re-emit differing rows through the pipeline")
+    verify.add_argument("--direction", choices=["auto", *DIRECTIONS], default="auto")
+    verify.add_argument("--chunk-rows", type=int, default=2000)
+    verify.add_argument("--recheck-rounds", type=int, default=5)
+    verify.add_argument("--json", action="store_true", help="machine-readable report")
+
+    dlq = command("dlq", dlq_cmd)
+    dlq.add_argument("--direction", choices=["auto", *DIRECTIONS], default="auto")
+    group = dlq.add_mutually_exclusive_group()
+    group.add_argument("--replay", type=int, nargs="+", metavar="ID", help="re-apply these letters")
+    group.add_argument("--all", action="store_true", help="re-apply every letter")
+
+
+def _config(args) -> CdcConfig:
+    return load_config(args.capability, args.config)
+
+
+def _one_direction(config: CdcConfig, choice: str) -> str:
+    return config.directions(choice)[0]
+
+
+def run_cmd(args) -> int:
+    """Run capture and apply until stopped (Ctrl-C or SIGTERM stop it cleanly).
+
+    Both halves resume where they durably left off: capture from the slot, apply from the
+    offsets stored in the target. `--only` runs one half, so they can be separate processes.
+    """
+    import threading
+
+    from cdc.pipeline import Pipeline
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    config = _config(args)
+    parts = (args.only,) if args.only else ("capture", "apply")
+    pipeline = Pipeline(config, config.directions(args.direction), parts=parts,
+                        snapshot=not args.no_snapshot)
+    signal.signal(signal.SIGTERM, lambda *_: pipeline.stop.set())
+    pipeline.start()
+    timer = threading.Timer(args.seconds, pipeline.stop.set) if args.seconds else None
+    if timer:
+        timer.start()
+    try:
+        while not pipeline.stop.is_set():
+            pipeline.stop.wait(10)
+            for loop in pipeline.applies:
+                logging.getLogger("cdc").info("%s: %d events applied, %d dead-lettered",
+                                              loop.route.name, loop.stats.events, loop.stats.dead)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        if timer:
+            timer.cancel()
+        pipeline.close()
+    return 0
+
+
+def status_cmd(args) -> int:
+    """Per table and direction: events/s, lag, last applied position, retained WAL, DLQ size."""
+    from cdc.status import gather, render_prometheus, render_text
+    config = _config(args)
+    status = gather(config, interval_s=args.interval)
+    print(render_prometheus(config.capability, status) if args.prometheus
+          else render_text(config.capability, status), end="" if args.prometheus else "\n")
+    return 0
+
+
+def snapshot_cmd(args) -> int:
+    """Re-send every current row of one source table through the pipeline (safe while streaming)."""
+    from cdc.pipeline import backend
+    from cdc.resnapshot import emit_rows
+    config = _config(args)
+    route = config.route(_one_direction(config, args.direction))
+    if args.table not in route.source_tables:
+        raise OperatorError(f"{args.table!r} is not a source table of {route.name}; "
+                            f"use one of {list(route.source_tables)}")
+    if backend(route.source.url) != "postgresql":
+        raise OperatorError("on-demand snapshots need a PostgreSQL source; for SQLite re-run the capture's snapshot")
+    sent = emit_rows(config, route, args.table)
+    print(f"{args.table}: {sent} rows re-sent as op r to {route.topic(args.table)}")
+    return 0
+
+
+def verify_cmd(args) -> int:
+    """Compare both stores after mapping (counts, chunked checksums, then the rows); exit 1 on differences."""
+    from cdc.verify import verify
+    config = _config(args)
+    report = verify(config, _one_direction(config, args.direction), repair=args.repair,
+                    chunk_rows=args.chunk_rows, recheck_rounds=args.recheck_rounds)
+    if args.json:
+        print(json.dumps(report.as_dict(), default=str, indent=2))
+    else:
+        for t in report.tables:
+            print(f"{t.source} -> {t.target}: source {t.source_rows} rows, target {t.target_rows} rows, "
+                  f"{t.chunks} chunks ({t.chunks_differing} differing); missing {len(t.missing)}, "
+                  f"extra {len(t.extra)}, different {len(t.different)}")
+            for sample in t.samples:
+                print(f"  key {sample['key']}: source {sample['source']} target {sample['target']}")
+        print(f"{report.differences} differences" + (f"; {report.repaired} rows re-emitted" if args.repair else ""))
+    return 0 if report.differences == 0 else 1
+
+
+def dlq_cmd(args) -> int:
+    """List dead-lettered events, or replay them (--replay ID..., --all) once the cause is fixed."""
+    from cdc import dlq
+    from cdc.pipeline import make_applier
+    config = _config(args)
+    route = config.route(_one_direction(config, args.direction))
+    applier = make_applier(config, route)
+    try:
+        if not (args.replay or args.all):
+            found = dlq.letters(applier.store, route.name)
+            for lt in found:
+                print(f"{lt.id:>6} {lt.created_at[:19]} {lt.topic}[{lt.partition}]@{lt.offset} "
+                      f"{lt.kind}: {lt.reason}")
+            print(f"{len(found)} dead letters for {route.name}")
+            return 0
+        found = dlq.letters(applier.store, route.name, ids=None if args.all else args.replay)
+        if args.replay and len(found) != len(set(args.replay)):
+            missing = sorted(set(args.replay) - {lt.id for lt in found})
+            raise OperatorError(f"no dead letter with id {missing} for {route.name}; list them with "
+                                f"`strangler cdc dlq {args.capability}`")
+        result = dlq.replay(applier, found)
+        failed = {i: r for i, r in result.items() if r is not None}
+        for i, reason in failed.items():
+            print(f"{i}: still failing: {reason}", file=sys.stderr)
+        print(f"{len(result) - len(failed)} replayed, {len(failed)} still failing")
+        return 0 if not failed else 1
+    finally:
+        applier.store.close()
