@@ -40,6 +40,7 @@ class Service:
     port: int
     argv: tuple[str, ...]
     show_path: str = "/"     # what to print for people to open
+    examples: tuple[str, ...] = ()  # commands to try, printed once everything is up
 
     @property
     def url(self) -> str:
@@ -50,14 +51,20 @@ def services(args: argparse.Namespace) -> list[Service]:
     """What the demo runs, in start order (stopped in reverse)."""
     strangler = (sys.executable, "-m", "strangler")
     seed = ("--seed", str(args.products))
+    legacy = f"http://{args.host}:{args.legacy_port}"
+    catalog = f"http://{args.host}:{args.catalog_port}"
     return [
         Service("legacy shop", "--legacy-port", args.host, args.legacy_port, strangler + (
             "legacy", "serve", "--host", args.host, "--port", str(args.legacy_port),
-            "--database-url", sqlite_url(DATA_DIR / "legacy.db")) + seed),
+            "--database-url", sqlite_url(DATA_DIR / "legacy.db")) + seed,
+            examples=(f"curl -s {legacy}/api/products/1",)),
         Service("catalog service", "--catalog-port", args.host, args.catalog_port, strangler + (
             "catalog", "serve", "--host", args.host, "--port", str(args.catalog_port),
             "--database-url", sqlite_url(DATA_DIR / "catalog.db")) + seed,
-            show_path="/api/products"),
+            show_path="/api/products",
+            examples=(f"curl -s {catalog}/api/products/1",
+                      f"curl -s -X PATCH {catalog}/api/products/1 -H 'Content-Type: "
+                      "application/json' -H 'X-Strangler-Dry-Run: 1' -d '{\"price\": 9.99}'")),
     ]
 
 
@@ -158,13 +165,9 @@ def _wait_ready(service: Service, process: subprocess.Popen, stop: threading.Eve
 def _announce(wanted: Sequence[Service]) -> None:
     width = max(len(service.name) for service in wanted)
     lines = [f"  {service.name:<{width}}  {service.url}{service.show_path}" for service in wanted]
-    legacy, catalog = wanted[0].url, wanted[1].url
-    print("strangler demo is up:", *lines, "try:",
-          f"  curl -s {legacy}/api/products/1",
-          f"  curl -s {catalog}/api/products/1",
-          f"  curl -s -X PATCH {catalog}/api/products/1 -H 'Content-Type: application/json' "
-          "-H 'X-Strangler-Dry-Run: 1' -d '{\"price\": 9.99}'",
-          "Ctrl-C stops everything.", sep="\n", flush=True)
+    examples = [f"  {example}" for service in wanted for example in service.examples]
+    print("strangler demo is up:", *lines, "try:", *examples, "Ctrl-C stops everything.",
+          sep="\n", flush=True)
 
 
 def _stop_all(children: list[tuple[Service, subprocess.Popen]]) -> None:
