@@ -44,7 +44,7 @@ from cdc import pgoutput
 from cdc.envelope import row_events, source_block, topic_name, truncate_event
 from cdc.events import ChangeEvent, EventSink
 from strangler.errors import OperatorError
-from cdc.pgoutput import UNCHANGED_TOAST, int_to_lsn, lsn_to_int
+from cdc.pgoutput import UNCHANGED_TOAST, int_to_lsn
 from cdc.snapshot import (ExportedSnapshot, ProgressStore, SnapshotReader, TableInfo,
                           TableProgress, connect, export_snapshot, libpq_dsn, split_name,
                           table_info, wait_slot_released, SESSION_OPTIONS)
@@ -78,7 +78,6 @@ class _Rel:
     convs: list[Any]
     key_columns: tuple[str, ...]
     captured: bool
-    heartbeat: bool
 
 
 @dataclass
@@ -434,7 +433,7 @@ class PgCapture:
         self._rels[rel.relation_id] = _Rel(
             rel.namespace, rel.name, topic_name(self.topic_prefix, rel.namespace, rel.name),
             [c.name for c in rel.columns], [pgoutput.converter(c.type_oid) for c in rel.columns],
-            keys, captured, qualified == f"public.{HEARTBEAT_TABLE}")
+            keys, captured)
 
     def _row(self, rel: _Rel, values: list) -> tuple[dict[str, Any], list[str]]:
         row: dict[str, Any] = {}
