@@ -18,6 +18,7 @@ Otherwise it is **noise** (e.g. `generated_at`, `request_id`: they differ legacy
 as often as legacy vs service, so they cancel with no ignore rule). No verdict is given before
 `MIN_COMPARED` comparisons and `MIN_NOISE_SAMPLES` noise samples on the route: such a field is
 **pending**, and counts as a difference (a CI gate must not pass on too little evidence).
+A route short of noise samples of its own is judged with its capability's (proxy.shadow.report).
 Status mismatches are never noise.
 """
 from __future__ import annotations

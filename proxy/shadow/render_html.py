@@ -8,7 +8,8 @@ from __future__ import annotations
 from html import escape
 from typing import Any
 
-from proxy.shadow.render_text import counts, gate_lines, ms, pct, rate, thresholds, value, when
+from proxy.shadow.render_text import (counts, gate_lines, ms, noise, pct, rate, thresholds,
+                                       value, when)
 
 CSS = """
 body{font:14px/1.45 system-ui,sans-serif;margin:24px;color:#1d232a;background:#fff}
@@ -87,7 +88,7 @@ def _route_section(r: dict[str, Any]) -> str:
             parts.append(f"<tr><td><code>{escape(f['field'])}</code></td>"
                          f"<td class='{cls}'>{escape(f['verdict'])}</td>"
                          f"<td>{escape(rate(f['raw_rate']))} ({f['raw']})</td>"
-                         f"<td>{escape(rate(f['noise_rate']))} ({f['noise']})</td></tr>")
+                         f"<td>{escape(noise(f))}</td></tr>")
         parts.append("</table>")
     for s in r["samples"]:
         parts.append(f"<h4>Sample: <code>{escape(s['field'])}</code> — "

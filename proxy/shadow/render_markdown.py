@@ -3,7 +3,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from proxy.shadow.render_text import counts, gate_lines, ms, pct, rate, thresholds, value, when
+from proxy.shadow.render_text import (counts, gate_lines, ms, noise, pct, rate, thresholds,
+                                       value, when)
 
 
 def _cell(text: Any) -> str:
@@ -39,7 +40,7 @@ def render_markdown(report: dict[str, Any]) -> str:
             if r["fields"]:
                 out += ["| field | verdict | raw rate | noise rate |", "| --- | --- | --- | --- |"]
                 out += [f"| `{_cell(f['field'])}` | {f['verdict']} | {rate(f['raw_rate'])} "
-                        f"({f['raw']}) | {rate(f['noise_rate'])} ({f['noise']}) |"
+                        f"({f['raw']}) | {noise(f)} |"
                         for f in r["fields"]]
             for s in r["samples"]:
                 out += ["", f"**{_cell(s['field'])}** — `{_cell(s['method'])} "

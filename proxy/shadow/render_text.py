@@ -16,6 +16,12 @@ def rate(value: float) -> str:
     return f"{100 * value:.1f} %"
 
 
+def noise(field: dict[str, Any]) -> str:
+    """A field's noise rate and count, marked when borrowed from the whole capability."""
+    scope = ", capability-wide" if field.get("noise_scope") == "capability" else ""
+    return f"{rate(field['noise_rate'])} ({field['noise']}{scope})"
+
+
 def ms(value: float | None) -> str:
     return "-" if value is None else f"{value:.1f}"
 
@@ -40,7 +46,8 @@ def thresholds(report: dict[str, Any]) -> str:
     return (f"a field is reported when raw rate > noise rate, |raw-noise|/(raw+noise) > "
             f"{100 * t['relative']:g} % and |raw-noise| > {100 * t['absolute']:g} % of requests; "
             f"no verdict before {t['min_compared']} comparisons and {t['min_noise_samples']} "
-            f"noise samples per route (pending fields count as differences)")
+            f"noise samples per route (a quieter route borrows its capability's noise "
+            f"evidence; pending fields count as differences)")
 
 
 def gate_lines(report: dict[str, Any]) -> list[str]:
@@ -75,7 +82,7 @@ def render_text(report: dict[str, Any]) -> str:
                        + "/".join(ms(lat["service"][p]) for p in ("p50", "p95", "p99")))
             for f in r["fields"]:
                 out.append(f"    {f['verdict']:<8} {f['field']}  raw {rate(f['raw_rate'])} "
-                           f"({f['raw']})  noise {rate(f['noise_rate'])} ({f['noise']})")
+                           f"({f['raw']})  noise {noise(f)}")
             for s in r["samples"]:
                 out.append(f"    sample for {s['field']}: {s['method']} {s['target']}")
                 for d in s["diffs"]:

@@ -1,5 +1,8 @@
 """One report data structure built from the results store; every renderer and gate reads it.
 
+Noise evidence: a route's own noise samples when it has at least MIN_NOISE_SAMPLES, else the
+whole capability's (`noise_scope: capability`).
+
 Match rate: a comparison matches when the status matched and every field it differed in is
 judged noise (see proxy.shadow.noise) with all evidence in the reported window. Pending fields
 count as differences. Shadows that failed (timeout, connect, dry-run not honoured, compare
@@ -44,8 +47,15 @@ def report_from_snapshot(snap: Snapshot) -> dict[str, Any]:
                 _add(r["_timeline_compared"], bucket, value)
     for cap, route, fkey, raw, noise in snap.fields:
         routes[(cap, route)]["_fields"][fkey] = (int(raw), int(noise))
+    # Capability-wide noise evidence, for routes too quiet (or write-only) to have their own.
+    cap_noise: dict[str, dict[str, int]] = defaultdict(dict)
+    cap_samples: dict[str, int] = defaultdict(int)
     for (cap, route), r in routes.items():
-        r["fields"] = _fields(r)
+        cap_samples[cap] += r["noise_samples"]
+        for fkey, (_, noise) in r["_fields"].items():
+            _add(cap_noise[cap], fkey, noise)
+    for (cap, route), r in routes.items():
+        r["fields"] = _fields(r, cap_noise[cap], cap_samples[cap])
     for cap, route, bucket, mismatch, fields_json, count in snap.signatures:
         r = routes[(cap, route)]
         if not mismatch and all(r["_verdicts"].get(f) == noise_rules.NOISE
@@ -104,17 +114,23 @@ def _empty_route() -> dict[str, Any]:
             "_timeline_compared": {}, "_timeline_matched": {}}
 
 
-def _fields(r: dict[str, Any]) -> list[dict[str, Any]]:
+def _fields(r: dict[str, Any], cap_noise: dict[str, int],
+            cap_samples: int) -> list[dict[str, Any]]:
+    """Verdicts per field; the route's own noise evidence when it has enough, else the
+    capability's (so write routes, never replayed twice, still learn `generated_at` is noise)."""
+    own = r["noise_samples"] >= noise_rules.MIN_NOISE_SAMPLES
+    samples = r["noise_samples"] if own else cap_samples
     out = []
     for fkey, (raw, noise) in r["_fields"].items():
-        v = noise_rules.verdict(raw, r["compared"], noise, r["noise_samples"])
+        noise = noise if own else cap_noise.get(fkey, 0)
+        v = noise_rules.verdict(raw, r["compared"], noise, samples)
         r["_verdicts"][fkey] = v
         if raw == 0:
             continue
         out.append({"field": fkey, "raw": raw, "noise": noise,
                     "raw_rate": noise_rules.rate(raw, r["compared"]),
-                    "noise_rate": noise_rules.rate(noise, r["noise_samples"]),
-                    "verdict": v})
+                    "noise_rate": noise_rules.rate(noise, samples),
+                    "noise_scope": "route" if own else "capability", "verdict": v})
     order = {noise_rules.REPORTED: 0, noise_rules.PENDING: 1, noise_rules.NOISE: 2}
     out.sort(key=lambda f: (order[f["verdict"]], -f["raw_rate"], f["field"]))
     return out[:TOP_FIELDS]

@@ -141,3 +141,18 @@ def test_cli_operator_errors(tmp_path, capsys, store):
     assert main(["shadow", "report", "--store", store.url, "--since", "yesterday"]) == 2
     assert "15m" in capsys.readouterr().err
     assert main(["shadow", "report", "--store", "not a url"]) == 2
+
+
+def test_quiet_route_borrows_its_capabilitys_noise_evidence(store):
+    fill(store, n=40)  # the capability learns generated_at is noise on its read routes
+    for i in range(12):  # a write route: never replayed twice, so no noise samples of its own
+        store.record(observation(route="/api/products", raw={"$.generated_at", "$.id"},
+                                 at=AT + i))
+    store.flush()
+    report = build_report(store, now=AT + 100)
+    r = _route(report, "/api/products")
+    fields = {f["field"]: f for f in r["fields"]}
+    assert fields["$.generated_at"]["verdict"] == "noise"
+    assert fields["$.generated_at"]["noise_scope"] == "capability"
+    assert fields["$.id"]["verdict"] == "reported"
+    assert "100.0 % (40, capability-wide)" in render(report, "text")
