@@ -94,6 +94,12 @@ def _where(loc: Located, m: Matcher) -> str:
     return f"{loc.src.file}:{loc.line('match', m.index)}"
 
 
+def relation(earlier: Matcher, later: Matcher) -> str | None:
+    """COVERS when every request `later` matches is taken by `earlier`, OVERLAPS when some may
+    be, None when none can be (or, for two regexes, when it cannot be told)."""
+    return _relation(_Shape(earlier), _Shape(later))
+
+
 def _relation(a: _Shape, b: _Shape) -> str | None:
     """Does earlier matcher `a` cover later matcher `b`, overlap it, or neither?"""
     path = _path_relation(a, b)
