@@ -41,6 +41,11 @@ class Service:
     argv: tuple[str, ...]
     show_path: str = "/"     # what to print for people to open
     examples: tuple[str, ...] = ()  # commands to try, printed once everything is up
+    more_ports: tuple[tuple[int, str], ...] = ()  # (port, flag), e.g. the proxy's admin API
+
+    @property
+    def ports(self) -> tuple[tuple[int, str], ...]:
+        return ((self.port, self.flag), *self.more_ports)
 
     @property
     def url(self) -> str:
@@ -110,19 +115,20 @@ def _check_ports(wanted: Sequence[Service]) -> None:
     """Fail before starting anything, with one line naming the port and the flag to move it."""
     seen: dict[int, str] = {}
     for service in wanted:
-        if service.port in seen:
-            raise OperatorError(f"the {service.name} and the {seen[service.port]} both want port "
-                                f"{service.port}; give them different ports")
-        seen[service.port] = service.name
-        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
-            # The same option aiohttp sets, so a port in TIME_WAIT counts as free, as for it.
-            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-            try:
-                probe.bind((service.host, service.port))
-            except OSError as exc:
-                raise OperatorError(
-                    f"cannot use {service.host}:{service.port} for the {service.name} "
-                    f"({exc.strerror}); stop whatever holds it or pass {service.flag}") from None
+        for port, flag in service.ports:
+            if port in seen:
+                raise OperatorError(f"the {service.name} and the {seen[port]} both want port "
+                                    f"{port}; give them different ports with {flag}")
+            seen[port] = service.name
+            with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+                # The option aiohttp sets, so a port in TIME_WAIT counts as free, as for it.
+                probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+                try:
+                    probe.bind((service.host, port))
+                except OSError as exc:
+                    raise OperatorError(
+                        f"cannot use {service.host}:{port} for the {service.name} "
+                        f"({exc.strerror}); stop whatever holds it or pass {flag}") from None
 
 
 def _fresh_data_dir() -> None:

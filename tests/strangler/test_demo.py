@@ -155,3 +155,13 @@ def test_children_do_not_outlive_a_killed_demo(tmp_path):
     for orphan in orphans:  # clean up before failing, so a regression leaks nothing
         os.kill(orphan, signal.SIGKILL)
     assert orphans == []
+
+
+def test_two_services_on_one_port_is_refused_before_anything_starts(tmp_path):
+    port = free_port()
+    demo = start_demo(tmp_path, port, port)
+    assert demo.wait(timeout=60) == 2
+    assert (tmp_path / "err.txt").read_text() == (
+        f"strangler: error: the catalog service and the legacy shop both want port {port}; "
+        "give them different ports with --catalog-port\n")
+    assert not (tmp_path / "var").exists()
