@@ -137,7 +137,11 @@ def delete_product(session: Session, product_id: int) -> None:
                        "order(s) and cannot be deleted")
     session.execute(delete(CartItem).where(CartItem.product_id == product_id))
     session.execute(delete(Inventory).where(Inventory.product_id == product_id))
-    session.execute(delete(Product).where(Product.id == product_id))
+    try:
+        session.execute(delete(Product).where(Product.id == product_id))
+    except IntegrityError:  # a checkout ordered it between the check above and this delete
+        raise conflict(f"product {product_id} ({product.sku}) is referenced by orders and "
+                       "cannot be deleted") from None
 
 
 def _new_product(body: dict[str, Any]) -> dict[str, Any]:

@@ -22,7 +22,7 @@ from legacy_monolith.keys import DATABASE
 from legacy_monolith.models import CartItem, Inventory, Order, OrderItem
 from legacy_monolith.orders import order_json
 from legacy_monolith.responses import json_response, utcnow
-from legacy_monolith.validation import dry_run, json_object, path_id
+from legacy_monolith.validation import MAX_PRICE, dry_run, json_object, path_id
 
 routes = web.RouteTableDef()
 
@@ -32,6 +32,10 @@ def checkout(session: Session, cart_id: int) -> dict[str, Any]:
     lines = cart_lines(session, cart_id)  # ordered by product id
     if not lines:
         raise bad_request(f"cart {cart_id} is empty: add items before checking out")
+    total = sum((product.price * item.quantity for item, product in lines), Decimal("0.00"))
+    if total > MAX_PRICE:
+        raise conflict(f"order total {total} exceeds the largest amount an order can hold "
+                       f"({MAX_PRICE}): split the cart")
     now = utcnow()
     for item, product in lines:
         reserved = session.execute(
@@ -44,7 +48,6 @@ def checkout(session: Session, cart_id: int) -> dict[str, Any]:
                                        .where(Inventory.product_id == product.id)) or 0
             raise conflict(f"insufficient stock for product {product.id} ({product.sku}): "
                            f"requested {item.quantity}, available {available}")
-    total = sum((product.price * item.quantity for item, product in lines), Decimal("0.00"))
     order = Order(customer_id=cart.customer_id, cart_id=cart.id, status="placed", total=total,
                   currency=lines[0][1].currency, created_at=now)
     session.add(order)

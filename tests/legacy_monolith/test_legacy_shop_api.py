@@ -151,6 +151,18 @@ async def test_checkout_refusals(shop, snapshot):
     assert (await shop.post("/api/carts/999999/checkout")).status == 404
     assert snapshot() == before
 
+    # NUMERIC(10,2) caps an order's total: refused before anything is reserved.
+    dear = in_stock(3)[0]
+    await shop.patch(f"/api/products/{dear}", json={"price": 99999999.99})
+    cart_id = await new_cart(shop, (dear, 2))
+    before = snapshot()
+    response = await shop.post(f"/api/carts/{cart_id}/checkout")
+    assert response.status == 409
+    assert (await response.json())["error"]["message"] == (
+        "order total 199999999.98 exceeds the largest amount an order can hold (99999999.99): "
+        "split the cart")
+    assert snapshot() == before
+
 
 async def test_concurrent_checkouts_never_oversell(shop, engine):
     target = in_stock(1)[0]
