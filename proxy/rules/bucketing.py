@@ -10,7 +10,7 @@ simply the first clients of the rollout. Vectors: tests/proxy/rules/bucketing_ve
 from __future__ import annotations
 
 import random
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Callable, Mapping
 from urllib.parse import parse_qsl
 
@@ -54,15 +54,16 @@ def parse_query(query: str) -> dict[str, str]:
 class StickySource:
     """Where a sticky key comes from: `header:X-User-Id`, `cookie:session_id`, `query:uid`."""
     kind: str   # header | cookie | query
-    name: str   # header names lower-case
+    name: str   # as looked up: header names lower-case
+    text: str = field(default="", compare=False)  # as written in the rules, for display
 
     @classmethod
     def parse(cls, text: str) -> "StickySource":
         kind, _, name = text.partition(":")
-        return cls(kind, name.lower() if kind == "header" else name)
+        return cls(kind, name.lower() if kind == "header" else name, text)
 
     def __str__(self) -> str:
-        return f"{self.kind}:{self.name}"
+        return self.text or f"{self.kind}:{self.name}"
 
 
 class RequestKeys:

@@ -123,4 +123,5 @@ def test_compiled_capability_exposes_status(rules_file) -> None:
     status = json.loads(json.dumps(table.status()))  # what /admin/status serves
     assert status["capabilities"][0]["steps"] == [1, 5, 25, 50, 100]
     assert status["capabilities"][0]["service"] == "svc"
+    assert status["capabilities"][0]["sticky"] == ["header:X-User-Id"]
     assert table.backends["svc"].honours_dry_run and not table.backends["legacy"].honours_dry_run
