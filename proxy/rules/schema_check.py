@@ -58,7 +58,7 @@ def _problems(src: RuleSource, error: ValidationError) -> list[Problem]:
         message = f"{where}: {error.instance!r} is not valid: expected {described}"
     elif error.validator == "enum":
         message = f"{where}: {error.instance!r} is not one of {', '.join(map(str, error.validator_value))}"
-    elif error.validator == "type" and described:
+    elif error.validator == "type" and described and ("oneOf" in error.schema or "anyOf" in error.schema):
         message = f"{where}: {error.message}; expected {described}"
     elif error.validator == "pattern" and described:
         message = f"{where}: {error.instance!r} is not valid: expected {described}"
