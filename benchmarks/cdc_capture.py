@@ -10,6 +10,7 @@ database, records the raw pgoutput frames once, then measures in the same run:
   json.loads decoding the produced JSON values                      (peer: a consumer's cheapest work)
   live       PgCapture.run() against the real slot into a counting sink, from start to the
              last event (network, walsender, feedback included)
+  snapshot   PgCapture.snapshot() of the resulting table (rows/s; the bar is 50,000)
 
 Rates are changes/s (a delete's tombstone is not counted as a change), printed with the ratio
 to the live figure. The end-to-end bar is 10,000 changes/s, so capture should be well above it.
@@ -176,6 +177,13 @@ def main(changes: int) -> int:
         runner.join()
         cap.close()
 
+        snap_sink = CountingSink()
+        snap = PgCapture(dsn, name + "_snap", name, ["products"], "bench", snap_sink)
+        t0 = time.perf_counter()
+        snapshot_rows = snap.snapshot()
+        snapshot_s = time.perf_counter() - t0
+        snap.close()
+
         live = rate(sink.changes, live_s)
         print(f"CDC capture, {changes:,} changes (60% insert, 30% update, 10% delete in 1,000-row "
               f"transactions), {len(frames):,} pgoutput frames")
@@ -186,6 +194,8 @@ def main(changes: int) -> int:
                               ("json.loads (peer)", rate(changes, loads_s)),
                               ("live PgCapture.run", live)):
             print(f"  {label:<20} {figure:>12,.0f} changes/s   x{figure / live:5.2f} of live")
+        print(f"  {'snapshot':<20} {rate(snapshot_rows, snapshot_s):>12,.0f} rows/s      "
+              f"({snapshot_rows:,} rows, exported snapshot, 10,000-row chunks)")
         return 0
     finally:
         with admin.cursor() as cur:

@@ -107,6 +107,7 @@ class PgCapture:
         self.snapshot_chunk_rows = snapshot_chunk_rows
         self.db = self.dsn.rsplit("/", 1)[-1].split("?", 1)[0]
         self._info: dict[str, TableInfo] = {}
+        self._topics: dict[str, str] = {}
         self._rels: dict[int, _Rel] = {}
         self._requests: queue.Queue[str] = queue.Queue()
         self._resnapshot: _Resnapshot | None = None
@@ -260,11 +261,15 @@ class PgCapture:
 
     def _send_snapshot_row(self, info: TableInfo, row: dict[str, Any], position: int,
                            marker: str) -> None:
+        ts_ms = int(time.time() * 1000)
         source = source_block(connector="postgresql", name=self.topic_prefix, db=self.db,
-                              schema=info.schema, table=info.name,
-                              ts_ms=int(time.time() * 1000), lsn=position, snapshot=marker)
-        topic = topic_name(self.topic_prefix, info.schema, info.name)
-        for event in row_events(topic, info.key_columns, "r", None, row, source):
+                              schema=info.schema, table=info.name, ts_ms=ts_ms, lsn=position,
+                              snapshot=marker)
+        topic = self._topics.get(info.qualified)
+        if topic is None:
+            topic = self._topics[info.qualified] = topic_name(self.topic_prefix, info.schema,
+                                                              info.name)
+        for event in row_events(topic, info.key_columns, "r", None, row, source, ts_ms=ts_ms):
             self.sink.send(event)
         self._events_total += 1
 

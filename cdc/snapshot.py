@@ -41,6 +41,9 @@ import psycopg2.extras
 from cdc.pgoutput import converter, lsn_to_int
 
 PROGRESS_TABLE = "strangler_cdc_snapshot"
+# int2/int4/int8/oid, text/varchar/bpchar/name: psycopg2 returns what our converters would.
+DRIVER_NATIVE = frozenset({20, 21, 23, 26, 25, 1043, 1042, 19})
+_IDENTITY = converter(25)
 SESSION_OPTIONS = "-c DateStyle=ISO -c TimeZone=UTC -c extra_float_digits=1"
 
 
@@ -167,15 +170,19 @@ class SnapshotReader:
                chunk_rows: int) -> Iterator[list[dict[str, Any]]]:
         """Yield chunks of converted rows in key order, starting after `after_key`."""
         names = [c for c, _ in table.columns]
-        convs = [converter(oid) for _, oid in table.columns]
-        raw = psycopg2.extensions.new_type(
-            tuple({oid for _, oid in table.columns}), "STRANGLER_RAW", lambda v, _c: v)
+        # Integers and text come through psycopg2's own C casters (same values the stream's
+        # converters give); every other type arrives as output text and is converted here.
+        raw_oids = tuple({oid for _, oid in table.columns if oid not in DRIVER_NATIVE})
+        raw = psycopg2.extensions.new_type(raw_oids, "STRANGLER_RAW", lambda v, _c: v)
+        post = [(n, conv) for n, oid in table.columns
+                if oid not in DRIVER_NATIVE and (conv := converter(oid)) is not _IDENTITY]
         key_list = ", ".join(f'"{k}"' for k in table.key_columns)
         select = ", ".join(f'"{c}"' for c in names)
         key_index = [names.index(k) for k in table.key_columns]
         while True:
             with self.conn.cursor() as cur:
-                psycopg2.extensions.register_type(raw, cur)
+                if raw_oids:
+                    psycopg2.extensions.register_type(raw, cur)
                 if after_key is None:
                     cur.execute(f"SELECT {select} FROM {table.quoted} ORDER BY {key_list} "
                                 f"LIMIT %s", (chunk_rows,))
@@ -189,8 +196,13 @@ class SnapshotReader:
                 return
             last = rows[-1]
             after_key = [last[i] for i in key_index]   # output text: PG casts it back
-            yield [{n: (None if v is None else conv(v)) for n, conv, v in zip(names, convs, r)}
-                   for r in rows]
+            chunk = [dict(zip(names, r)) for r in rows]
+            for name, conv in post:
+                for row in chunk:
+                    value = row[name]
+                    if value is not None:
+                        row[name] = conv(value)
+            yield chunk
             if len(rows) < chunk_rows:
                 return
 
