@@ -3,12 +3,14 @@ from __future__ import annotations
 
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
+import pytest
 from sqlalchemy import inspect
+from sqlalchemy.exc import OperationalError
 
 from extracted_services.catalog import migrate, seed
 from extracted_services.catalog.models import Base
 from legacy_monolith import seed_data
-from strangler.db import make_engine
+from strangler.db import make_engine, sqlite_url
 
 
 def test_migrations_run_twice_and_match_the_models(database_url):
@@ -17,10 +19,12 @@ def test_migrations_run_twice_and_match_the_models(database_url):
         migrate.upgrade(engine)
         migrate.upgrade(engine)  # idempotent: start-up runs it every time
         with engine.connect() as conn:
-            drift = compare_metadata(MigrationContext.configure(conn), Base.metadata)
+            context = MigrationContext.configure(
+                conn, opts={"version_table": "catalog_alembic_version"})
+            drift = compare_metadata(context, Base.metadata)
         assert drift == []
         schema = inspect(engine)
-        for table in ("categories", "products", "alembic_version"):
+        for table in ("categories", "products", "catalog_alembic_version"):
             assert schema.get_pk_constraint(table)["constrained_columns"], table
         # Deliberately not legacy's shape: cents and a slug key, no NUMERIC price.
         columns = {c["name"] for c in schema.get_columns("products")}
@@ -43,5 +47,19 @@ def test_seed_fills_only_an_empty_store_and_keeps_legacy_category_ids(database_u
             cents = conn.exec_driver_sql("SELECT price_cents FROM products WHERE id = 1").scalar()
         assert ids == {c["slug"]: c["id"] for c in seed_data.iter_categories()}
         assert cents == int(seed_data.product(1)["price"] * 100)
+    finally:
+        engine.dispose()
+
+
+def test_pointed_at_the_legacy_database_it_fails_loudly(tmp_path):
+    """Both apps' first revision is "0001": a shared version table would skip the schema."""
+    from legacy_monolith.migrate import upgrade as legacy_upgrade
+
+    url = sqlite_url(tmp_path / "legacy.db")
+    legacy_upgrade(url)
+    engine = make_engine(url)
+    try:
+        with pytest.raises(OperationalError, match="already exists"):
+            migrate.upgrade(engine)
     finally:
         engine.dispose()
