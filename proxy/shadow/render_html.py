@@ -5,6 +5,7 @@ ticket or opened from a CI artefact. Every value from the store is escaped.
 """
 from __future__ import annotations
 
+import json
 from html import escape
 from typing import Any
 
@@ -104,11 +105,19 @@ def _route_section(r: dict[str, Any]) -> str:
         for side in ("legacy", "service"):
             a = s[side]
             parts.append(f"<div><b>{side}</b> — status {a['status']}, {a['latency_ms']} ms"
-                         f"<pre>{escape(a['body'])}</pre></div>")
+                         f"<pre>{escape(_pretty(a['body']))}</pre></div>")
         parts.append("</div>")
         parts.append(f"<p>Reproduce against the service:</p><pre>{escape(s['curl']['service'])}"
                      f"</pre><p>and against legacy:</p><pre>{escape(s['curl']['legacy'])}</pre>")
     return "".join(parts)
+
+
+def _pretty(body: str) -> str:
+    """JSON bodies indented, so the two sides read line by line."""
+    try:
+        return json.dumps(json.loads(body), indent=2, ensure_ascii=False)
+    except ValueError:
+        return body
 
 
 def _timeline_svg(r: dict[str, Any], width: int = 420, height: int = 160) -> str:

@@ -76,6 +76,8 @@ def report_from_snapshot(snap: Snapshot) -> dict[str, Any]:
 
     capabilities: dict[str, dict[str, Any]] = {}
     for (cap, route), r in sorted(routes.items()):
+        rank = {f["field"]: i for i, f in enumerate(r["fields"])}
+        r["samples"].sort(key=lambda s: rank.get(s["field"], len(rank)))  # stable: newest first
         r["route"] = route
         r["match_rate"] = _pct(r["matched"], r["compared"])
         r["latency"] = _latency(latency.get((cap, route), {"legacy": {}, "service": {}}))

@@ -141,6 +141,8 @@ def test_cli_operator_errors(tmp_path, capsys, store):
     assert main(["shadow", "report", "--store", store.url, "--since", "yesterday"]) == 2
     assert "15m" in capsys.readouterr().err
     assert main(["shadow", "report", "--store", "not a url"]) == 2
+    assert main(["shadow", "report", "--store", "sqlite:///"]) == 2
+    assert "names no file" in capsys.readouterr().err
 
 
 def test_quiet_route_borrows_its_capabilitys_noise_evidence(store):

@@ -29,7 +29,7 @@ def _write_in_process(url: str, n: int) -> None:
 
 
 def _several_processes_share_one_store(url: str) -> None:
-    ShadowStore(url).create_schema()
+    """Each process creates the schema if missing (racing the others) and writes 100."""
     ctx = multiprocessing.get_context("spawn")
     procs = [ctx.Process(target=_write_in_process, args=(url, 100)) for _ in range(3)]
     for p in procs:
