@@ -44,6 +44,9 @@ CONSUMER_DEFAULTS: dict[str, Any] = {
     "fetch.min.bytes": 1,
     "fetch.wait.max.ms": 50,
     "queued.min.messages": 100_000,
+    # A crashed apply's partitions move to a live member after this long (default 45 s).
+    "session.timeout.ms": 10_000,
+    "heartbeat.interval.ms": 2_000,
 }
 
 

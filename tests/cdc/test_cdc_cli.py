@@ -1,0 +1,153 @@
+"""`strangler cdc` as operators run it: separate capture and apply processes killed with -9
+mid-stream and restarted, then verify, status, snapshot and dlq from the command line."""
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from pathlib import Path
+
+import pytest
+
+from cdc.config import load_config
+from cdc.mapping import TO_SERVICE
+from cdc_apply_helpers import (cleanup_cdc, create_legacy_schema, create_service_schema, execute, rows,
+                               seed_legacy, wait_synced, write_config)
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def cli(*args: str, timeout: float = 120) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "strangler", "cdc", *args], cwd=ROOT, capture_output=True,
+                          text=True, timeout=timeout)
+
+
+class Proc:
+    """One `strangler cdc run --only PART` child process."""
+
+    def __init__(self, cap: str, config: Path, part: str, log: Path) -> None:
+        self.args = [sys.executable, "-m", "strangler", "cdc", "run", cap, "--config", str(config), "--only", part]
+        self.log = log
+        self.proc: subprocess.Popen | None = None
+
+    def start(self) -> "Proc":
+        self.proc = subprocess.Popen(self.args, cwd=ROOT, stdout=subprocess.DEVNULL,
+                                     stderr=open(self.log, "a"), start_new_session=True)
+        return self
+
+    def kill9(self) -> None:
+        os.kill(self.proc.pid, signal.SIGKILL)
+        self.proc.wait(10)
+
+    def stop(self) -> int:
+        if self.proc and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                return self.proc.wait(60)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(10)
+                return -9
+        return self.proc.returncode if self.proc else 0
+
+
+@pytest.fixture
+def setup(pg_database, pg_admin_url, kafka_bootstrap, tmp_path):
+    cap = f"k{uuid.uuid4().hex[:8]}"
+    legacy, service = pg_database("legacy"), pg_database("service")
+    create_legacy_schema(legacy)
+    create_service_schema(service)
+    seed_legacy(legacy, products=3000)
+    path = write_config(tmp_path, cap, legacy, service, kafka=kafka_bootstrap, batch_size=500)
+    procs: list[Proc] = []
+    yield cap, path, legacy, service, procs
+    for p in procs:
+        p.stop()
+    cleanup_cdc(pg_admin_url, cap, kafka_bootstrap)
+
+
+def _wait_rows(url: str, at_least: int, timeout_s: float = 60) -> None:
+    deadline = time.monotonic() + timeout_s
+    while rows(url, "SELECT count(*) FROM products")[0][0] < at_least:
+        assert time.monotonic() < deadline, "the pipeline did not make progress"
+        time.sleep(0.2)
+
+
+def test_kill_9_of_apply_and_of_capture_mid_stream_loses_and_duplicates_nothing(setup, tmp_path):
+    cap, path, legacy, service, procs = setup
+    capture = Proc(cap, path, "capture", tmp_path / "capture.log").start()
+    apply = Proc(cap, path, "apply", tmp_path / "apply.log").start()
+    procs += [capture, apply]
+    stop = threading.Event()
+    written: list[int] = []
+
+    def write() -> None:
+        i = 100_000
+        while not stop.is_set():
+            execute(legacy, "INSERT INTO products (id, sku, name, description, price, currency, category_id, "
+                            "updated_at) VALUES (:i, 'K' || :i, 'k', '', 3.10, 'EUR', 2, now())",
+                    "UPDATE products SET price = price + 0.01 WHERE id = :u",
+                    "DELETE FROM products WHERE id = :d", params={"i": i, "u": 1 + i % 3000, "d": 3000 - i % 3000})
+            written.append(i)
+            i += 1
+
+    writer = threading.Thread(target=write)
+    writer.start()
+    try:
+        _wait_rows(service, 1000)
+        apply.kill9()                              # mid-stream: batches in flight, offsets mid-way
+        time.sleep(0.5)
+        apply.start()
+        n = len(written)
+        while len(written) < n + 50:
+            time.sleep(0.05)
+        capture.kill9()                            # events produced but not yet acknowledged to the slot
+        time.sleep(0.5)
+        capture.start()
+        n = len(written)
+        while len(written) < n + 50:
+            time.sleep(0.05)
+    finally:
+        stop.set()
+        writer.join()
+    config = load_config(cap, str(path))
+    assert wait_synced(config, TO_SERVICE, timeout_s=90).differences == 0
+    done = cli("verify", cap, "--config", str(path))
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert done.stdout.strip().endswith("0 differences")
+    status = cli("status", cap, "--config", str(path), "--prometheus", "--interval", "0.2")
+    assert status.returncode == 0, status.stderr
+    assert f'strangler_cdc_dlq_size{{capability="{cap}",direction="to_service"}} 0' in status.stdout
+    assert f'strangler_cdc_events_total{{capability="{cap}",direction="to_service",table="products"}}' in status.stdout
+    assert "strangler_cdc_retained_wal_bytes" in status.stdout
+    assert capture.stop() == 0 and apply.stop() == 0          # SIGTERM: a clean stop
+
+
+def test_snapshot_dlq_and_operator_errors_from_the_command_line(setup, tmp_path):
+    cap, path, legacy, service, procs = setup
+    procs.append(Proc(cap, path, "capture", tmp_path / "c.log").start())
+    procs.append(Proc(cap, path, "apply", tmp_path / "a.log").start())
+    _wait_rows(service, 3000)
+    execute(service, "UPDATE products SET title = 'drifted' WHERE id <= 10")
+    snap = cli("snapshot", cap, "products", "--config", str(path))
+    assert snap.returncode == 0 and "products: 3000 rows re-sent as op r" in snap.stdout, snap.stderr
+    deadline = time.monotonic() + 30
+    while rows(service, "SELECT count(*) FROM products WHERE title = 'drifted'") != [(0,)]:
+        assert time.monotonic() < deadline
+        time.sleep(0.2)
+
+    listing = cli("dlq", cap, "--config", str(path))
+    assert listing.returncode == 0 and "0 dead letters" in listing.stdout
+    missing = cli("dlq", cap, "--config", str(path), "--replay", "999")
+    assert missing.returncode == 2 and missing.stderr.count("\n") == 1 and "no dead letter with id [999]" in missing.stderr
+    nothing = cli("verify", "nosuch")
+    assert nothing.returncode == 2 and "no CDC config for capability 'nosuch'" in nothing.stderr
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(path.read_text().replace("convert: decimal_to_cents", "convert: cents"))
+    invalid = cli("verify", cap, "--config", str(bad))
+    assert invalid.returncode == 2
+    assert f"{bad}:" in invalid.stderr and "columns.price.convert: unknown conversion 'cents'" in invalid.stderr
