@@ -48,6 +48,7 @@ class Engine:
         self.connections: set[Any] = set()   # ClientConnection objects
         self.inflight: set[Any] = set()      # Flights waiting on an upstream (timeouts)
         self.new_request_id = RequestIds()
+        self._metric_keys: dict[tuple, tuple] = {}   # label tuples built once per combination
         self.closing = False
         self.state = self._build_state(table, None)
         self._sweeper = self.loop.create_task(self._sweep())
@@ -96,11 +97,16 @@ class Engine:
         else:
             capability, side = "default", "none"
         backend = flight.backend.name if flight.backend is not None else ""
-        self.metrics.inc("strangler_requests_total", (
-            ("backend", backend), ("capability", capability), ("side", side),
-            ("status", str(status))))
-        self.metrics.observe("strangler_request_duration_seconds",
-                             (("backend", backend), ("capability", capability)), duration)
+        keys = self._metric_keys.get((backend, capability, side, status))
+        if keys is None:
+            keys = self._metric_keys[(backend, capability, side, status)] = (
+                ("strangler_requests_total", (("backend", backend), ("capability", capability),
+                                              ("side", side), ("status", str(status)))),
+                ("strangler_request_duration_seconds",
+                 (("backend", backend), ("capability", capability))))
+        metrics = self.metrics
+        metrics.inc_key(keys[0])
+        metrics.observe_key(keys[1], duration)
         if self.access_log is not None:
             path, _, query = flight.target.decode("latin-1").partition("?")
             entry = {

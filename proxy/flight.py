@@ -21,7 +21,7 @@ import httptools
 
 from proxy.decision import Decision
 from proxy.exchange import Exchange
-from proxy.headers import (STATUS_LINES, client_response_head, parse_head_headers,
+from proxy.headers import (STATUS_LINES, client_response_head, header_pairs, parse_head_headers,
                            split_response_headers, upstream_request_head, valid_request_id)
 from proxy.upstream import PoolExhausted, UpstreamConnection, UpstreamPool
 
@@ -100,7 +100,9 @@ class Flight:
     out_mode = NO_BODY
     client_keep = False
     pending_out: bytes | None = None
-    resp_headers: list[tuple[bytes, bytes]] = []    # replaced per attempt, never appended to here
+    raw_head = b""                  # the upstream's bytes until its response head is complete
+    head_pending = False
+    resp_lines: list[bytes] = []    # the upstream's raw header lines (replaced, never appended)
 
     def __init__(self, client: "ClientConnection") -> None:
         self.client = client
@@ -234,7 +236,8 @@ class Flight:
         self.conn = conn
         conn.flight = self
         conn.parser = httptools.HttpResponseParser(self)
-        self.resp_headers = []
+        self.raw_head = b""
+        self.head_pending = True
         self.interim = False
         if self.client.writing_paused:
             conn.transport.pause_reading()
@@ -276,19 +279,24 @@ class Flight:
             self.upstream_failed("timeout", "")
 
     # -- response side: httptools.HttpResponseParser callbacks ----------------------------------
-    def on_header(self, name: bytes, value: bytes) -> None:
-        self.resp_headers.append((name, value))
-
     def on_headers_complete(self) -> None:
+        # No on_header callbacks: the head's raw lines are cut from the bytes llhttp just
+        # validated (UpstreamConnection collects them into raw_head), one split instead.
+        raw = self.raw_head
+        end = raw.find(b"\r\n\r\n")
+        first = raw.find(b"\r\n")
+        self.resp_lines = raw[first + 2:end].split(b"\r\n") if end > first else []
         status = self.conn.parser.get_status_code()
         if status < 200 and status != 101:
             # Interim answer (100 Continue, 103): relay to HTTP/1.1 clients, await the final one.
             self.interim = True
+            self.raw_head = raw[end + 4:]
             if self.version == "1.1" and (status != 100 or self.expect_continue):
-                self.client.transport.write(STATUS_LINES.get(status, b"HTTP/1.1 %d \r\n" % status)
-                                            + b"\r\n")
-            self.resp_headers = []
+                self.client.transport.write(
+                    (STATUS_LINES.get(status) or b"HTTP/1.1 %d Continue" % status) + b"\r\n\r\n")
             return
+        self.head_pending = False
+        self.raw_head = b""
         self.upstream_status = status
         if status == 101:
             return                               # the parser raises HttpParserUpgrade next
@@ -303,7 +311,7 @@ class Flight:
         elif breaker is not None:
             breaker.success()
         self.status = status
-        parts, cl, te, via = split_response_headers(self.resp_headers)
+        parts, cl, te, via = split_response_headers(self.resp_lines)
         head_only = self.method == "HEAD"
         if head_only or status == 204 or status == 304:
             self.out_mode = NO_BODY
@@ -369,7 +377,7 @@ class Flight:
             return
         self.engine.inflight.discard(self)
         self.status = 101
-        parts, _, _, via = split_response_headers(self.resp_headers, upgrade=True)
+        parts, _, _, via = split_response_headers(self.resp_lines, upgrade=True)
         self.client.transport.write(client_response_head(
             101, parts, via, framing=b"", keep_alive=True, upgrade=True) + rest)
         self.conn = None
@@ -398,8 +406,8 @@ class Flight:
         self.upstream_failed("connection-lost", "upstream closed the connection")
 
     def has_length(self) -> bool:
-        for name, _ in self.resp_headers:
-            lname = name.lower()
+        for line in self.resp_lines:
+            lname = line.partition(b":")[0].lower()
             if lname == b"content-length" or lname == b"transfer-encoding":
                 return True
         return False
@@ -527,8 +535,7 @@ class Flight:
             decision=self.decision, method=self.method, target=self.target.decode("latin-1"),
             request_headers=parse_head_headers(self.head),
             request_body=b"".join(self.replay or ()), status=self.status,
-            response_headers=tuple((n.decode("latin-1"), v.decode("latin-1"))
-                                   for n, v in self.resp_headers),
+            response_headers=header_pairs(self.resp_lines),
             response_body=b"".join(self.capture or ()),
             latency_s=time.perf_counter() - self.t0, started_at=self.wall_start())
 

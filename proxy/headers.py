@@ -21,6 +21,8 @@ HOP_BY_HOP = frozenset({
 # Set by us for the upstream; the client's copies are dropped unless the peer is trusted.
 FORWARDED = frozenset({b"x-forwarded-for", b"x-forwarded-proto", b"x-forwarded-host", b"forwarded"})
 ALWAYS_DROPPED = HOP_BY_HOP | {b"close", b""}
+# First bytes of the response header names we act on (hop-by-hop, Content-Length, Via).
+MAYBE_SPECIAL = frozenset(b"ckptuvCKPTUV")
 VIA = b"1.1 strangler"
 REQUEST_ID = b"x-request-id"
 MAX_REQUEST_ID = 200
@@ -144,50 +146,65 @@ def upstream_request_head(method: bytes, target: bytes, headers: RawHeaders, *, 
     return b"".join(out)
 
 
-def split_response_headers(headers: RawHeaders, upgrade: bool = False
+def split_response_headers(lines: list[bytes], upgrade: bool = False
                            ) -> tuple[list[bytes], bytes | None, bool, bytes | None]:
-    """One pass over the upstream's response headers: (kept header parts, Content-Length value,
-    whether Transfer-Encoding was present, the upstream's Via). Hop-by-hop headers go."""
-    out: list[bytes] = [b"", b"", b"", b""]       # room for the status line (see below)
+    """One pass over the upstream's raw header lines (`Name: value`, validated by llhttp):
+    (lines kept as they are, Content-Length value, whether Transfer-Encoding was present,
+    the upstream's Via). Hop-by-hop headers and those `Connection` names go."""
+    out: list[bytes] = [b""]                     # the status line goes here
     cl = via = named = None
     te = False
-    for name, value in headers:
+    for line in lines:
+        if line[0] not in MAYBE_SPECIAL:          # Date, Server, ETag, X-...: kept as they are
+            out.append(line)
+            continue
+        name, _, value = line.partition(b":")
         lname = name.lower()
         if lname in HOP_BY_HOP or lname == b"content-length":
             if lname == b"content-length":
-                cl = value
+                cl = value.strip()
             elif lname == b"transfer-encoding":
                 te = True
             elif lname == b"connection":
                 named = connection_tokens(value) | (named or set())
             elif upgrade and lname == b"upgrade":
-                out += (name, b": ", value, b"\r\n")
+                out.append(line)
             continue
         if lname == b"via":
-            via = value if via is None else via + b", " + value
+            via = value.strip() if via is None else via + b", " + value.strip()
             continue
-        out += (name, b": ", value, b"\r\n")
+        out.append(line)
     if named:
-        out = _drop_named(out, named - {b"upgrade"} if upgrade else named)
+        named = named - {b"upgrade"} if upgrade else named
+        out = out[:1] + [line for line in out[1:] if line.partition(b":")[0].lower() not in named]
     return out, cl, te, via
 
 
-def client_response_head(status: int, parts: list[bytes], via: bytes | None, *, framing: bytes,
+def client_response_head(status: int, lines: list[bytes], via: bytes | None, *, framing: bytes,
                          keep_alive: bool, upgrade: bool = False) -> bytes:
-    """The response head for the client from `split_response_headers` parts, with our framing
+    """The response head for the client from `split_response_headers` lines, with our framing
     (b"Content-Length: n\r\n", b"Transfer-Encoding: chunked\r\n" or b""), Via and Connection.
     The reason phrase is the standard one (RFC 9112 §4: clients ignore it)."""
-    parts[0] = STATUS_LINES.get(status) or b"HTTP/1.1 %d Unknown\r\n" % status
-    parts += (b"Via: ", VIA if via is None else via + b", " + VIA, b"\r\n", framing)
+    lines[0] = STATUS_LINES.get(status) or b"HTTP/1.1 %d Unknown" % status
+    lines.append(b"Via: " + (VIA if via is None else via + b", " + VIA))
+    tail = b"\r\n" + framing
     if upgrade:
-        parts.append(b"Connection: upgrade\r\n")
+        tail += b"Connection: upgrade\r\n"
     elif not keep_alive:
-        parts.append(b"Connection: close\r\n")
-    parts.append(b"\r\n")
-    return b"".join(parts)
+        tail += b"Connection: close\r\n"
+    return b"\r\n".join(lines) + tail + b"\r\n"
 
 
-STATUS_LINES = {s.value: b"HTTP/1.1 %d %b\r\n" % (s.value, s.phrase.encode()) for s in HTTPStatus}
+def header_pairs(lines: list[bytes]) -> tuple[tuple[str, str], ...]:
+    """Raw header lines as (name, value) strings (shadow captures only, off the fast path)."""
+    pairs = []
+    for line in lines:
+        name, _, value = line.partition(b":")
+        pairs.append((name.decode("latin-1"), value.strip().decode("latin-1")))
+    return tuple(pairs)
+
+
+STATUS_LINES = {s.value: b"HTTP/1.1 %d %b" % (s.value, s.phrase.encode()) for s in HTTPStatus}
 
 
 def parse_head_headers(head: bytes) -> tuple[tuple[str, str], ...]:

@@ -70,6 +70,18 @@ class Metrics:
         row[bisect_left(LATENCY_BUCKETS, value)] += 1
         row[-1] += value
 
+    # The hot path's variant: keys built once (see Engine.record), no label handling per call.
+    def inc_key(self, key: tuple[str, LabelKey], amount: float = 1) -> None:
+        counters = self.counters
+        counters[key] = counters.get(key, 0) + amount
+
+    def observe_key(self, key: tuple[str, LabelKey], value: float) -> None:
+        row = self.histograms.get(key)
+        if row is None:
+            row = self.histograms[key] = [0.0] * (len(LATENCY_BUCKETS) + 2)
+        row[bisect_left(LATENCY_BUCKETS, value)] += 1
+        row[-1] += value
+
     def counter_value(self, name: str, labels: Labels = ()) -> float:
         return self.counters.get((name, _key(labels)), 0)
 

@@ -49,6 +49,8 @@ class UpstreamConnection(asyncio.Protocol):
         if flight is None or self.parser is None:
             self.abort()              # bytes nobody asked for: the connection is unusable
             return
+        if flight.head_pending:
+            flight.raw_head += data               # see Flight.on_headers_complete
         try:
             self.parser.feed_data(data)
         except httptools.HttpParserUpgrade as exc:

@@ -60,8 +60,8 @@ def test_upstream_head_and_response_head():
     assert b"X-Forwarded-For: 10.0.0.7\r\n" in head and b"X-Request-Id: rid\r\n" in head
     assert head.endswith(b"\r\n\r\n")
     parts, cl, te, via = split_response_headers([
-        (b"Transfer-Encoding", b"chunked"), (b"Connection", b"keep-alive, X-Secret"),
-        (b"X-Secret", b"s"), (b"Content-Length", b"5"), (b"X-A", b"1"), (b"Via", b"1.1 app")])
+        b"Transfer-Encoding: chunked", b"Connection: keep-alive, X-Secret", b"X-Secret: s",
+        b"Content-Length: 5", b"X-A: 1", b"Via: 1.1 app", b"Keep-Alive: timeout=5"])
     assert (cl, te, via) == (b"5", True, b"1.1 app")
     resp = client_response_head(200, parts, via, framing=b"Content-Length: 5\r\n", keep_alive=False)
     assert resp == (b"HTTP/1.1 200 OK\r\nX-A: 1\r\nVia: 1.1 app, 1.1 strangler\r\n"
