@@ -171,7 +171,7 @@ start() {
       -Djava.awt.headless=true \
       -Dlog4j2.configurationFile="$data/log4j2.properties" -Dkafka.logs.dir="$data/log" \
       -cp "$libs/*" kafka.Kafka "$data/server.properties" \
-      >>"$data/log/kafka.out" 2>&1 </dev/null &
+      >>"$data/log/kafka.out" 2>&1 </dev/null 9>&- &
     pid=$!
     echo "$pid" > "$pidfile"
     say "started broker (pid $pid), waiting for it to answer on 127.0.0.1:$port"
@@ -211,9 +211,17 @@ status() {
   fi
 }
 
+serialised() {
+  # Two `make test`s starting at once must not race to start two brokers on one log dir.
+  mkdir -p "$data"
+  exec 9>"$data/.lock"
+  flock 9
+  "$@"
+}
+
 case "${1:-}" in
-  start) start ;;
-  stop) stop ;;
+  start) serialised start ;;
+  stop) serialised stop ;;
   status) status ;;
   *) echo "usage: $0 start|stop|status" >&2; exit 2 ;;
 esac
