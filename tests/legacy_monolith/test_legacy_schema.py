@@ -18,12 +18,13 @@ from strangler.db import make_engine
 from strangler.errors import OperatorError
 
 
-def test_migrations_run_twice_and_match_the_models(database_url):
-    upgrade(database_url)
-    upgrade(database_url)  # start-up runs it every time: must be a no-op
-    assert current_revision(database_url) == "0001"
-    command.check(alembic_config(database_url))  # raises if the models and migrations disagree
-    engine = make_engine(database_url)
+def test_migrations_run_twice_and_match_the_models(fresh_database_url):
+    url = fresh_database_url
+    upgrade(url)
+    upgrade(url)  # start-up runs it every time: must be a no-op
+    assert current_revision(url) == "0001"
+    command.check(alembic_config(url))  # raises if the models and migrations disagree
+    engine = make_engine(url)
     try:
         inspector = inspect(engine)
         assert set(Base.metadata.tables) <= set(inspector.get_table_names())
@@ -43,8 +44,8 @@ def _rows_digest(engine) -> str:
     return digest.hexdigest()
 
 
-def test_seed_is_deterministic_and_identical_on_both_backends(tmp_path, pg_database):
-    urls = [f"sqlite:///{tmp_path}/a.db", f"sqlite:///{tmp_path}/b.db", pg_database(), pg_database()]
+def test_seed_is_deterministic_and_identical_on_both_backends(tmp_path, pg_url):
+    urls = [f"sqlite:///{tmp_path}/a.db", f"sqlite:///{tmp_path}/b.db", pg_url]
     digests = []
     for url in urls:
         upgrade(url)
@@ -86,17 +87,18 @@ def test_seed_refuses_a_seeded_database_and_sequences_step_past_seeded_ids(datab
         engine.dispose()
 
 
-def test_concurrent_start_ups_migrate_once(database_url):
+def test_concurrent_start_ups_migrate_once(fresh_database_url):
     """Every shop process runs `upgrade head` at start-up; several starting at once must not race
     (separate processes meet the database locks, threads of one process the in-process lock)."""
-    script = f"from legacy_monolith.migrate import upgrade; upgrade({database_url!r})"
+    url = fresh_database_url
+    script = f"from legacy_monolith.migrate import upgrade; upgrade({url!r})"
     processes = [subprocess.Popen([sys.executable, "-c", script], stderr=subprocess.PIPE, text=True)
-                 for _ in range(3)]
-    with ThreadPoolExecutor(3) as pool:
-        for future in [pool.submit(upgrade, database_url) for _ in range(3)]:
+                 for _ in range(2)]
+    with ThreadPoolExecutor(2) as pool:
+        for future in [pool.submit(upgrade, url) for _ in range(2)]:
             future.result()
     for process in processes:
         _, stderr = process.communicate(timeout=120)
         assert process.returncode == 0, stderr
-    assert current_revision(database_url) == "0001"
-    command.check(alembic_config(database_url))
+    assert current_revision(url) == "0001"
+    command.check(alembic_config(url))
