@@ -81,7 +81,9 @@ async def product_list(request: web.Request) -> web.Response:
         nav.append(f'<a href="/products?{urlencode({**params, "page": page - 1})}">previous</a>')
     if page * PAGE_SIZE < result["total"]:
         nav.append(f'<a href="/products?{urlencode({**params, "page": page + 1})}">next</a>')
-    body = (f'<p>{result["total"]} products, page {page}</p>\n'
+    search = ('<form action="/products" method="get">'
+              f'<input type="search" name="q" value="{escape(q)}"> <button>Search</button></form>')
+    body = (f'{search}\n<p>{result["total"]} products, page {page}</p>\n'
             "<table>\n<tr><th>Name</th><th>SKU</th><th>Category</th><th>Price</th></tr>\n"
             f"{rows}\n</table>\n<nav>{' · '.join(nav)}</nav>")
     return html_response(request, layout("Products", body))

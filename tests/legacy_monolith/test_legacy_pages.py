@@ -34,6 +34,8 @@ async def test_product_list_shows_names_and_prices(shop):
     html = await page(shop, "/products?page=2")
     assert product(51)["name"] in html and product(1)["name"] not in html
     assert (await shop.get("/products?page=0")).status == 400
+    html = await page(shop, '/products?q="><b>oak')
+    assert 'value="&quot;&gt;&lt;b&gt;oak"' in html and "<b>" not in html
 
 
 async def test_product_page(shop):
