@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 
 from aiohttp import web
+from sqlalchemy.exc import SQLAlchemyError
 
 from proxy.shadow.formats import CONTENT_TYPES, FORMATS, parse_window, render
 from proxy.shadow.report import build_report
@@ -32,9 +33,14 @@ def shadow_routes(store_url: str) -> list[web.RouteDef]:
         if store is None:
             store = ShadowStore(store_url)
         # The report reads the database: keep that off the admin app's event loop.
-        report = await asyncio.to_thread(build_report, store,
-                                         capability=request.query.get("capability"),
-                                         since_s=since_s)
+        try:
+            report = await asyncio.to_thread(build_report, store,
+                                             capability=request.query.get("capability"),
+                                             since_s=since_s)
+        except SQLAlchemyError as exc:
+            raise web.HTTPServiceUnavailable(
+                text=f"shadow store unavailable ({type(exc).__name__}); check that the "
+                     "database is up\n") from None
         return web.Response(text=render(report, fmt), content_type=CONTENT_TYPES[fmt],
                             charset="utf-8")
 

@@ -49,7 +49,9 @@ log = logging.getLogger(__name__)
 DRY_RUN_HEADER = "X-Strangler-Dry-Run"
 SHADOW_HEADER = "X-Strangler-Shadow"
 SAMPLE_BODY_CHARS = 16 * 1024
-_NOT_REPLAYED = frozenset({"host", "content-length", "transfer-encoding", "connection",
+# Replayed as the primary got them (Host included, so both sides build the same absolute URLs),
+# minus framing and hop-by-hop headers the client session sets itself.
+_NOT_REPLAYED = frozenset({"content-length", "transfer-encoding", "connection",
                            "expect", "keep-alive", "te", "trailer", "upgrade",
                            DRY_RUN_HEADER.lower()})
 _DEFAULT_SETTINGS = ShadowSettings()
@@ -103,8 +105,9 @@ class ShadowDispatcher:
             self.store.start()
         self._queue = asyncio.Queue(self.queue_size)
         connector = aiohttp.TCPConnector(limit=self.max_connections, ttl_dns_cache=300)
-        self._session = aiohttp.ClientSession(connector=connector, auto_decompress=False,
-                                              skip_auto_headers=("User-Agent", "Accept-Encoding"))
+        self._session = aiohttp.ClientSession(
+            connector=connector, auto_decompress=False,
+            skip_auto_headers=("User-Agent", "Accept-Encoding", "Content-Type"))
         self._executor = ThreadPoolExecutor(1, thread_name_prefix="shadow-compare")
         self._tasks = [asyncio.create_task(self._consume(), name=f"shadow-{i}")
                        for i in range(self.workers)]

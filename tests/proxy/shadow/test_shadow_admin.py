@@ -46,3 +46,16 @@ async def test_live_report_in_every_format(tmp_path):
                     assert "one of" in await resp.text() or "e.g." in await resp.text()
     finally:
         await runner.cleanup()
+
+
+async def test_unreachable_store_is_a_clear_503():
+    app = web.Application()
+    app.add_routes(shadow_routes("postgresql://postgres:x@127.0.0.1:1/nowhere"))
+    runner, backend = await serve(app)
+    try:
+        async with aiohttp.ClientSession() as client:
+            async with client.get(backend.url + "/admin/shadow") as resp:
+                assert resp.status == 503
+                assert "shadow store unavailable" in await resp.text()
+    finally:
+        await runner.cleanup()

@@ -69,7 +69,8 @@ def test_unordered_arrays_compare_as_multisets():
 
 def test_gzip_bodies_are_compared_decoded():
     doc = {"a": 1}
-    left = Answer(200, JSON + (("Content-Encoding", "gzip"),), gzip.compress(json.dumps(doc).encode()))
+    left = Answer(200, JSON + (("Content-Encoding", "gzip"),),
+                  gzip.compress(json.dumps(doc).encode()))
     assert diff_answers(left, answer(doc), S) == []
 
 
