@@ -18,7 +18,11 @@ def alembic_config() -> Config:
 
 
 def upgrade(engine: Engine, revision: str = "head") -> None:
+    """All or nothing, on SQLite too: pysqlite runs DDL outside any transaction unless one was
+    opened explicitly, so a migration failing half-way would leave half a schema behind."""
     config = alembic_config()
     with engine.begin() as connection:
+        if connection.dialect.name == "sqlite":
+            connection.exec_driver_sql("BEGIN")
         config.attributes["connection"] = connection
         command.upgrade(config, revision)

@@ -59,7 +59,9 @@ def test_pointed_at_the_legacy_database_it_fails_loudly(tmp_path):
     legacy_upgrade(url)
     engine = make_engine(url)
     try:
+        tables = set(inspect(engine).get_table_names())
         with pytest.raises(OperationalError, match="already exists"):
             migrate.upgrade(engine)
+        assert set(inspect(engine).get_table_names()) == tables  # nothing half-created
     finally:
         engine.dispose()
