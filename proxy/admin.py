@@ -4,11 +4,13 @@
                          percent, requests per backend, errors, fallbacks, breaker states
     POST /admin/reload   validate and swap the rules; 422 with the problems when invalid
     GET  /metrics        Prometheus text (totals across workers)
+    plus any routes the runtime was given (the shadow report: GET /admin/shadow)
 """
 from __future__ import annotations
 
 import hmac
-from typing import TYPE_CHECKING
+import json
+from typing import TYPE_CHECKING, Sequence
 
 from aiohttp import web
 
@@ -49,15 +51,17 @@ async def metrics(request: web.Request) -> web.Response:
 
 
 def _dumps(value: object) -> str:
-    import json
     return json.dumps(value, indent=2, default=str)
 
 
-def make_admin_app(runtime: "Runtime", token: str) -> web.Application:
+def make_admin_app(runtime: "Runtime", token: str,
+                   extra_routes: Sequence[web.RouteDef] = ()) -> web.Application:
+    """`extra_routes` (e.g. proxy.shadow.admin.shadow_routes) sit behind the same token."""
     app = web.Application(middlewares=[require_token])
     app[RUNTIME] = runtime
     app[TOKEN] = token.encode()
     app.router.add_get("/admin/status", status)
     app.router.add_post("/admin/reload", reload)
     app.router.add_get("/metrics", metrics)
+    app.router.add_routes(extra_routes)
     return app

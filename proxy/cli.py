@@ -42,6 +42,11 @@ def register(subparsers) -> None:
     p.add_argument("--trusted-proxy", action="append", default=[], metavar="CIDR",
                    help="peer whose X-Forwarded-* headers are kept (repeatable)")
     p.add_argument("--access-log", metavar="PATH|-", help="JSON-lines access log (- = stdout)")
+    p.add_argument("--shadow-store", metavar="URL",
+                   help="where shadow comparisons are stored (default: $STRANGLER_SHADOW_STORE "
+                        "or proxy.shadow's default)")
+    p.add_argument("--no-shadow", action="store_true",
+                   help="never send shadow copies, whatever the rules plan")
     p.add_argument("--max-body", type=int, default=DEFAULTS.max_body_bytes, metavar="BYTES",
                    help="largest request body accepted (default 100 MiB); larger gets 413")
     p.add_argument("--max-header-bytes", type=int, default=DEFAULTS.max_header_bytes,
@@ -103,11 +108,21 @@ def run(args: argparse.Namespace) -> int:
     logging.basicConfig(level=logging.INFO,
                         format="%(asctime)s supervisor[%(process)d] %(levelname)s %(message)s")
     settings = settings_from(args)
-    return uvloop.run(serve(settings, in_process=args.workers == 0))
+    sink_factory, admin_routes = None, ()
+    if not args.no_shadow:
+        # Imported here: the shadow side (SQLAlchemy store, comparison) loads only when used.
+        from proxy.shadow.admin import shadow_routes
+        from proxy.shadow.dispatcher import sink_factory as shadow_sink_factory
+        from proxy.shadow.store import default_store_url
+        store = args.shadow_store or default_store_url()
+        sink_factory, admin_routes = shadow_sink_factory(store), shadow_routes(store)
+    runtime = Runtime(settings, sink_factory=sink_factory, admin_routes=admin_routes,
+                      in_process=args.workers == 0)
+    return uvloop.run(serve(runtime))
 
 
-async def serve(settings: ProxySettings, in_process: bool = False) -> int:
-    runtime = Runtime(settings, in_process=in_process)
+async def serve(runtime: Runtime) -> int:
+    settings = runtime.settings
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):

@@ -141,10 +141,11 @@ class Flight:
             self.replay_len += len(data)
             if self.replay_len > self.replay_limit:
                 self.replay = None
-                if self.capture is not None:
-                    self._skip_shadow("body-too-large")
             else:
                 replay.append(data)
+            if self.capture is not None and (self.replay is None or
+                                             self.body_len > self.decision.shadow.max_body_bytes):
+                self._skip_shadow("body-too-large")
         conn = self.conn
         if conn is not None:
             conn.last_activity = self.loop.time()
@@ -193,7 +194,8 @@ class Flight:
             self.replay_limit = max(self.replay_limit, engine.limits.replay_buffer_bytes)
         if self.replay_limit and (self.content_length or 0) <= self.replay_limit:
             self.replay = []
-        elif self.capture is not None:
+        if self.capture is not None and (self.replay is None or (self.content_length or 0)
+                                         > decision.shadow.max_body_bytes):
             self._skip_shadow("body-too-large")
         self.dispatch(decision.backend)
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from typing import Any
+from typing import Any, Sequence
 
 from aiohttp import web
 
@@ -32,11 +32,15 @@ class Runtime:
     PARTS = ("rules", "workers", "admin", "watch")
 
     def __init__(self, settings: ProxySettings, *, sink_factory: SinkFactory | None = None,
-                 in_process: bool = False) -> None:
+                 admin_routes: Sequence[web.RouteDef] = (), in_process: bool = False) -> None:
+        """`sink_factory(metrics) -> ShadowSink` is called once per worker, inside its loop (it
+        must be picklable for worker processes); a sink with `async close()` is closed at stop.
+        `admin_routes` are mounted in the admin app behind its token."""
         if not settings.admin_token:
             raise OperatorError("no admin token; pass --admin-token-file or set STRANGLER_ADMIN_TOKEN")
         self.settings = settings
         self.sink_factory = sink_factory
+        self.admin_routes = tuple(admin_routes)
         self.rules = RulesSource(settings.rules_path)
         if in_process:
             self.workers: list[Any] = [LocalWorker(settings, sink_factory)]
@@ -93,7 +97,7 @@ class Runtime:
         if s.admin_host not in ("127.0.0.1", "::1", "localhost") and not s.admin_allow_remote:
             raise OperatorError(f"refusing to bind the admin API to {s.admin_host}: it controls "
                                 "the proxy; use 127.0.0.1 or pass --admin-allow-remote")
-        self._admin = web.AppRunner(make_admin_app(self, s.admin_token), access_log=None)
+        self._admin = web.AppRunner(make_admin_app(self, s.admin_token, self.admin_routes), access_log=None)
         await self._admin.setup()
         try:
             await web.TCPSite(self._admin, s.admin_host, s.admin_port).start()

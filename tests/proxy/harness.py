@@ -29,7 +29,7 @@ ROOT = Path(__file__).resolve().parents[2]
 def rules_doc(legacy: str, service: str | None = None, *, stage: str = "cutover",
               breaker: dict | None = None, prefixes: tuple[str, ...] = ("/api/",),
               service_timeouts: dict | None = None, trusted: list[str] | None = None,
-              max_connections: int | None = None) -> dict:
+              max_connections: int | None = None, shadow: dict | None = None) -> dict:
     """Two backends and one capability `catalog` on `prefixes`; everything else goes to legacy."""
     backends: dict = {"legacy": {"url": legacy, "connect_timeout": "1s", "read_timeout": "5s",
                                  "timeout": "10s"}}
@@ -46,6 +46,8 @@ def rules_doc(legacy: str, service: str | None = None, *, stage: str = "cutover"
             "name": "catalog", "match": [{"path_prefix": p.rstrip("/")} for p in prefixes],
             "legacy": "legacy", "service": "svc", "stage": stage,
             "writes": "service" if stage in ("cutover", "retired") else "legacy"})
+        if shadow is not None:
+            doc["capabilities"][0]["shadow"] = shadow
     if trusted is not None:
         doc["trusted_proxies"] = trusted
     return doc
@@ -102,7 +104,8 @@ async def proxy_process(rules: Path, workers: int, log: Path, extra: tuple[str, 
         proc = subprocess.Popen(
             [sys.executable, "-m", "strangler", "proxy", "--rules", str(rules),
              "--listen", f"127.0.0.1:{port}", "--admin", f"127.0.0.1:{admin}",
-             "--workers", str(workers), *extra],
+             "--workers", str(workers),
+             "--shadow-store", f"sqlite:///{log.parent / 'shadow.sqlite3'}", *extra],
             cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT)
     loop = asyncio.get_running_loop()
     try:
