@@ -141,18 +141,28 @@ class PgCapture:
     def _table_info(self, table: str) -> TableInfo:
         if table not in self._info:
             with self._admin_cursor() as cur:
-                self._info[table] = table_info(cur, table)
+                try:
+                    self._info[table] = table_info(cur, table)
+                except LookupError as exc:
+                    raise OperatorError(f"cannot capture {table}: {exc}; fix the table or "
+                                        "the capture's table list") from None
         return self._info[table]
 
     def ensure_setup(self) -> None:
         """Create what capture needs in the source; safe to call on every start."""
+        for table in self.tables:       # refuse a missing table or one without a key first
+            self._table_info(table)
         with self._admin_cursor() as cur:
             cur.execute(f"CREATE TABLE IF NOT EXISTS public.{HEARTBEAT_TABLE} "
                         "(id int PRIMARY KEY, ts timestamptz NOT NULL DEFAULT now())")
             wanted = self.tables + [f"public.{HEARTBEAT_TABLE}"]
-            for table in wanted:
+            for table in wanted:      # ALTER takes an exclusive lock: only when needed
                 schema, name = split_name(table)
-                cur.execute(f'ALTER TABLE "{schema}"."{name}" REPLICA IDENTITY FULL')
+                cur.execute("SELECT relreplident FROM pg_class c JOIN pg_namespace n ON "
+                            "n.oid = c.relnamespace WHERE nspname = %s AND relname = %s",
+                            (schema, name))
+                if cur.fetchone()[0] != "f":
+                    cur.execute(f'ALTER TABLE "{schema}"."{name}" REPLICA IDENTITY FULL')
             cur.execute("SELECT schemaname || '.' || tablename FROM pg_publication_tables "
                         "WHERE pubname = %s", (self.publication,))
             present = {r[0] for r in cur.fetchall()}
@@ -166,8 +176,6 @@ class PgCapture:
         store = ProgressStore(self.dsn, self.slot)
         store.ensure_table()
         store.close()
-        for table in self.tables:
-            self._table_info(table)
 
     def _slot_exists(self) -> bool:
         with self._admin_cursor() as cur:

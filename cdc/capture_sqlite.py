@@ -46,6 +46,7 @@ from typing import Any, Callable, Iterator
 
 from cdc.envelope import row_events, source_block, topic_name
 from cdc.events import EventSink
+from strangler.errors import OperatorError
 
 CHANGES = "_cdc_changes"
 OFFSETS = "_cdc_offsets"
@@ -193,10 +194,12 @@ class SqliteCapture:
         if info is None:
             rows = self._conn.execute(f'PRAGMA table_info("{table}")').fetchall()
             if not rows:
-                raise LookupError(f"table {table} does not exist in {self.path}")
+                raise OperatorError(f"cannot capture {table}: no such table in {self.path}; "
+                                    "fix the capture's table list")
             keys = tuple(r[1] for r in sorted((r for r in rows if r[5]), key=lambda r: r[5]))
             if not keys:
-                raise LookupError(f"table {table} has no primary key; CDC keys events by it")
+                raise OperatorError(f"cannot capture {table}: it has no primary key and CDC "
+                                    "keys events by it; add one")
             info = _Table(table, tuple(r[1] for r in rows), keys,
                           tuple(_converter(r[2] or "") for r in rows),
                           frozenset(r[1] for r in rows if (r[2] or "").upper() == "BLOB"),

@@ -114,6 +114,24 @@ def test_ensure_setup_sets_replica_identity_full_and_publishes_heartbeat(pg_url,
     make_capture(pg_url, RecordingSink()).close()   # idempotent
 
 
+def test_primary_key_change_and_bad_table_lists(pg_url, db):
+    from strangler.errors import OperatorError
+
+    sink = RecordingSink()
+    cap = make_capture(pg_url, sink)
+    with Running(cap):
+        db.execute("INSERT INTO products (id, name) VALUES (1, 'a')")
+        db.execute("UPDATE products SET id = 5 WHERE id = 1")
+        wait_for(lambda: len(sink.events) == 4, what="key change")
+    cap.close()
+    assert [(e.key, e.value and e.value["op"]) for e in sink.events] == [
+        ({"id": 1}, "c"), ({"id": 1}, "d"), ({"id": 1}, None), ({"id": 5}, "c")]
+    db.execute("CREATE TABLE no_key (a int)")
+    for tables, message in ((["no_key"], "no primary key"), (["nowhere"], "does not exist")):
+        with pytest.raises(OperatorError, match=message):
+            make_capture(pg_url, sink, tables=tables)
+
+
 def test_untouched_toasted_column_is_never_given_a_fake_value(pg_url, db):
     db.execute("CREATE TABLE docs (id int PRIMARY KEY, title text, body text)")
     big = random_text(20_000)   # random, so it stays out of line instead of compressing

@@ -221,3 +221,14 @@ def test_requested_resnapshot_re_emits_one_table(path):
     assert [(e.key, e.value["source"]["snapshot"]) for e in again] == \
         [({"id": 1}, "incremental"), ({"id": 2}, "incremental")]
     cap.close()
+
+
+def test_tables_without_a_key_or_missing_are_refused(path):
+    from strangler.errors import OperatorError
+
+    connect(path).execute("CREATE TABLE no_key (a INTEGER)")
+    for tables, message in ((["no_key"], "no primary key"), (["nowhere"], "no such table")):
+        cap = SqliteCapture(path, tables, "shop", RecordingSink())
+        with pytest.raises(OperatorError, match=message):
+            cap.ensure_setup()
+        cap.close()
