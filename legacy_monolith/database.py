@@ -29,10 +29,6 @@ class Database:
                                                                "max_overflow": 0}))
         self._executor = ThreadPoolExecutor(WORKERS, thread_name_prefix="legacy-db")
 
-    @property
-    def dialect(self) -> str:
-        return self.engine.dialect.name
-
     async def read(self, fn: Callable[..., T], *args) -> T:
         return await self._run(partial(self._read, fn, *args))
 
