@@ -42,6 +42,7 @@ import psycopg2.extras
 
 from cdc import pgoutput
 from cdc.envelope import row_events, source_block, topic_name, truncate_event
+from cdc.event_rate import EventRate
 from cdc.events import ChangeEvent, EventSink
 from strangler.errors import OperatorError
 from cdc.pgoutput import UNCHANGED_TOAST, int_to_lsn
@@ -128,7 +129,7 @@ class PgCapture:
         self._skipped_by_origin = 0
         self._resnapshots_done = 0
         self._last_error: str | None = None
-        self._rate_mark = (time.monotonic(), 0)
+        self._rate = EventRate()
 
     # ---- setup ---------------------------------------------------------------------------
 
@@ -372,6 +373,7 @@ class PgCapture:
 
     def _chores(self, cur, now: float) -> None:
         """Periodic work beside the stream: acknowledge, heartbeat, re-snapshot chunks."""
+        self._rate.sample(self._events_total, now)
         owed = self._unflushed or self._last_commit_end > self._flushed_lsn
         if owed and now - self._last_flush >= self.flush_interval_s:
             self._flush_and_ack(cur)
@@ -521,10 +523,8 @@ class PgCapture:
                         "FROM pg_replication_slots WHERE slot_name = %s", (self.slot,))
             row = cur.fetchone()
         conn.close()
-        now, total = time.monotonic(), self._events_total
-        mark_time, mark_total = self._rate_mark
-        rate = (total - mark_total) / (now - mark_time) if now > mark_time else 0.0
-        self._rate_mark = (now, total)
+        total = self._events_total
+        rate = self._rate.per_second(total)
         return CaptureStatus(
             slot=self.slot,
             flushed_lsn=int_to_lsn(self._flushed_lsn) if self._flushed_lsn else None,

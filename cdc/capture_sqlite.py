@@ -45,6 +45,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterator
 
 from cdc.envelope import row_events, source_block, topic_name
+from cdc.event_rate import EventRate
 from cdc.events import EventSink
 from strangler.errors import OperatorError
 
@@ -161,7 +162,7 @@ class SqliteCapture:
         self._events_total = 0
         self._skipped = 0
         self._last_error: str | None = None
-        self._rate_mark = (time.monotonic(), 0)
+        self._rate = EventRate()
         self.streaming = threading.Event()   # set once run() polls (changes from then on count)
 
     # ---- setup ---------------------------------------------------------------------------
@@ -351,6 +352,7 @@ class SqliteCapture:
             self.snapshot(requests)
         self._refresh_schema()
         self._start_offset()
+        self._rate.sample(self._events_total)
         rows = self._conn.execute(
             f"SELECT change_id, tbl, op, before_json, after_json, ts_ms, origin FROM {CHANGES} "
             "WHERE change_id > ? ORDER BY change_id LIMIT ?",
@@ -407,10 +409,8 @@ class SqliteCapture:
                                    (offset,)).fetchone()[0]
         finally:
             conn.close()
-        now, total = time.monotonic(), self._events_total
-        mark_time, mark_total = self._rate_mark
-        self._rate_mark = (now, total)
-        rate = (total - mark_total) / (now - mark_time) if now > mark_time else 0.0
+        total = self._events_total
+        rate = self._rate.per_second(total)
         return SqliteCaptureStatus(self.slot, offset, pending, total, rate, self._skipped,
                                    self._last_error)
 
