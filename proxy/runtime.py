@@ -22,7 +22,7 @@ from proxy.engine import SinkFactory
 from proxy.metrics import merge, render
 from proxy.reload import LoadResult, RulesSource
 from proxy.settings import ProxySettings
-from proxy.workers import LocalWorker, ProcessWorker
+from proxy.workers import LocalWorker, ProcessWorker, listen_socket
 from strangler.errors import OperatorError
 
 log = logging.getLogger("strangler.proxy")
@@ -80,8 +80,17 @@ class Runtime:
         pass
 
     async def _start_workers(self) -> None:
+        s = self.settings
         try:
-            await asyncio.gather(*(w.start(self.rules.table) for w in self.workers))
+            if not isinstance(self.workers[0], LocalWorker):
+                # Workers bind with SO_REUSEPORT, which would silently share the port with
+                # another such process (a stale proxy): make sure nobody else has it first.
+                listen_socket(s.listen_host, s.listen_port, reuse_port=False).close()
+            try:
+                await asyncio.gather(*(w.start(self.rules.table) for w in self.workers))
+            except BaseException:
+                await self._stop_workers()      # no orphans when one worker fails to start
+                raise
         except OSError as exc:
             raise OperatorError(f"cannot listen on {self.settings.listen_host}:"
                                 f"{self.settings.listen_port}: {exc.strerror}; pick another "

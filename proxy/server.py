@@ -29,7 +29,7 @@ class _Refused(Exception):
 class ClientConnection(asyncio.Protocol):
     __slots__ = ("engine", "loop", "limits", "transport", "parser", "peer", "trusted", "flights",
                  "receiving", "head_bytes", "header_count", "paused", "writing_paused", "tunnel",
-                 "refusal", "dead", "last_activity", "upgrade_flight", "upgrade_pending")
+                 "refusal", "dead", "last_activity", "upgrade_flight", "upgrade_pending", "eof")
 
     def __init__(self, engine: "Engine") -> None:
         self.engine = engine
@@ -51,6 +51,7 @@ class ClientConnection(asyncio.Protocol):
         self.last_activity = 0.0
         self.upgrade_flight: Flight | None = None
         self.upgrade_pending: list[bytes] = []
+        self.eof = False                         # the client half-closed: answer, then close
 
     # -- asyncio.Protocol -------------------------------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -81,6 +82,8 @@ class ClientConnection(asyncio.Protocol):
             if rest:
                 self.upgrade_pending.append(rest)
         except httptools.HttpParserCallbackError as exc:
+            if self.transport.is_closing():
+                return                           # we stopped parsing because we are closing
             if not isinstance(exc.__cause__ or exc.__context__, _Refused):
                 self.engine.log_exception("request handling failed")
                 self.refusal = (500, "internal error; see the proxy log")
@@ -90,6 +93,7 @@ class ClientConnection(asyncio.Protocol):
 
     def eof_received(self) -> bool:
         # Half-closed by the client: answer what is pending, then close.
+        self.eof = True
         return bool(self.flights)
 
     def connection_lost(self, exc: Exception | None) -> None:
@@ -129,6 +133,8 @@ class ClientConnection(asyncio.Protocol):
 
     # -- httptools.HttpRequestParser callbacks ----------------------------------------------
     def on_message_begin(self) -> None:
+        if self.transport.is_closing():
+            raise _Refused                       # answered and closing: parse no further
         self.receiving = Flight(self)
         self.head_bytes = 0
         self.header_count = 0
@@ -216,7 +222,9 @@ class ClientConnection(asyncio.Protocol):
             self.paused.clear()
             self.transport.resume_reading()
             return
-        if not keep_alive or (self.dead and not self.flights and self.upgrade_flight is None):
+        if not keep_alive or (self.dead and not self.flights and self.upgrade_flight is None) \
+                or (not self.flights and (self.eof or self.engine.closing)):
+            self.dead = True
             self.transport.close()
             return
         if self.upgrade_flight is flight:

@@ -119,3 +119,34 @@ async def test_access_log_json_lines(tmp_path):
         assert key in entry
     text = log.read_text()
     assert "topsecret" not in text and "s3cret" not in text and "session=abc" not in text
+
+
+async def test_operator_mistakes_refused_at_start(tmp_path):
+    import socket
+
+    from proxy.runtime import Runtime
+    from proxy.settings import ProxySettings
+    from strangler.errors import OperatorError
+    from tests.conftest import free_port
+
+    async with upstream("legacy") as legacy:
+        rules = write_rules(tmp_path / "r.yaml", rules_doc(legacy.url))
+        busy = socket.socket()
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        base = dict(rules_path=rules, admin_port=free_port(), admin_token="t", workers=1)
+        try:
+            taken = Runtime(ProxySettings(listen_port=busy.getsockname()[1], **base))
+            with pytest.raises(OperatorError, match="cannot listen"):
+                await taken.start()
+        finally:
+            busy.close()
+        remote = Runtime(ProxySettings(listen_port=free_port(), admin_host="0.0.0.0", **base),
+                         in_process=True)
+        with pytest.raises(OperatorError, match="--admin-allow-remote"):
+            await remote.start()
+        bad = tmp_path / "bad.yaml"
+        bad.write_text("version: 1\nbackends: {}\n")
+        with pytest.raises(OperatorError, match="rules have errors"):
+            await Runtime(ProxySettings(listen_port=free_port(), **{**base, "rules_path": bad}),
+                          in_process=True).start()
