@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import secrets
 import time
 
 import aiohttp
@@ -12,9 +13,12 @@ from aiohttp import web
 
 from extracted_services.catalog.app import create_app as catalog_app
 from legacy_monolith.app import create_app as legacy_app
+from proxy.runtime import Runtime
+from proxy.settings import ProxySettings
 from proxy.shadow.dispatcher import sink_factory
 from proxy.shadow.report import build_report
 from proxy.shadow.store import ShadowStore
+from tests.conftest import free_port
 from tests.proxy.harness import rules_doc, running_proxy, write_rules
 from tests.proxy.shadow.shadow_helpers import price_and_description_bug, serve
 
@@ -175,3 +179,47 @@ async def test_post_through_the_proxy_is_a_dry_run_or_skipped(tmp_path, legacy, 
         assert r["compared"] == 1 and r["skipped"] == {} and r["errors"] == {}
     else:
         assert r["compared"] == 0 and r["skipped"] == {"unsafe-method": 1}
+
+
+async def test_two_worker_processes_write_one_postgresql_store(tmp_path, legacy, pg_url):
+    catalog = catalog_app(f"sqlite:///{tmp_path / 'catalog.db'}", seed_products=PRODUCTS)
+    catalog.middlewares.append(price_and_description_bug)
+    runner, service = await serve(catalog)
+    settings = ProxySettings(rules_path=shadow_rules(tmp_path, legacy.url, service.url),
+                             listen_port=free_port(), admin_port=free_port(),
+                             admin_token=secrets.token_hex(16), workers=2, shutdown_grace_s=2.0)
+    runtime = Runtime(settings, sink_factory=sink_factory(pg_url))
+    await runtime.start()
+    try:
+        pids = {w.pid for w in runtime.workers}
+        assert len(pids) == 2 and None not in pids
+        # a fresh connection per request, so the kernel spreads them over both workers
+        async with aiohttp.ClientSession(
+                connector=aiohttp.TCPConnector(force_close=True)) as client:
+            for i in range(2 * PRODUCTS):
+                url = f"http://127.0.0.1:{settings.listen_port}/api/products/{i % PRODUCTS + 1}"
+                async with client.get(url) as resp:
+                    assert resp.status == 200
+        store = ShadowStore(pg_url)
+        r = await wait_for_comparisons(store, "/api/products/{id}", 2 * PRODUCTS)
+        store.engine.dispose()
+        deadline = time.monotonic() + 30
+        while True:  # workers report their metrics to the supervisor once a second
+            per_worker = [_submitted(w.latest) for w in runtime.workers]
+            if sum(per_worker) == 2 * PRODUCTS:
+                break
+            assert time.monotonic() < deadline, per_worker
+            await asyncio.sleep(0.2)
+        assert all(per_worker)  # both processes shadowed, and wrote, their share
+    finally:
+        await runtime.stop()
+        await runner.cleanup()
+    assert r["compared"] == 2 * PRODUCTS and r["errors"] == {}
+    verdicts = {f["field"]: f["verdict"] for f in r["fields"]}
+    assert verdicts["$.description"] == "reported" and verdicts["$.generated_at"] == "noise"
+
+
+def _submitted(latest: dict | None) -> float:
+    """Shadows a worker submitted, from the metrics it last sent its supervisor."""
+    counters = ((latest or {}).get("metrics") or {}).get("counters", [])
+    return sum(v for name, _, v in counters if name == "strangler_shadow_submitted_total")
