@@ -177,7 +177,8 @@ class SqliteCapture:
                          "AUTOINCREMENT, tbl TEXT NOT NULL, op TEXT NOT NULL, before_json TEXT, "
                          "after_json TEXT, ts_ms INTEGER NOT NULL, origin TEXT)")
             conn.execute(f"CREATE TABLE IF NOT EXISTS {OFFSETS} (slot TEXT PRIMARY KEY, "
-                         "change_id INTEGER NOT NULL)")
+                         "change_id INTEGER NOT NULL, snapshot_pending INTEGER NOT NULL "
+                         "DEFAULT 0)")
             conn.execute(f"CREATE TABLE IF NOT EXISTS {ORIGIN} (name TEXT NOT NULL)")
             for table in self.tables:
                 self._install_triggers(table)
@@ -244,16 +245,18 @@ class SqliteCapture:
                                  (CHANGES,)).fetchone()
         return row[0] if row else 0
 
-    def _load_offset(self) -> int | None:
-        row = self._conn.execute(f"SELECT change_id FROM {OFFSETS} WHERE slot = ?",
-                                 (self.slot,)).fetchone()
-        return row[0] if row else None
+    def _load_offset(self) -> tuple[int, bool] | None:
+        """(change_id, initial snapshot still pending) for this slot, None before any start."""
+        row = self._conn.execute(f"SELECT change_id, snapshot_pending FROM {OFFSETS} "
+                                 "WHERE slot = ?", (self.slot,)).fetchone()
+        return (row[0], bool(row[1])) if row else None
 
-    def _store_offset(self, change_id: int) -> None:
-        self._conn.execute(f"INSERT INTO {OFFSETS} (slot, change_id) VALUES (?, ?) "
-                           "ON CONFLICT (slot) DO UPDATE SET change_id = excluded.change_id",
-                           (self.slot, change_id))
-        self._offset = change_id
+    def _store_offset(self, change_id: int, snapshot_pending: bool = False) -> None:
+        self._conn.execute(f"INSERT INTO {OFFSETS} (slot, change_id, snapshot_pending) "
+                           "VALUES (?, ?, ?) ON CONFLICT (slot) DO UPDATE SET change_id = "
+                           "excluded.change_id, snapshot_pending = excluded.snapshot_pending",
+                           (self.slot, change_id, int(snapshot_pending)))
+        self._offset = None if snapshot_pending else change_id
 
     def _prune(self) -> None:
         """Delete change rows every capture on this database has flushed."""
@@ -270,8 +273,12 @@ class SqliteCapture:
         (a SQLite snapshot is not resumable midway; an interrupted one is simply redone).
         """
         initial = tables is None
-        if initial and self._load_offset() is not None:
-            return 0
+        if initial:
+            stored = self._load_offset()
+            if stored is not None and not stored[1]:
+                return 0
+            # Hold our place first: other slots must not prune changes we will need.
+            self._store_offset(self._high_water(), snapshot_pending=True)
         conn = self._conn
         emitted = 0
         conn.execute("BEGIN")
@@ -338,11 +345,11 @@ class SqliteCapture:
 
     def _start_offset(self) -> None:
         if self._offset is None:
-            offset = self._load_offset()
-            if offset is None:      # streaming without a snapshot: start from now
-                offset = self._high_water()
-                self._store_offset(offset)
-            self._offset = offset
+            stored = self._load_offset()
+            if stored is None:      # streaming without a snapshot: start from now
+                self._store_offset(self._high_water())
+            else:
+                self._offset = stored[0]
 
     def poll_once(self) -> int:
         """Send the next batch of changes, flush, store the offset, prune; rows read."""

@@ -232,3 +232,26 @@ def test_tables_without_a_key_or_missing_are_refused(path):
         with pytest.raises(OperatorError, match=message):
             cap.ensure_setup()
         cap.close()
+
+
+def test_a_slot_taking_its_snapshot_keeps_other_slots_from_pruning_its_changes(path):
+    conn = connect(path)
+    first = make_capture(path, RecordingSink(), slot="a")
+    first.poll_once()
+    conn.execute("INSERT INTO products (id, name) VALUES (1, 'before')")
+
+    class Meddling(RecordingSink):
+        """While slot b reads its snapshot, a write lands and slot a prunes what it passed."""
+
+        def send(self, event):
+            super().send(event)
+            if len(self.events) == 1:
+                conn.execute("INSERT INTO products (id, name) VALUES (2, 'during')")
+                first.poll_once()
+
+    sink = Meddling()
+    second = make_capture(path, sink, slot="b")
+    assert second.snapshot() == 1
+    second.poll_once()
+    assert [(e.key, e.value["op"]) for e in sink.events] == [({"id": 1}, "r"), ({"id": 2}, "c")]
+    first.close(), second.close()
