@@ -283,7 +283,10 @@ class PgCapture:
         self._events_total += 1
 
     def request_snapshot(self, table: str) -> None:
-        """Ask the running stream to re-snapshot one captured table (see cdc/snapshot.py)."""
+        """Ask the running stream to re-snapshot one captured table (see cdc/snapshot.py).
+
+        Held in memory only: a re-snapshot cut short by a restart must be requested again.
+        """
         table = ".".join(split_name(table))
         if table not in self.tables:
             raise ValueError(f"{table} is not captured by slot {self.slot}")

@@ -428,3 +428,26 @@ def test_kill_9_of_the_capture_process_loses_nothing(pg_url, db, tmp_path):
     expected = {(("id", i),): n for i, n in db.fetchall()}
     got = {k: v["name"] for k, v in rows_of(apply_events(events), "shop.public.products").items()}
     assert got == expected
+
+
+def test_a_dropped_replication_connection_stops_run_and_a_new_run_resumes(pg_url, db):
+    first = RecordingSink()
+    cap = make_capture(pg_url, first)
+    runner = Running(cap)
+    with pytest.raises(psycopg2.Error):
+        with runner:
+            db.execute("INSERT INTO products (id, name) SELECT g, 'a' FROM generate_series(1, 20) g")
+            wait_for(lambda: len(first.events) == 20, what="first batch")
+            db.execute("SELECT pg_terminate_backend(active_pid) FROM pg_replication_slots "
+                       "WHERE slot_name = %s", (slot_name(pg_url),))
+            db.execute("INSERT INTO products (id, name) SELECT g, 'b' FROM generate_series(21, 40) g")
+            runner.thread.join(15)
+            assert not runner.thread.is_alive()
+    cap.close()
+    second = RecordingSink()
+    cap = make_capture(pg_url, second)
+    with Running(cap):
+        wait_for(lambda: any(e.key == {"id": 40} for e in second.events), what="second batch")
+    cap.close()
+    delivered = {e.key["id"] for e in first.events[:first.flushed] + second.events}
+    assert delivered == set(range(1, 41))
