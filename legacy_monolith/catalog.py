@@ -135,8 +135,9 @@ def delete_product(session: Session, product_id: int) -> None:
     if orders:
         raise conflict(f"product {product_id} ({product.sku}) is referenced by {orders} "
                        "order(s) and cannot be deleted")
-    session.execute(delete(CartItem).where(CartItem.product_id == product_id))
+    # Stock row before cart lines: the order checkout takes its locks in, so the two cannot deadlock.
     session.execute(delete(Inventory).where(Inventory.product_id == product_id))
+    session.execute(delete(CartItem).where(CartItem.product_id == product_id))
     try:
         session.execute(delete(Product).where(Product.id == product_id))
     except IntegrityError:  # a checkout ordered it between the check above and this delete
