@@ -38,17 +38,18 @@ from dataclasses import dataclass
 from typing import Any
 
 import psycopg2
+import psycopg2.extensions
 import psycopg2.extras
 
 from cdc import pgoutput
 from cdc.envelope import row_events, source_block, topic_name, truncate_event
 from cdc.event_rate import EventRate
 from cdc.events import ChangeEvent, EventSink
-from strangler.errors import OperatorError
 from cdc.pgoutput import UNCHANGED_TOAST, int_to_lsn
-from cdc.snapshot import (ExportedSnapshot, ProgressStore, SnapshotReader, TableInfo,
-                          TableProgress, connect, export_snapshot, libpq_dsn, split_name,
-                          table_info, wait_slot_released, SESSION_OPTIONS)
+from cdc.snapshot import (SESSION_OPTIONS, ExportedSnapshot, ProgressStore, SnapshotReader,
+                          TableInfo, TableProgress, connect, export_snapshot, libpq_dsn,
+                          split_name, table_info, wait_slot_released)
+from strangler.errors import OperatorError
 
 log = logging.getLogger(__name__)
 
@@ -106,7 +107,7 @@ class PgCapture:
         self.flush_every_events = flush_every_events
         self.flush_timeout_s = flush_timeout_s
         self.snapshot_chunk_rows = snapshot_chunk_rows
-        self.db = self.dsn.rsplit("/", 1)[-1].split("?", 1)[0]
+        self.db = psycopg2.extensions.parse_dsn(self.dsn).get("dbname", "")
         self._info: dict[str, TableInfo] = {}
         self._topics: dict[str, str] = {}
         self._rels: dict[int, _Rel] = {}
@@ -187,12 +188,6 @@ class PgCapture:
             raise OperatorError(f"replication slot {self.slot} belongs to another database; "
                                 "choose a slot name unique to this source")
         return row is not None
-
-    def drop_slot(self) -> None:
-        """Drop the slot (stops WAL retention for good; a new start needs a new snapshot)."""
-        with self._admin_cursor() as cur:
-            cur.execute("SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots "
-                        "WHERE slot_name = %s", (self.slot,))
 
     # ---- snapshot ------------------------------------------------------------------------
 
