@@ -192,10 +192,11 @@ class Flight:
                 self.replay_limit = decision.shadow.max_body_bytes
         if self.method in RETRY_METHODS:
             self.replay_limit = max(self.replay_limit, engine.limits.replay_buffer_bytes)
-        if self.replay_limit and (self.content_length or 0) <= self.replay_limit:
-            self.replay = []
-        if self.capture is not None and (self.replay is None or (self.content_length or 0)
-                                         > decision.shadow.max_body_bytes):
+        if self.replay_limit and (self.content_length or 0) <= self.replay_limit \
+                and not self.body_done:
+            self.replay = []                     # bodiless requests are replayable as they are
+        if self.capture is not None and not self.body_done and (
+                self.replay is None or (self.content_length or 0) > decision.shadow.max_body_bytes):
             self._skip_shadow("body-too-large")
         self.dispatch(decision.backend)
 

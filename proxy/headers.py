@@ -21,6 +21,7 @@ HOP_BY_HOP = frozenset({
 # Set by us for the upstream; the client's copies are dropped unless the peer is trusted.
 FORWARDED = frozenset({b"x-forwarded-for", b"x-forwarded-proto", b"x-forwarded-host", b"forwarded"})
 ALWAYS_DROPPED = HOP_BY_HOP | {b"close", b""}
+SIMPLE_CONNECTION = frozenset({b"keep-alive", b"close"})   # name nothing else: nothing to do
 # First bytes of the response header names we act on (hop-by-hop, Content-Length, Via).
 MAYBE_SPECIAL = frozenset(b"ckptuvCKPTUV")
 VIA = b"1.1 strangler"
@@ -166,7 +167,8 @@ def split_response_headers(lines: list[bytes], upgrade: bool = False
             elif lname == b"transfer-encoding":
                 te = True
             elif lname == b"connection":
-                named = connection_tokens(value) | (named or set())
+                if value.strip().lower() not in SIMPLE_CONNECTION:
+                    named = connection_tokens(value) | (named or set())
             elif upgrade and lname == b"upgrade":
                 out.append(line)
             continue
