@@ -2,9 +2,10 @@
 
 Both apps are seeded with the same N products from `legacy_monolith.seed_data`, then one list
 of catalog requests goes to each over real HTTP. Status, the headers a client acts on
-(content type, Allow, the dry-run marker) and every JSON field must match, except the documented noise (`generated_at`, `request_id`). A write's
-`updated_at` is "now" on each side, so there it must only be a timestamp within a few seconds
-of the other. A mismatch names the path of every differing field.
+(content type, Allow, the dry-run marker) and every JSON field must match, except the
+documented noise (`generated_at`, `request_id`). A write's `updated_at` is "now" on each
+side, so there it must only be a timestamp within a few seconds of the other. A mismatch
+names the path of every differing field.
 """
 from __future__ import annotations
 

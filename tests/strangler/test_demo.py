@@ -1,4 +1,4 @@
-"""`strangler demo` as an operator runs it: a real process tree on free ports, stopped by a signal."""
+"""`strangler demo` as an operator runs it: a real process tree on free ports, stopped by signal."""
 from __future__ import annotations
 
 import json

@@ -1,4 +1,4 @@
-"""`strangler catalog migrate|seed|serve` as an operator runs them: exit codes and one-line errors."""
+"""`strangler catalog migrate|seed|serve` as operators run them: exit codes, one-line errors."""
 from __future__ import annotations
 
 import socket
