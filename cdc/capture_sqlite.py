@@ -268,9 +268,10 @@ class SqliteCapture:
     def snapshot(self, tables: list[str] | None = None) -> int:
         """Emit current rows as op "r" from one read transaction; returns rows emitted.
 
-        Without `tables` this is the initial snapshot: skipped once an offset exists, and the
-        offset then starts at the change table's high-water mark read in the same transaction
-        (a SQLite snapshot is not resumable midway; an interrupted one is simply redone).
+        Without `tables` this is the initial snapshot: skipped once it has completed (or once
+        streaming started without one), and the offset then starts at the change table's
+        high-water mark read in the same transaction. A SQLite snapshot is not resumable
+        midway; an interrupted one is simply redone.
         """
         initial = tables is None
         if initial:
