@@ -234,6 +234,34 @@ def _start(cap: str, config: Path, part: str, log: Path) -> subprocess.Popen:
                             start_new_session=True)
 
 
+def _cpu_seconds(pids: dict[str, list[int]]) -> dict[str, float]:
+    """CPU time (user + system) used so far by each group of processes, from /proc."""
+    tick = os.sysconf("SC_CLK_TCK")
+    out = {}
+    for name, group in pids.items():
+        total = 0
+        for pid in group:
+            try:
+                fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+                total += int(fields[11]) + int(fields[12])
+            except (OSError, IndexError, ValueError):
+                pass
+        out[name] = total / tick
+    return out
+
+
+def _pids_named(comm: str) -> list[int]:
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                if (entry / "comm").read_text().strip() == comm:
+                    found.append(int(entry.name))
+            except OSError:
+                pass
+    return found
+
+
 def _pct(values: list[float], p: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, int(round(p / 100 * (len(ordered) - 1))))]
@@ -294,12 +322,17 @@ def main(changes: int = 100_000, snapshot_rows: int = 100_000, rate: int = 1000,
         procs.append(_start(cap, tmp / f"{cap}.yaml", "capture", tmp / "capture.log"))
         _wait_for(legacy, f"SELECT count(*) FROM pg_replication_slots WHERE slot_name = '{route.slot}' AND active",
                   1, 60)
+        groups = {"capture process": [procs[1].pid], "apply process": [procs[0].pid],
+                  "generator (this process)": [os.getpid()], "postgres (all)": _pids_named("postgres"),
+                  "kafka broker": _pids_named("java")}
+        cpu0 = _cpu_seconds(groups)
         done, t0 = 0, time.perf_counter()
         while done < changes:
             done += gen.batch(min(100, changes - done))
         written = time.perf_counter()
         sentinel = gen.insert_one_batch(1)
         seen = _wait_for(service, f"SELECT count(*) FROM products WHERE id = {sentinel}", 1, 600)
+        cpu = {k: v - cpu0[k] for k, v in _cpu_seconds(groups).items()}
         results["e2e"] = (done + 1) / (seen - t0)
         results["generator under load"] = done / (written - t0)
 
@@ -346,7 +379,11 @@ def main(changes: int = 100_000, snapshot_rows: int = 100_000, rate: int = 1000,
         for name in ("generator", "generator under load", "kafka produce", "kafka consume", "kafka", "insert",
                      "apply", "snapshot", "snapshot applied", "e2e"):
             print(f"{name:<24} {results[name]:>12,.0f} {results[name] / e2e:>7.2f}x")
-        print(f"\nlag at {achieved:,.0f} changes/s (inserts, {len(lags)} transactions): "
+        wall = changes / e2e
+        print(f"\nCPU during the e2e run ({wall:.1f} s wall, {os.cpu_count()} cores = "
+              f"{wall * os.cpu_count():.1f} CPU-s available): "
+              + ", ".join(f"{k} {v:.1f} s" for k, v in cpu.items()))
+        print(f"lag at {achieved:,.0f} changes/s (inserts, {len(lags)} transactions): "
               f"p50 {results['lag p50 ms']:.0f} ms, p99 {results['lag p99 ms']:.0f} ms, "
               f"mean {statistics.mean(lags) * 1000:.0f} ms")
         print(f"bars: e2e >= 10,000/s: {'met' if e2e >= 10_000 else 'NOT met'}; "

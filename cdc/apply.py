@@ -77,6 +77,8 @@ class Applier:
         self._order = mapping.target_order(direction)
         self._keys = {m.target_table: m.target_key for ms in self._maps.values() for m in ms}
         self._cache: dict[tuple[Lookup, Any], Any] = {}
+        self._lookup_tables = {lk.table for t in mapping.tables for c in t.columns
+                               for d, lk in c.lookups if d == direction}
         self.origin = None
         if use_origin and store.is_pg:
             self.origin = store.setup_origin(f"strangler_{consumer}"[:60])
@@ -214,6 +216,8 @@ class Applier:
                 stored[(topic, pk)] = pos
 
         net: dict[tuple[str, tuple], _Op] = {}
+        pending: dict[str, dict[tuple, _Op]] = {}        # this batch's rows of lookup tables
+        resolve = self._resolver(pending)
         new_positions: dict[tuple[str, str], int] = {}
         counted: list[tuple[str, Any]] = []
         for r, table, pk in live:
@@ -224,12 +228,14 @@ class Applier:
                 outcome.skipped += 1
                 continue
             try:
-                ops = self._map_event(table, ev.value, net)
+                ops = self._map_event(table, ev.value, resolve)
             except _Poison as p:
                 outcome.dead.append(Dead(r, p.kind, p.reason))
                 continue
             for target_key, op in ops:
                 _fold(net, target_key, op)
+                if target_key[0] in self._lookup_tables:
+                    pending.setdefault(target_key[0], {})[target_key[1]] = net[target_key]
             new_positions[(r.topic, pk)] = ev.position
             counted.append((table, (ev.value.get("source") or {}).get("ts_ms"), ev.position))
 
@@ -241,13 +247,12 @@ class Applier:
             self._last_positions[table] = max(self._last_positions.get(table, 0), position)
             outcome.applied += 1
 
-    def _map_event(self, table: str, value: dict[str, Any], net) -> list[tuple[tuple[str, tuple], _Op]]:
+    def _map_event(self, table: str, value: dict[str, Any], resolve) -> list[tuple[tuple[str, tuple], _Op]]:
         maps = self._maps.get(table)
         if not maps:
             raise _Poison("unmappable", f"no mapping for source table {table!r} ({self.direction})")
         op = value.get("op")
         before, after = value.get("before"), value.get("after")
-        resolve = self._resolver(net)
         out = []
         try:
             for m in maps:
@@ -298,11 +303,10 @@ class Applier:
             return _Op("clear", cols)
         return _Op("delete", dict(zip(m.target_key, key)))
 
-    def _resolver(self, net):
+    def _resolver(self, pending: dict[str, dict[tuple, _Op]]):
         def resolve(lookup: Lookup, value: Any) -> Any:
-            for (table, _), op in net.items():           # rows written earlier in this batch win
-                if table == lookup.table and op.kind == "upsert" and op.cols.get(lookup.match) == value \
-                        and lookup.take in op.cols:
+            for op in pending.get(lookup.table, {}).values():   # rows written earlier in this batch win
+                if op.kind != "delete" and op.cols.get(lookup.match) == value and lookup.take in op.cols:
                     return op.cols[lookup.take]
             ck = (lookup, value)
             if ck not in self._cache:
