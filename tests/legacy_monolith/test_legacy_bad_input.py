@@ -54,4 +54,6 @@ async def test_refused_with_clear_error_and_nothing_written(shop, snapshot):
         assert payload["error"]["code"] == code, case
         assert words in payload["error"]["message"], (case, payload)
         assert payload["request_id"] and payload["generated_at"], case
+    response = await shop.put("/api/products")
+    assert response.headers["Allow"] == "GET,HEAD,POST"
     assert snapshot() == before
