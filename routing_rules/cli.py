@@ -1,10 +1,11 @@
-"""`strangler rules validate|explain`: check rule files before they reach a proxy, and ask them
-where a request would go."""
+"""`strangler rules validate|explain|diff|apply`: check rule files before they reach a proxy, ask
+them where a request would go, and change them safely (diff/apply live in operate.cli)."""
 from __future__ import annotations
 
 import argparse
 import json
 
+from operate.cli import add_rules_commands
 from proxy.rules import RulesError, RulesUnreadable, check_rules, load_table
 from strangler.errors import OperatorError
 
@@ -28,6 +29,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     explain.add_argument("-H", "--header", action="append", default=[], metavar="'NAME: VALUE'",
                          help="a request header (repeatable), e.g. -H 'X-User-Id: 42'")
     explain.set_defaults(func=run_explain)
+    add_rules_commands(sub)
 
 
 def run_validate(args: argparse.Namespace) -> int:

@@ -20,6 +20,7 @@ COMMAND_MODULES = [
     "routing_rules.cli",
     "proxy.cli",
     "proxy.shadow.cli",
+    "operate.cli",
     "cdc.cli",
 ]
 

@@ -45,9 +45,13 @@ class Report:
 
 
 def check_rules(path: str | Path, rng: Rng | None = None,
-                environ: Mapping[str, str] | None = None) -> Report:
-    """Check rule files and compile them when they are sound. Raises RulesUnreadable only."""
-    sources, problems = read_sources(path)
+                environ: Mapping[str, str] | None = None,
+                texts: Mapping[str, bytes] | None = None) -> Report:
+    """Check rule files and compile them when they are sound. Raises RulesUnreadable only.
+
+    `texts` replaces the content of some files (keyed as `rule_files` names them): the check of
+    an edit before it is written."""
+    sources, problems = read_sources(path, texts)
     files = tuple(s.file for s in sources)
     order = {f: i for i, f in enumerate(files)}
 

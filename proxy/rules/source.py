@@ -10,7 +10,7 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Mapping
 
 import yaml
 
@@ -60,13 +60,17 @@ def rule_files(path: str | Path) -> list[Path]:
     return [p]
 
 
-def read_sources(path: str | Path) -> tuple[list[RuleSource], list[Problem]]:
-    """Read and parse every rule file under PATH; YAML syntax errors come back as problems."""
+def read_sources(path: str | Path, texts: Mapping[str, bytes] | None = None
+                 ) -> tuple[list[RuleSource], list[Problem]]:
+    """Read and parse every rule file under PATH; YAML syntax errors come back as problems.
+
+    `texts` (file name as `rule_files` spells it -> bytes) stands in for files on disk, so an
+    edit can be checked as the rule set it would become before anything is written."""
     sources: list[RuleSource] = []
     problems: list[Problem] = []
     for f in rule_files(path):
         try:
-            raw = f.read_bytes()
+            raw = texts[str(f)] if texts and str(f) in texts else f.read_bytes()
         except OSError as exc:
             raise RulesUnreadable([Problem(str(f), None, None,
                                            f"cannot read: {exc.strerror or exc}")]) from exc

@@ -1,0 +1,361 @@
+"""Every operator action as a plain function over rule files: the CLI calls these, and so does the
+proxy's automatic rollback (`set_percent`). Each one reads the rules, checks the move, edits the
+capability's file round-trip, validates the result, then writes it with compare-and-swap and
+records who/when/why/diff in the history. A refused action changes nothing anywhere.
+
+    change = set_percent("routing_rules/demo.yaml", "catalog", 0, who="proxy:web1:4242",
+                         why="gate p99 ratio 2.3 > 1.5 on 412 requests",
+                         expected_version="1a2b3c4d5e6f")
+"""
+from __future__ import annotations
+
+import difflib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+from ruamel.yaml.comments import CommentedMap
+
+from operate import history
+from operate.rule_diff import Difference, diff_tables
+from operate.rule_edit import (RuleSet, RulesChanged, compile_rules, edit_yaml, locked,
+                               read_rules, replace_atomically, require_unchanged, sha256,
+                               version_of)
+from operate.transitions import check_percent, check_stage, check_writes, rollback_plan
+from proxy.rules import CompiledCapability, CompiledTable
+from strangler.errors import OperatorError
+
+
+@dataclass(frozen=True, slots=True)
+class Actor:
+    who: str
+    why: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class Change:
+    """What an action did (or, with dry_run, would do)."""
+    command: str
+    capability: str | None
+    summary: str                          # one line: what changed
+    changed: bool                         # False: already in that state, nothing written
+    before: str                           # rules version before
+    after: str                            # rules version after (== before when unchanged)
+    dry_run: bool = False
+    entry_id: int | None = None           # history entry, when written
+    differences: tuple[Difference, ...] = ()
+    text_diff: str = ""
+    notes: tuple[str, ...] = field(default=())
+
+    def line(self) -> str:
+        if not self.changed:
+            return f"{self.summary} (rules {self.before})"
+        where = "dry run, nothing written" if self.dry_run else f"change #{self.entry_id}"
+        return f"{self.summary} (rules {self.before} -> {self.after}, {where})"
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"command": self.command, "capability": self.capability, "summary": self.summary,
+                "changed": self.changed, "dry_run": self.dry_run, "before": self.before,
+                "after": self.after, "entry_id": self.entry_id,
+                "differences": [d.as_dict() for d in self.differences],
+                "diff": self.text_diff, "notes": list(self.notes)}
+
+
+# ---- the commands -----------------------------------------------------------------------------
+
+def rollout(path: str | Path, capability: str, percent: float, actor: Actor,
+            dry_run: bool = False, expected_version: str | None = None) -> Change:
+    """Set the share of reads the service answers in canary."""
+    def mutate(m: CommentedMap, cap: CompiledCapability) -> str:
+        _sub(m, "rollout", after=("writes", "stage"))["percent"] = _number(percent)
+        return f"{cap.name}: rollout percent {cap.percent:g} -> {percent:g}"
+    def notes(cap: CompiledCapability) -> tuple[str, ...]:
+        if cap.stage == "canary":
+            return ()
+        return (f"{capability} is in stage {cap.stage}: the percent takes effect in canary "
+                f"(`strangler stage {capability} canary`)",)
+    return _edit(path, capability, f"rollout {capability} {percent:g}", actor, dry_run,
+                 lambda cap: check_percent(cap, percent), mutate, expected_version, notes=notes,
+                 same=lambda cap: f"{capability}: rollout percent is already {percent:g}")
+
+
+def set_percent(rules_path: str | Path, capability: str, percent: float, who: str, why: str,
+                expected_version: str | None = None) -> Change:
+    """`rollout` for programs (the proxy's automatic rollback). With `expected_version` (the
+    rules the caller was serving) it is a compare-and-swap: if the percent is already there
+    (another proxy got there first) nothing is written and `changed` is False; if the rules
+    moved on otherwise, RulesChanged is raised and the caller should reload and re-judge."""
+    actor = Actor(who, why)
+    try:
+        return rollout(rules_path, capability, percent, actor, expected_version=expected_version)
+    except RulesChanged:
+        if expected_version is None:
+            raise
+        # Lost the race at write time: one more look decides between "done already" and "moved".
+        return rollout(rules_path, capability, percent, actor, expected_version=expected_version)
+
+
+def shadow(path: str | Path, capability: str, on: bool, actor: Actor,
+           percent: float | None = None, dry_run: bool = False) -> Change:
+    """Turn shadow traffic on (at PERCENT, default 100) or off (percent 0)."""
+    target = (100.0 if percent is None else percent) if on else 0.0
+    if not 0 <= target <= 100:
+        raise OperatorError(f"--percent {target:g} is outside 0..100; give e.g. --percent 10")
+
+    def mutate(m: CommentedMap, cap: CompiledCapability) -> str:
+        _sub(m, "shadow", after=("rollout", "writes", "stage"))["percent"] = _number(target)
+        state = "on" if target else "off"
+        return f"{cap.name}: shadow {state}, percent {cap.shadow.percent:g} -> {target:g}"
+    word = f"on --percent {target:g}" if on else "off"
+    return _edit(path, capability, f"shadow {capability} {word}", actor, dry_run, _no_check, mutate,
+                 same=lambda cap: f"{capability}: shadow percent is already {target:g}")
+
+
+def writes(path: str | Path, capability: str, owner: str, actor: Actor,
+           dry_run: bool = False) -> Change:
+    """Move the write owner (canary only)."""
+    def mutate(m: CommentedMap, cap: CompiledCapability) -> str:
+        _set(m, "writes", owner, after=("stage",))
+        return f"{cap.name}: writes {cap.writes} -> {owner}"
+
+    def notes(cap: CompiledCapability) -> tuple[str, ...]:
+        direction = "legacy -> service" if owner == "service" else "service -> legacy"
+        return (f"CDC now has to run {direction}: check `strangler cdc status`",)
+    return _edit(path, capability, f"writes {capability} {owner}", actor, dry_run,
+                 lambda cap: check_writes(cap, owner), mutate, notes=notes,
+                 same=lambda cap: f"{capability}: writes already go to {owner}")
+
+
+def stage(path: str | Path, capability: str, target: str, actor: Actor,
+          dry_run: bool = False, command: str | None = None) -> Change:
+    """Move a capability to another stage (forward one at a time; back as writes allow)."""
+    def mutate(m: CommentedMap, cap: CompiledCapability) -> str:
+        _set_stage(m, cap, target)
+        return f"{cap.name}: stage {cap.stage} -> {target}"
+
+    def notes(cap: CompiledCapability) -> tuple[str, ...]:
+        if target == "canary" and cap.stage == "shadow" and cap.percent == 0:
+            return (f"legacy still answers every read: raise the share with "
+                    f"`strangler rollout {capability} 1`",)
+        return ()
+    return _edit(path, capability, command or f"stage {capability} {target}", actor, dry_run,
+                 lambda cap: check_stage(cap, target), mutate, notes=notes,
+                 same=lambda cap: f"{capability}: already in stage {target}")
+
+
+def cutover(path: str | Path, capability: str, actor: Actor, dry_run: bool = False) -> Change:
+    """The service answers every read (writes must already be with the service)."""
+    return stage(path, capability, "cutover", actor, dry_run, command=f"cutover {capability}")
+
+
+def retire(path: str | Path, capability: str, actor: Actor, dry_run: bool = False) -> Change:
+    """The service only; no fallback to legacy (after cutover)."""
+    return stage(path, capability, "retired", actor, dry_run, command=f"retire {capability}")
+
+
+def rollback(path: str | Path, capability: str, actor: Actor, dry_run: bool = False) -> Change:
+    """Legacy answers every read again, from any stage; writes stay where they are (see
+    operate.transitions for why)."""
+    plan: list = []
+
+    def check(cap: CompiledCapability) -> None:
+        plan.append(rollback_plan(cap))
+
+    def mutate(m: CommentedMap, cap: CompiledCapability) -> str:
+        p = plan[0]
+        _set_stage(m, cap, p.stage)
+        _sub(m, "rollout", after=("writes", "stage"))["percent"] = _number(p.percent)
+        moved = f"stage {cap.stage} -> {p.stage}, " if cap.stage != p.stage else ""
+        return (f"{cap.name}: rolled back ({moved}percent {cap.percent:g} -> {p.percent:g}); "
+                "legacy answers every read")
+
+    def notes(cap: CompiledCapability) -> tuple[str, ...]:
+        return (plan[0].note,) if plan and plan[0] and plan[0].note else ()
+    return _edit(path, capability, f"rollback {capability}", actor, dry_run, check, mutate,
+                 notes=notes, skip=lambda cap: plan[0] is None,
+                 same=lambda cap: f"{capability}: nothing to roll back (stage {cap.stage}, "
+                                  f"legacy answers every read)")
+
+
+def apply(path: str | Path, new_file: str | Path, actor: Actor, dry_run: bool = False) -> Change:
+    """Replace the rule file with NEW_FILE after validating it (a rules directory: the file of
+    the same name in it)."""
+    rules = read_rules(path)
+    new_path = Path(new_file)
+    try:
+        new = new_path.read_bytes()
+    except OSError as exc:
+        raise OperatorError(f"cannot read {new_path}: {exc.strerror or exc}") from None
+    if rules.path.is_dir():
+        target = next((f for f in rules.files if Path(f).name == new_path.name), None)
+        if target is None:
+            raise OperatorError(f"{rules.path} has no file named {new_path.name}; name the new "
+                                "file after the one it replaces")
+    else:
+        target = next(iter(rules.files))
+    try:
+        before: CompiledTable | None = compile_rules(rules)
+    except OperatorError:
+        before = None                     # applying a good file is how a broken one is fixed
+    if rules.files[target] == new:
+        return Change(f"rules apply {new_path}", None, f"{target} already has this content",
+                      False, rules.version, rules.version)
+    return _commit(rules, {target: new}, before, command=f"rules apply {new_path}",
+                   capability=None, summary=None, actor=actor, dry_run=dry_run)
+
+
+def undo(path: str | Path, actor: Actor, dry_run: bool = False) -> Change:
+    """Restore the rules as they were before the newest change not yet undone."""
+    rules = read_rules(path)
+    hdir = history.history_dir(rules.path)
+    entry = history.undo_target(history.entries(hdir))
+    if entry is None:
+        raise OperatorError(f"nothing to undo: no change to {rules.path} is recorded in {hdir}")
+    replace: dict[str, bytes] = {}
+    for name, (before_sha, after_sha) in entry["files"].items():
+        file = _file_named(rules, name)
+        if file is None or sha256(rules.files[file]) != after_sha:
+            raise OperatorError(f"{file or name} changed since change #{entry['id']} "
+                                f"({entry['command']}) wrote it, so undo cannot tell what to "
+                                "restore; look at `strangler history` and edit by hand or use "
+                                "`strangler rules apply`")
+        replace[file] = history.load_object(hdir, before_sha)
+    return _commit(rules, replace, compile_rules(rules), command=f"undo #{entry['id']}",
+                   capability=entry.get("capability"),
+                   summary=f"undid change #{entry['id']}: {entry['summary']}", actor=actor,
+                   dry_run=dry_run, undoes=entry["id"])
+
+
+def diff_files(old: str | Path, new: str | Path) -> list[Difference]:
+    """The routing differences between two rule files (or directories)."""
+    return diff_tables(compile_rules(read_rules(old)), compile_rules(read_rules(new)))
+
+
+# ---- the machinery ----------------------------------------------------------------------------
+
+def _no_check(cap: CompiledCapability) -> None:
+    return None
+
+
+def _edit(path: str | Path, name: str, command: str, actor: Actor, dry_run: bool,
+          check: Callable[[CompiledCapability], None],
+          mutate: Callable[[CommentedMap, CompiledCapability], str],
+          expected_version: str | None = None, *,
+          same: Callable[[CompiledCapability], str],
+          notes: Callable[[CompiledCapability], tuple[str, ...]] = lambda cap: (),
+          skip: Callable[[CompiledCapability], bool] = lambda cap: False) -> Change:
+    rules = read_rules(path)
+    table = compile_rules(rules)
+    cap = find_capability(table, name)
+    check(cap)
+    if skip(cap):
+        return Change(command, name, same(cap), False, rules.version, rules.version)
+    summary: list[str] = []
+
+    def edit_doc(doc: Any) -> None:
+        summary.append(mutate(_capability_map(doc, name, cap), cap))
+    text = edit_yaml(rules.text(cap.file), edit_doc).encode("utf-8")
+    if text == rules.files[cap.file]:
+        return Change(command, name, same(cap), False, rules.version, rules.version)
+    if expected_version is not None and rules.version != expected_version:
+        raise RulesChanged(f"the rules are at version {rules.version}, not {expected_version} "
+                           "as expected (someone changed them); reload and decide again")
+    return _commit(rules, {cap.file: text}, table, command=command, capability=name,
+                   summary=summary[0], actor=actor, dry_run=dry_run, notes=notes(cap))
+
+
+def find_capability(table: CompiledTable, name: str) -> CompiledCapability:
+    cap = table.capability(name)
+    if cap is not None:
+        return cap
+    names = [c.name for c in table.capabilities]
+    close = difflib.get_close_matches(name, names, n=1)
+    hint = f"did you mean {close[0]!r}?" if close else f"known: {', '.join(names) or 'none'}"
+    raise OperatorError(f"unknown capability {name!r} in {', '.join(table.files)}; {hint}")
+
+
+def _commit(rules: RuleSet, replace: dict[str, bytes], before_table: CompiledTable | None, *,
+            command: str, capability: str | None, summary: str | None, actor: Actor,
+            dry_run: bool, notes: tuple[str, ...] = (), undoes: int | None = None) -> Change:
+    after_table = compile_rules(rules, replace, what=command)
+    differences = tuple(diff_tables(before_table, after_table)) if before_table else ()
+    after_version = version_of([replace.get(f, raw) for f, raw in rules.files.items()])
+    text = "".join(_unified(f, rules.files[f], new) for f, new in replace.items())
+    if summary is None:
+        summary = (f"{command}: " + ("; ".join(str(d) for d in differences[:3])
+                                     + (f"; and {len(differences) - 3} more"
+                                        if len(differences) > 3 else "")
+                                     if differences else "no routing change (text only)"))
+    change = Change(command, capability, summary, True, rules.version, after_version, dry_run,
+                    None, differences, text, notes)
+    if dry_run:
+        return change
+    hdir = history.history_dir(rules.path)
+    with locked(hdir / "lock"):
+        require_unchanged(rules)
+        files = {}
+        for f, new in replace.items():
+            old_sha, new_sha = sha256(rules.files[f]), sha256(new)
+            history.store_object(hdir, old_sha, rules.files[f])
+            history.store_object(hdir, new_sha, new)
+            files[Path(f).name] = [old_sha, new_sha]
+        for f, new in replace.items():
+            replace_atomically(f, new)
+        entry_id = history.append(hdir, {
+            "at": history.now_utc(), "who": actor.who, "why": actor.why, "command": command,
+            "capability": capability, "summary": summary, "before": rules.version,
+            "after": after_version, "files": files, "undoes": undoes,
+            "rule_diff": [str(d) for d in differences], "diff": text})
+    return Change(command, capability, summary, True, rules.version, after_version, False,
+                  entry_id, differences, text, notes)
+
+
+def _unified(file: str, old: bytes, new: bytes) -> str:
+    name = Path(file).name
+    return "".join(difflib.unified_diff(old.decode("utf-8").splitlines(True),
+                                        new.decode("utf-8").splitlines(True),
+                                        f"a/{name}", f"b/{name}"))
+
+
+def _file_named(rules: RuleSet, name: str) -> str | None:
+    return next((f for f in rules.files if Path(f).name == name), None)
+
+
+def _capability_map(doc: Any, name: str, cap: CompiledCapability) -> CommentedMap:
+    for item in doc.get("capabilities") or []:
+        if isinstance(item, dict) and item.get("name") == name:
+            return item
+    raise OperatorError(f"capability {name!r} is not in {cap.file} as written "
+                        "(anchors or merge keys?); edit it by hand")
+
+
+def _number(value: float) -> int | float:
+    return int(value) if float(value).is_integer() else float(value)
+
+
+def _set(m: CommentedMap, key: str, value: Any, after: tuple[str, ...]) -> None:
+    """Set KEY in place, or insert it after the first of AFTER that exists (else at the end)."""
+    if key in m:
+        m[key] = value
+        return
+    keys = list(m.keys())
+    anchor = next((k for k in after if k in m), None)
+    m.insert(keys.index(anchor) + 1 if anchor else len(keys), key, value)
+
+
+def _sub(m: CommentedMap, key: str, after: tuple[str, ...]) -> CommentedMap:
+    """The mapping under KEY, created (block style) when missing."""
+    if not isinstance(m.get(key), dict):
+        _set(m, key, CommentedMap(), after)
+    return m[key]
+
+
+def _set_stage(m: CommentedMap, cap: CompiledCapability, target: str) -> None:
+    """Set the stage; entering canary writes the owner and the percent explicitly, since canary
+    does not imply them."""
+    m["stage"] = target
+    if target == "canary":
+        _set(m, "writes", m.get("writes") or cap.writes, after=("stage",))
+        rollout = _sub(m, "rollout", after=("writes", "stage"))
+        if "percent" not in rollout:
+            rollout["percent"] = _number(cap.percent)

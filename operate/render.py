@@ -1,0 +1,48 @@
+"""Terminal output: tables that fit 80 columns, colour only when writing to a terminal."""
+from __future__ import annotations
+
+import os
+import sys
+from typing import TextIO
+
+_CODES = {"red": "31", "green": "32", "yellow": "33", "bold": "1", "dim": "2"}
+WIDTH = 80
+
+
+def use_colour(stream: TextIO) -> bool:
+    """A TTY, and the user did not opt out (NO_COLOR, TERM=dumb)."""
+    return (stream.isatty() and "NO_COLOR" not in os.environ
+            and os.environ.get("TERM") != "dumb")
+
+
+def paint(text: str, colour: str, stream: TextIO = sys.stdout) -> str:
+    return f"\033[{_CODES[colour]}m{text}\033[0m" if use_colour(stream) else text
+
+
+def diff_colour(line: str) -> str | None:
+    """The colour of a diff line: additions green, removals red, hunk headers dim."""
+    if line.startswith(("+++", "---", "@@")):
+        return "dim"
+    return {"+": "green", "-": "red", "~": "yellow"}.get(line[:1])
+
+
+def table(headers: list[str], rows: list[list[str]], width: int = WIDTH) -> str:
+    """Left-aligned columns two spaces apart; the widest columns are cut (with …) to fit."""
+    cells = [headers] + [[str(c) for c in row] for row in rows]
+    widths = [max(len(r[i]) for r in cells) for i in range(len(headers))]
+    budget = width - 2 * (len(headers) - 1)
+    while sum(widths) > budget:
+        widest = max(range(len(widths)), key=lambda i: widths[i])
+        if widths[widest] <= 6:
+            break
+        widths[widest] -= 1
+    lines = []
+    for row in cells:
+        parts = [_fit(c, w) for c, w in zip(row, widths)]
+        lines.append("  ".join(parts).rstrip())
+    return "\n".join(lines)
+
+
+def _fit(text: str, width: int) -> str:
+    text = text.replace("\n", " ")
+    return text.ljust(width) if len(text) <= width else text[: width - 1] + "…"
