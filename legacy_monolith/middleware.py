@@ -2,7 +2,8 @@
 
 aiohttp's own refusals (unknown route, wrong method, body above `client_max_size`) are
 turned into the same `{"error": {code, message}}` shape as the handlers' errors; an
-unexpected exception is logged with the request id and answered with a bare 500.
+unexpected exception is logged with the request id and answered with a 500 quoting it
+(never the exception text, which may hold data).
 """
 from __future__ import annotations
 

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import uuid
 
-from sqlalchemy import insert, select
+from sqlalchemy import insert, select, text
 
 from legacy_monolith.models import Inventory, Product
 from legacy_monolith.seed_data import iter_categories, iter_products, product
@@ -213,3 +213,18 @@ async def test_explicit_ids_never_collide_with_new_ones(shop, engine):
     response = await shop.post("/api/products", json=NEW_PRODUCT)
     assert response.status == 201
     assert (await response.json())["id"] == 5001
+
+
+async def test_unexpected_failure_is_a_500_quoting_the_request_id_only(shop, engine):
+    """A broken database answers 500 with the request id to quote; no SQL or traceback leaks."""
+    with engine.begin() as connection:
+        connection.execute(text("ALTER TABLE categories RENAME TO categories_gone"))
+    try:
+        response = await shop.get("/api/categories", headers={"X-Request-Id": "req-500"})
+        body = await response.json()
+    finally:
+        with engine.begin() as connection:
+            connection.execute(text("ALTER TABLE categories_gone RENAME TO categories"))
+    assert response.status == 500
+    assert body["error"] == {"code": "internal_error",
+                             "message": "internal error; quote request id req-500"}
