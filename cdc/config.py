@@ -124,8 +124,9 @@ def load_config(capability: str, path: str | None = None) -> CdcConfig:
         url = _expand(node["url"])
         if not url:
             raise where.fail(node, "url", f"{name}.url", "is empty; set it or its environment variable")
+        default_schema = "main" if url.startswith("sqlite") else "public"   # as each capture names it
         return Side(url=url, topic_prefix=str(_expand(node.get("topic_prefix", name))),
-                    schema=str(_expand(node.get("schema", "public"))))
+                    schema=str(_expand(node.get("schema", default_schema))))
 
     writes = doc.get("writes", "legacy")
     if writes not in ("legacy", "service"):

@@ -56,12 +56,9 @@ def make_capture(config: CdcConfig, route: Route, sink: EventSink):
     if backend(route.source.url) == "postgresql":
         from cdc.capture_pg import PgCapture
         return PgCapture(route.source.url, route.slot, route.slot, tables, route.source.topic_prefix, sink)
-    try:
-        from cdc.capture_sqlite import SqliteCapture
-    except ImportError:
-        raise OperatorError("SQLite capture is not available in this build; use PostgreSQL sources") from None
-    return SqliteCapture(route.source.url, route.slot, route.slot, list(route.source_tables),
-                         route.source.topic_prefix, sink)
+    from cdc.capture_sqlite import SqliteCapture
+    return SqliteCapture(route.source.url, list(route.source_tables), route.source.topic_prefix, sink,
+                         slot=route.slot)
 
 
 def make_applier(config: CdcConfig, route: Route) -> Applier:

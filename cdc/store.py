@@ -16,10 +16,13 @@ from sqlalchemy.pool import NullPool
 from strangler.db import make_engine, normalise_url
 from strangler.errors import OperatorError
 
-OFFSETS = "_cdc_offsets"
+OFFSETS = "_cdc_apply_offsets"     # (not _cdc_offsets: SQLite capture keeps its own under that name)
 POSITIONS = "_cdc_row_positions"
 DLQ = "_cdc_dlq"
 STATS = "_cdc_apply_stats"
+# SQLite's replication-origin equivalent (cdc/capture_sqlite.py): a row present only inside our
+# own write transactions; the capture triggers copy it into each change, and capture skips those.
+SQLITE_ORIGIN = "_cdc_origin"
 TABLE_WIDE = "*"        # the row-positions key recording a truncate of a whole table
 
 _DDL = {
@@ -48,6 +51,7 @@ _DDL = {
         f"CREATE TABLE IF NOT EXISTS {STATS} (consumer TEXT NOT NULL, tbl TEXT NOT NULL, "
         f"events INTEGER NOT NULL, last_position INTEGER, last_source_ms INTEGER, last_commit_ms INTEGER, "
         f"last_lag_ms INTEGER, PRIMARY KEY (consumer, tbl))",
+        f"CREATE TABLE IF NOT EXISTS {SQLITE_ORIGIN} (name TEXT NOT NULL)",
     ],
 }
 
@@ -92,6 +96,7 @@ class TargetStore:
             self.errors = (sqlite3.IntegrityError, sqlite3.DataError, sqlite3.OperationalError,
                            sqlite3.InterfaceError, sqlite3.ProgrammingError)
         self.in_tx = False
+        self.marked = False             # set below, once the marker table exists
         self.begin()
         cur = self.conn.cursor()
         if self.is_pg:      # zone-less source timestamps are UTC (capture renders them so)
@@ -99,15 +104,23 @@ class TargetStore:
         for ddl in _DDL[self.backend]:
             cur.execute(ddl)
         self.commit()
+        self.marked = not self.is_pg
 
     # --- transactions -------------------------------------------------------------------------
     def begin(self) -> None:
         if not self.is_pg:
             self.conn.execute("BEGIN IMMEDIATE")
+            if self.marked:
+                self.conn.execute(f"INSERT INTO {SQLITE_ORIGIN} (name) VALUES ('strangler')")
         self.in_tx = True
 
     def commit(self) -> None:
-        self.conn.commit() if self.is_pg else self.conn.execute("COMMIT")
+        if self.is_pg:
+            self.conn.commit()
+        else:
+            if self.marked:
+                self.conn.execute(f"DELETE FROM {SQLITE_ORIGIN}")
+            self.conn.execute("COMMIT")
         self.in_tx = False
 
     def rollback(self) -> None:

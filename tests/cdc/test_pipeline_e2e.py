@@ -142,3 +142,29 @@ def test_reverse_sync_has_no_echo_loop(stores, kafka_bootstrap):
         assert pipeline.errors == []
     finally:
         pipeline.close()
+
+
+def test_sqlite_stores_over_the_embedded_log_both_ways_without_echo(tmp_path):
+    """The `make demo` setting: no broker, SQLite on both sides, triggers + the origin marker."""
+    from strangler.db import sqlite_url
+    legacy, service = sqlite_url(tmp_path / "legacy.db"), sqlite_url(tmp_path / "service.db")
+    create_legacy_schema(legacy)
+    create_service_schema(service)
+    seed_legacy(legacy, products=300)
+    config = load_config("demo", str(write_config(tmp_path, "demo", legacy, service)))
+    pipeline = Pipeline(config, [TO_SERVICE, TO_LEGACY]).start()
+    try:
+        assert wait_synced(config, TO_SERVICE, timeout_s=30).differences == 0
+        execute(legacy, "UPDATE products SET price = 5.55 WHERE id = 3", "DELETE FROM products WHERE id = 4")
+        execute(service, "UPDATE products SET title = 'service wrote this' WHERE id = 9")
+        assert wait_synced(config, TO_SERVICE, timeout_s=30).differences == 0
+        assert wait_synced(config, TO_LEGACY, timeout_s=30).differences == 0
+        assert rows(service, "SELECT price_cents FROM products WHERE id = 3") == [(555,)]
+        assert rows(legacy, "SELECT name FROM products WHERE id = 9") == [("service wrote this",)]
+        time.sleep(1)
+        # Applied changes carried the origin marker: each side's capture skipped them (no echo).
+        skipped = [c.capture.status().skipped_by_origin for c in pipeline.captures]
+        assert all(n >= 1 for n in skipped), skipped
+        assert pipeline.errors == []
+    finally:
+        pipeline.close()
