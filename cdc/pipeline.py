@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections import deque
 from dataclasses import dataclass, field
 
 from sqlalchemy.engine import make_url
@@ -70,7 +71,7 @@ class ApplyStats:
     """In-process figures of the apply loop (the durable ones live in the target's tables)."""
     events: int = 0
     dead: int = 0
-    lags_ms: list[int] = field(default_factory=list)
+    lags_ms: deque = field(default_factory=lambda: deque(maxlen=10_000))   # the most recent batches
 
     def record(self, outcome: Outcome) -> None:
         self.events += outcome.applied

@@ -74,7 +74,8 @@ class TargetStore:
         self.backend = make_url(url).get_backend_name()
         if self.backend not in _DDL:
             raise OperatorError(f"{self.backend}: unsupported target database; use postgresql or sqlite")
-        self.engine = make_engine(url, poolclass=NullPool)
+        extra = {"connect_args": {"application_name": "strangler-cdc-apply"}} if self.backend == "postgresql" else {}
+        self.engine = make_engine(url, poolclass=NullPool, **extra)
         try:
             self._raw = self.engine.raw_connection()
         except Exception as exc:  # noqa: BLE001 - any driver error means the same to the operator
@@ -145,8 +146,10 @@ class TargetStore:
     def close(self) -> None:
         try:
             self.rollback()
-        finally:
             self._raw.close()
+        except Exception:  # noqa: BLE001 - the connection is already gone: just drop it
+            self._raw.invalidate()
+        finally:
             self.engine.dispose()
 
     # --- bulk statements ----------------------------------------------------------------------

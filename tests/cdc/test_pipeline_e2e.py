@@ -168,3 +168,31 @@ def test_sqlite_stores_over_the_embedded_log_both_ways_without_echo(tmp_path):
         assert pipeline.errors == []
     finally:
         pipeline.close()
+
+
+def test_apply_and_capture_survive_their_database_connections_being_killed(stores):
+    """Stand-in for a PostgreSQL restart (the shared server must not be restarted): every backend
+    of both pipeline sessions is terminated mid-stream; both reconnect and resume, nothing lost."""
+    config, legacy, service = stores
+    seed_legacy(legacy, products=500)
+    pipeline = Pipeline(config, [TO_SERVICE]).start()
+    stop, done = threading.Event(), []
+    writer = threading.Thread(target=_writer, args=(legacy, stop, 20_000, done))
+    try:
+        assert wait_synced(config, TO_SERVICE).differences == 0
+        writer.start()
+        for _ in range(2):
+            time.sleep(1)
+            for url in (legacy, service):
+                db = url.rsplit("/", 1)[1]
+                execute(url, "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = :d "
+                             "AND (backend_type = 'walsender' OR application_name = 'strangler-cdc-apply')",
+                        params={"d": db})
+        time.sleep(1)
+        stop.set()
+        writer.join()
+        assert wait_synced(config, TO_SERVICE, timeout_s=60).differences == 0
+        assert pipeline.errors == [] and len(done) > 20
+    finally:
+        stop.set()
+        pipeline.close()
