@@ -13,6 +13,7 @@ import logging.handlers
 import queue
 import re
 import sys
+from datetime import datetime, timezone
 from typing import Any
 
 SENSITIVE_QUERY = re.compile(r"(?i)(pass|secret|token|key|auth|session|sig|card|cvv|code)")
@@ -31,8 +32,14 @@ def redact_query(query: str) -> str:
 
 
 class _JsonLines(logging.Formatter):
+    """Runs on the listener thread: the ISO timestamp is made here, not on the event loop."""
+
     def format(self, record: logging.LogRecord) -> str:
-        return json.dumps(record.msg, separators=(",", ":"), default=str)
+        entry = record.msg
+        ts = entry.get("ts")
+        if isinstance(ts, float):
+            entry["ts"] = datetime.fromtimestamp(ts, timezone.utc).isoformat(timespec="milliseconds")
+        return json.dumps(entry, separators=(",", ":"), default=str)
 
 
 class _DictQueueHandler(logging.handlers.QueueHandler):

@@ -75,6 +75,7 @@ class Engine:
         self.state = self._build_state(table, old)
         for name, pool in old.pools.items():
             if self.state.pools.get(name) is not pool:
+                pool.retired = True               # in-flight requests finish, then it empties
                 pool.close_idle()
 
     def pool_for(self, state: EngineState, backend: Any) -> UpstreamPool:
@@ -110,7 +111,8 @@ class Engine:
         if self.access_log is not None:
             path, _, query = flight.target.decode("latin-1").partition("?")
             entry = {
-                "ts": round(flight.wall_start(), 6), "request_id": flight.request_id, "method": flight.method,
+                "ts": flight.wall_start(), "request_id": flight.request_id,
+                "method": flight.method,
                 "path": path, "status": status, "capability": decision and decision.capability,
                 "side": side, "backend": backend, "duration_ms": round(duration * 1000, 3),
                 "bytes": flight.resp_bytes, "fallback": flight.fell_back,

@@ -104,6 +104,7 @@ class UpstreamPool:
         self.idle: deque[UpstreamConnection] = deque()
         self.size = 0                 # open or opening connections (idle + busy)
         self.waiters: deque[asyncio.Future] = deque()
+        self.retired = False          # replaced by a reload: connections close when released
         self.host_header = f"{backend.host}:{backend.port}".encode()
 
     def try_acquire(self) -> UpstreamConnection | None:
@@ -151,7 +152,7 @@ class UpstreamPool:
     def release(self, conn: UpstreamConnection, reuse: bool) -> None:
         conn.flight = None
         conn.parser = None
-        if not reuse or not conn.usable():
+        if not reuse or self.retired or not conn.usable():
             conn.abort()
             return
         conn.reused = True

@@ -61,6 +61,21 @@ async def test_hot_reload_under_load_fails_nothing(tmp_path):
     assert status["rules"]["last_reload_error"] is None
 
 
+async def test_reload_moves_a_backend_to_a_new_address(tmp_path):
+    async with upstream("legacy") as old, upstream("legacy-2") as new:
+        path = write_rules(tmp_path / "r.yaml", rules_doc(old.url))
+        async with running_proxy(path) as proxy, client() as http:
+            async with http.get(proxy.url + "/echo") as resp:
+                assert (await resp.json())["server"] == "legacy"
+            old_pool = proxy.runtime.workers[0].engine.state.pools["legacy"]
+            write_rules(path, rules_doc(new.url))
+            async with http.post(proxy.admin_url + "/admin/reload", headers=proxy.auth) as resp:
+                assert resp.status == 200
+            async with http.get(proxy.url + "/echo") as resp:
+                assert (await resp.json())["server"] == "legacy-2"
+    assert old_pool.retired and not old_pool.idle
+
+
 async def test_invalid_rules_rejected_old_rules_keep_serving(tmp_path):
     async with upstream("legacy") as legacy, upstream("service") as service:
         path = tmp_path / "r.yaml"
@@ -115,6 +130,7 @@ async def test_access_log_json_lines(tmp_path):
     assert entry["request_id"] == "rid-1" and entry["status"] == 200
     assert entry["method"] == "GET" and entry["path"] == "/echo" and entry["backend"] == "legacy"
     assert entry["query"] == "token=***&page=2"
+    assert entry["ts"].endswith("+00:00") and "T" in entry["ts"]
     for key in ("ts", "capability", "side", "duration_ms", "bytes", "fallback", "upstream_status"):
         assert key in entry
     text = log.read_text()
