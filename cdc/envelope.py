@@ -14,10 +14,11 @@ left out of `after` and named in the value's `unavailable_columns` list (see cap
 """
 from __future__ import annotations
 
-import json
 import re
 import time
 from typing import Any, Iterable
+
+import orjson
 
 from cdc.events import ChangeEvent
 
@@ -81,10 +82,8 @@ def truncate_event(topic: str, source: dict[str, Any], ts_ms: int | None = None)
 
 def encode(payload: dict[str, Any] | None) -> bytes | None:
     """Compact UTF-8 JSON as the transport carries it; None (tombstone) stays None."""
-    if payload is None:
-        return None
-    return json.dumps(payload, separators=(",", ":"), ensure_ascii=False).encode()
+    return None if payload is None else orjson.dumps(payload)
 
 
-def decode(data: bytes | None) -> dict[str, Any] | None:
-    return None if data is None else json.loads(data)
+def decode(data: bytes | str | None) -> dict[str, Any] | None:
+    return None if data is None else orjson.loads(data)
