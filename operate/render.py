@@ -15,8 +15,10 @@ def use_colour(stream: TextIO) -> bool:
             and os.environ.get("TERM") != "dumb")
 
 
-def paint(text: str, colour: str, stream: TextIO = sys.stdout) -> str:
-    return f"\033[{_CODES[colour]}m{text}\033[0m" if use_colour(stream) else text
+def paint(text: str, colour: str, stream: TextIO | None = None) -> str:
+    """TEXT in COLOUR when STREAM (default: stdout now) is a terminal."""
+    return (f"\033[{_CODES[colour]}m{text}\033[0m" if use_colour(stream or sys.stdout)
+            else text)
 
 
 def diff_colour(line: str) -> str | None:

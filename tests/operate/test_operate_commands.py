@@ -1,0 +1,198 @@
+"""The operator commands through `strangler ...`: what they change, what they print, and that a
+refusal is one line, exit 2, and no change anywhere (rule bytes and history untouched)."""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from operate import history
+from proxy.rules import load_table
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def cap(path: Path):
+    return load_table(path, environ={}).capability("catalog")
+
+
+def test_the_migration_walk_and_what_each_step_prints(demo: Path, cli):
+    r = cli("stage", "catalog", "canary", "--reason", "shadow match 99.9% for a week")
+    assert r.code == 0 and r.err == ""
+    assert r.out.splitlines()[0].startswith("catalog: stage shadow -> canary (rules ")
+    assert "change #1" in r.out and "strangler rollout catalog 1" in r.out
+    assert cli("rollout", "catalog", "5").out.startswith("catalog: rollout percent 0 -> 5 ")
+    r = cli("writes", "catalog", "service")
+    assert r.code == 0 and "strangler cdc status" in r.out
+    assert cli("cutover", "catalog").code == 0
+    assert (cap(demo).stage, cap(demo).writes) == ("cutover", "service")
+    assert cli("retire", "catalog").code == 0
+    assert cap(demo).stage == "retired"
+
+
+def test_shadow_on_and_off(demo: Path, cli):
+    r = cli("shadow", "off", "catalog")
+    assert r.code == 0 and r.out.startswith("catalog: shadow off, percent 100 -> 0 ")
+    assert cap(demo).shadow.percent == 0
+    assert cli("shadow", "on", "catalog", "--percent", "10").code == 0
+    assert cap(demo).shadow.percent == 10
+    assert "already" in cli("shadow", "on", "catalog", "--percent", "10").out
+
+
+@pytest.mark.parametrize("args, message", [
+    (["rollout", "catalog", "150"], "percent 150 is outside 0..100; give e.g. 25"),
+    (["rollout", "catalog", "-1"], "percent -1 is outside 0..100"),
+    (["rollout", "catalog", "lots"], "percent 'lots' is not a number"),
+    (["rollout", "catlog", "5"], "unknown capability 'catlog' in "),
+    (["shadow", "on", "catalog", "--percent", "101"], "--percent 101 is outside 0..100"),
+    (["retire", "catalog"], "catalog is in stage shadow; retire needs stage cutover first "
+                            "(stages move forward one at a time): run `strangler stage catalog "
+                            "canary` next"),
+    (["cutover", "catalog"], "catalog is in stage shadow; stage cutover needs stage canary first"),
+    (["stage", "catalog", "retired"], "retire needs stage cutover first"),
+    (["writes", "catalog", "service"], "catalog is in stage shadow, where writes stay with "
+                                       "legacy; the write owner changes only in canary: move "
+                                       "there first with `strangler stage catalog canary`"),
+    (["undo"], "nothing to undo: no change to "),
+    (["rollout", "catalog", "5", "--rules", "/nonexistent/rules.yaml"],
+     "no such file or directory; pass a rule file or a directory of them; pass --rules"),
+])
+def test_bad_input_is_one_line_exit_2_and_changes_nothing(demo: Path, cli, snapshot, args,
+                                                          message):
+    before = snapshot(demo)
+    r = cli(*args)
+    assert r.code == 2 and r.out == ""
+    assert r.err.count("\n") == 1 and r.err.startswith("strangler: error: ")
+    assert message in r.err
+    assert snapshot(demo) == before
+
+
+def test_unknown_capability_suggests_the_close_name(demo: Path, cli):
+    assert "did you mean 'catalog'?" in cli("rollback", "catlog").err
+
+
+def test_cutover_needs_writes_on_the_service(demo: Path, cli, snapshot):
+    cli("stage", "catalog", "canary")
+    before = snapshot(demo)
+    r = cli("cutover", "catalog")
+    assert r.code == 2 and "cutover needs writes: service first: run `strangler writes catalog " \
+                           "service`" in r.err
+    assert snapshot(demo) == before
+
+
+def test_back_from_cutover_to_shadow_is_refused_with_the_steps(demo: Path, cli):
+    for args in (["stage", "catalog", "canary"], ["writes", "catalog", "service"],
+                 ["cutover", "catalog"]):
+        assert cli(*args).code == 0
+    r = cli("stage", "catalog", "shadow")
+    assert r.code == 2
+    assert ("move back in steps: `strangler stage catalog canary`, then `strangler writes "
+            "catalog legacy` once CDC service -> legacy has caught up") in r.err
+
+
+def test_an_invalid_rules_file_is_refused_before_any_edit(demo: Path, cli, snapshot):
+    demo.write_text(demo.read_text().replace("service: catalog", "service: catalgo"))
+    before = snapshot(demo)
+    r = cli("rollout", "catalog", "5")
+    assert r.code == 2 and "do not validate" in r.err and "strangler rules validate" in r.err
+    assert "unknown backend" in r.err or "catalgo" in r.err
+    assert snapshot(demo) == before
+
+
+def test_dry_run_shows_the_diff_and_writes_nothing(demo: Path, cli, snapshot):
+    before = snapshot(demo)
+    r = cli("stage", "catalog", "canary", "--dry-run")
+    assert r.code == 0 and "dry run, nothing written" in r.out
+    assert "  ~ capability catalog: stage: shadow -> canary" in r.out
+    assert "-    stage: shadow\n+    stage: canary\n" in r.out
+    assert "\033[" not in r.out                       # not a terminal: no colour
+    assert snapshot(demo) == before
+
+
+def test_rollback_from_every_stage(demo: Path, cli):
+    r = cli("rollback", "catalog")
+    assert r.code == 0 and "nothing to roll back (stage shadow" in r.out
+    for args in (["stage", "catalog", "canary"], ["rollout", "catalog", "25"]):
+        cli(*args)
+    r = cli("rollback", "catalog", "--reason", "5xx")
+    assert r.code == 0 and "rolled back (percent 25 -> 0)" in r.out
+    assert (cap(demo).stage, cap(demo).percent, cap(demo).writes) == ("canary", 0, "legacy")
+    for args in (["rollout", "catalog", "50"], ["writes", "catalog", "service"],
+                 ["cutover", "catalog"], ["retire", "catalog"]):
+        assert cli(*args).code == 0
+    r = cli("rollback", "catalog")
+    assert "rolled back (stage retired -> canary, percent 50 -> 0)" in r.out
+    assert "writes stay with service" in r.out and "strangler writes catalog legacy" in r.out
+    c = cap(demo)
+    assert (c.stage, c.service_percent, c.writes) == ("canary", 0, "service")
+
+
+def test_history_records_who_when_why_and_the_diff(demo: Path, cli):
+    cli("stage", "catalog", "canary", "--reason", "ticket MIG-7", "--who", "alice")
+    cli("rollout", "catalog", "5")
+    log = json.loads(cli("history", "--json").out)
+    assert [e["id"] for e in log] == [2, 1]
+    first = log[1]
+    assert (first["who"], first["why"], first["command"], first["capability"]) == \
+        ("alice", "ticket MIG-7", "stage catalog canary", "catalog")
+    assert first["at"].endswith("Z") and first["after"] == log[0]["before"]
+    assert first["rule_diff"] == ["~ capability catalog: stage: shadow -> canary"]
+    assert "+    stage: canary" in first["diff"]
+    assert log[0]["who"] == "tester"                  # $STRANGLER_OPERATOR
+    text = cli("history").out.splitlines()
+    assert text[0].split() == ["#", "WHEN", "(UTC)", "WHO", "CHANGE", "WHY"]
+    assert all(len(line) <= 80 for line in text)
+    assert "alice" in text[2] and "ticket MIG-7" in text[2]
+    assert cli("history", "catalog", "--limit", "1", "--json").out.count('"id"') == 1
+    assert json.loads(cli("history", "search", "--json").out) == []
+    long = cli("history", "--diff").out
+    assert "why: ticket MIG-7" in long and "~ capability catalog: stage: shadow -> canary" in long
+
+
+def test_undo_walks_back_to_the_original_bytes(demo: Path, cli):
+    original = demo.read_bytes()
+    steps = [["stage", "catalog", "canary"], ["rollout", "catalog", "5"],
+             ["writes", "catalog", "service"], ["cutover", "catalog"], ["rollback", "catalog"]]
+    versions = [load_table(demo, environ={}).version]
+    for args in steps:
+        assert cli(*args).code == 0
+        versions.append(load_table(demo, environ={}).version)
+    for n in range(len(steps), 0, -1):
+        r = cli("undo", "--reason", "back")
+        assert r.code == 0 and r.out.startswith(f"undid change #{n}: ")
+        assert load_table(demo, environ={}).version == versions[n - 1]
+    assert demo.read_bytes() == original
+    assert "nothing to undo" in cli("undo").err
+    log = history.entries(history.history_dir(demo))
+    assert [e["undoes"] for e in log[-5:]] == [5, 4, 3, 2, 1]
+
+
+def test_undo_refuses_when_the_file_changed_by_hand(demo: Path, cli, snapshot):
+    cli("shadow", "off", "catalog")
+    demo.write_text(demo.read_text() + "# edited by hand\n")
+    before = snapshot(demo)
+    r = cli("undo")
+    assert r.code == 2 and "changed since change #1 (shadow catalog off) wrote it" in r.err
+    assert snapshot(demo) == before
+
+
+def test_edit_json_output(demo: Path, cli):
+    out = json.loads(cli("rollout", "catalog", "1", "--json").out)
+    assert out["changed"] and out["entry_id"] == 1 and out["capability"] == "catalog"
+    assert out["differences"] == [{"change": "changed", "subject": "capability catalog",
+                                   "field": "percent", "old": 0.0, "new": 1.0}]
+
+
+def test_the_console_command_as_a_subprocess(demo: Path):
+    env = {**os.environ, "STRANGLER_RULES": str(demo)}
+    run = subprocess.run([sys.executable, "-m", "strangler", "rollout", "catalog", "500"],
+                         cwd=ROOT, env=env, capture_output=True, text=True)
+    assert run.returncode == 2 and run.stdout == ""
+    assert run.stderr == "strangler: error: percent 500 is outside 0..100; give e.g. 25\n"
+    run = subprocess.run([sys.executable, "-m", "strangler", "rollout", "--help"],
+                         cwd=ROOT, env=env, capture_output=True, text=True)
+    assert run.returncode == 0 and "sticky" in run.stdout and "--dry-run" in run.stdout
