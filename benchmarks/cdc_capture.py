@@ -7,7 +7,7 @@ database, records the raw pgoutput frames once, then measures in the same run:
   parse      pgoutput.parse() of every frame                      (the bare decoder)
   capture    PgCapture's message handler: parse + value conversion + Debezium envelope
   +json      the same plus JSON encoding of key and value          (what a transport sends)
-  json.loads decoding the produced JSON values                      (peer: a consumer's cheapest work)
+  decode     envelope.decode of the produced values                 (peer: a consumer's cheapest work)
   live       PgCapture.run() against the real slot into a counting sink, from start to the
              last event (network, walsender, feedback included)
   snapshot   PgCapture.snapshot() of the resulting table (rows/s; the bar is 50,000)
@@ -191,7 +191,7 @@ def main(changes: int) -> int:
                               ("parse", rate(changes, parse_s)),
                               ("capture", rate(changes, capture_s)),
                               ("capture+json", rate(changes, json_s)),
-                              ("json.loads (peer)", rate(changes, loads_s)),
+                              ("decode (peer)", rate(changes, loads_s)),
                               ("live PgCapture.run", live)):
             print(f"  {label:<20} {figure:>12,.0f} changes/s   x{figure / live:5.2f} of live")
         print(f"  {'snapshot':<20} {rate(snapshot_rows, snapshot_s):>12,.0f} rows/s      "
