@@ -192,11 +192,15 @@ class Flight:
                 self.replay_limit = decision.shadow.max_body_bytes
         if self.method in RETRY_METHODS:
             self.replay_limit = max(self.replay_limit, engine.limits.replay_buffer_bytes)
-        if self.replay_limit and (self.content_length or 0) <= self.replay_limit \
-                and not self.body_done:
-            self.replay = []                     # bodiless requests are replayable as they are
-        if self.capture is not None and not self.body_done and (
-                self.replay is None or (self.content_length or 0) > decision.shadow.max_body_bytes):
+        if self.replay_limit and max(self.content_length or 0, self.body_len) <= self.replay_limit \
+                and not (self.body_done and not self.body_len):
+            # Keep the body for a retry/shadow, starting with what arrived while queued
+            # (bodiless requests are replayable as they are).
+            self.replay = list(self.body_parts)
+            self.replay_len = self.body_len
+        if self.capture is not None and not (self.body_done and not self.body_len) and (
+                self.replay is None
+                or max(self.content_length or 0, self.body_len) > decision.shadow.max_body_bytes):
             self._skip_shadow("body-too-large")
         self.dispatch(decision.backend)
 

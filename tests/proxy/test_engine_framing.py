@@ -57,8 +57,10 @@ async def test_pipelined_requests_answered_in_order(tmp_path):
                 b"GET /slow?delay=0.3 HTTP/1.1\r\nHost: t\r\n\r\n"
                 b"POST /echo?n=2 HTTP/1.1\r\nHost: t\r\nContent-Length: 5\r\n\r\nhello"
                 b"GET /status/404 HTTP/1.1\r\nHost: t\r\n\r\n"
-                b"GET /echo?n=4 HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n"))
-    assert statuses(raw) == [200, 200, 404, 200]
+                b"GET /echo?n=4 HTTP/1.1\r\nHost: t\r\nContent-Length: 6\r\n\r\nquery!"
+                b"GET /echo?n=5 HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n"))
+    assert statuses(raw) == [200, 200, 404, 200, 200]
+    assert b'"body": "query!"' in raw           # a body that arrived while its request waited
     first, second, fourth = raw.find(b'"slow"'), raw.find(b"/echo?n=2"), raw.find(b"/echo?n=4")
     assert 0 < first < second < fourth
     assert b'"body": "hello"' in raw
