@@ -47,6 +47,8 @@ def report_from_snapshot(snap: Snapshot) -> dict[str, Any]:
                 _add(r["_timeline_compared"], bucket, value)
     for cap, route, fkey, raw, noise in snap.fields:
         routes[(cap, route)]["_fields"][fkey] = (int(raw), int(noise))
+    for cap, route, *_ in snap.signatures + snap.latency + snap.samples:
+        routes[(cap, route)]  # every route gets its fields judged below, whatever table named it
     # Capability-wide noise evidence, for routes too quiet (or write-only) to have their own.
     cap_noise: dict[str, dict[str, int]] = defaultdict(dict)
     cap_samples: dict[str, int] = defaultdict(int)

@@ -301,6 +301,12 @@ class ShadowStore:
 
         c, f, s, lt, sm = counters_t.c, fields_t.c, signatures_t.c, latency_t.c, samples_t.c
         with self.engine.connect() as conn:
+            # One read transaction, so counters, fields and signatures agree even while
+            # proxies keep flushing (SQLite in WAL mode and PostgreSQL both give a snapshot).
+            if conn.dialect.name == "sqlite":
+                conn.exec_driver_sql("BEGIN")
+            else:
+                conn = conn.execution_options(isolation_level="REPEATABLE READ")
             snap.counters = [tuple(r) for r in conn.execute(
                 scoped(counters_t, c.capability, c.route, c.bucket, c.name, c.value))]
             snap.fields = [tuple(r) for r in conn.execute(scoped(

@@ -1,4 +1,5 @@
 import multiprocessing
+import threading
 import time
 
 from proxy.shadow.report import build_report
@@ -104,3 +105,42 @@ def test_latency_bins_are_ten_percent_wide():
         upper = bin_upper_ms(latency_bin(seconds))
         assert seconds * 1000 <= upper + 1e-9
         assert upper <= max(seconds * 1000 * 1.1, 0.1) + 1e-9
+
+
+def _reports_stay_consistent_while_writers_flush(url: str) -> None:
+    writer = ShadowStore(url)
+    writer.create_schema()
+    reader = ShadowStore(url)
+    stop = threading.Event()
+
+    def write() -> None:
+        i = 0
+        while not stop.is_set():
+            for _ in range(20):  # a new route every round: it appears in every table at once
+                writer.record(observation(route=f"/r/{i % 7}/{i // 50}", raw={"$.a"},
+                                          noise=set() if i % 2 else None, at=AT + i))
+                i += 1
+            writer.flush()
+
+    thread = threading.Thread(target=write)
+    thread.start()
+    try:
+        for _ in range(25):
+            report = build_report(reader, now=AT + 10_000)
+            for cap in report["capabilities"]:
+                for r in cap["routes"]:
+                    assert "fields" in r and r["matched"] <= r["compared"]
+                    assert r["latency"]["legacy"]["count"] == r["compared"]
+    finally:
+        stop.set()
+        thread.join()
+    writer.close()
+    reader.engine.dispose()
+
+
+def test_sqlite_reports_stay_consistent_while_writers_flush(tmp_path):
+    _reports_stay_consistent_while_writers_flush(f"sqlite:///{tmp_path / 's.db'}")
+
+
+def test_postgresql_reports_stay_consistent_while_writers_flush(pg_url):
+    _reports_stay_consistent_while_writers_flush(pg_url)
