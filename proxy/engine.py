@@ -18,7 +18,7 @@ from proxy.decision import RuleTable
 from proxy.exchange import ShadowSink
 from proxy.headers import RequestIds, TrustedProxies
 from proxy.metrics import Metrics
-from proxy.settings import Limits
+from proxy.settings import Limits, Network
 from proxy.upstream import UpstreamPool
 
 SinkFactory = Callable[[Metrics], ShadowSink]
@@ -32,16 +32,17 @@ class EngineState:
     pools: dict[str, UpstreamPool]
     breakers: dict[str, Breaker]
     strip: frozenset[bytes]          # table.strip_headers as bytes, computed once per table
+    trusted: TrustedProxies          # the command line's trusted proxies plus the table's
     loaded_at: float
 
 
 class Engine:
-    def __init__(self, table: RuleTable, *, limits: Limits, trusted: TrustedProxies,
+    def __init__(self, table: RuleTable, *, limits: Limits, trusted: tuple[Network, ...] = (),
                  metrics: Metrics, access_log: AccessLog | None = None,
                  sink: ShadowSink | None = None) -> None:
         self.loop = asyncio.get_running_loop()
         self.limits = limits
-        self.trusted = trusted
+        self.trusted_networks = trusted
         self.metrics = metrics
         self.access_log = access_log
         self.sink = sink
@@ -67,6 +68,8 @@ class Engine:
                     else Breaker(backend.breaker)
         return EngineState(table=table, pools=pools, breakers=breakers,
                            strip=frozenset(h.lower().encode() for h in table.strip_headers),
+                           trusted=TrustedProxies(self.trusted_networks + tuple(
+                               getattr(table, "trusted_proxies", ()))),
                            loaded_at=time.time())
 
     def swap(self, table: RuleTable) -> None:

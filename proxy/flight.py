@@ -256,7 +256,8 @@ class Flight:
             framing = b""
         self.head = upstream_request_head(
             self.method_b, self.target, self.headers, peer=self.client.peer,
-            trusted=self.client.trusted, strip=self.state.strip, upgrade=self.upgrade,
+            trusted=self.client.peer in self.state.trusted, strip=self.state.strip,
+            upgrade=self.upgrade,
             framing=framing, fallback_host=conn.pool.host_header,
             request_id=self.request_id.encode("latin-1"))
         parts = [self.head]

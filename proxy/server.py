@@ -27,7 +27,7 @@ class _Refused(Exception):
 
 
 class ClientConnection(asyncio.Protocol):
-    __slots__ = ("engine", "loop", "limits", "transport", "parser", "peer", "trusted", "flights",
+    __slots__ = ("engine", "loop", "limits", "transport", "parser", "peer", "flights",
                  "receiving", "head_bytes", "header_count", "paused", "writing_paused", "tunnel",
                  "refusal", "dead", "last_activity", "upgrade_flight", "upgrade_pending", "eof")
 
@@ -38,7 +38,6 @@ class ClientConnection(asyncio.Protocol):
         self.transport: asyncio.Transport = None  # type: ignore[assignment]
         self.parser = httptools.HttpRequestParser(self)
         self.peer = ""
-        self.trusted = False
         self.flights: deque[Flight] = deque()   # [0] is being answered, the rest wait in order
         self.receiving: Flight | None = None     # the request whose bytes are arriving
         self.head_bytes = 0
@@ -58,7 +57,6 @@ class ClientConnection(asyncio.Protocol):
         self.transport = transport  # type: ignore[assignment]
         peer = transport.get_extra_info("peername")
         self.peer = peer[0] if peer else "unknown"
-        self.trusted = self.peer in self.engine.trusted
         self.last_activity = self.loop.time()
         self.engine.connections.add(self)
 

@@ -20,7 +20,6 @@ from typing import Any
 
 from proxy.access_log import AccessLog
 from proxy.engine import Engine, SinkFactory
-from proxy.headers import TrustedProxies
 from proxy.metrics import Metrics
 from proxy.reload import load_in_thread, problems_of
 from proxy.server import ClientConnection
@@ -43,11 +42,6 @@ def listen_socket(host: str, port: int, reuse_port: bool) -> socket.socket:
     return sock
 
 
-def trusted_for(settings: ProxySettings, table: Any) -> TrustedProxies:
-    """Trusted proxies from the command line plus those the rule file names."""
-    return TrustedProxies(settings.trusted_proxies + tuple(getattr(table, "trusted_proxies", ())))
-
-
 async def start_engine(settings: ProxySettings, table: Any, sink_factory: SinkFactory | None,
                        sock: socket.socket) -> tuple[Engine, asyncio.AbstractServer]:
     """The data path of one process: engine + listening server on `sock`."""
@@ -55,7 +49,7 @@ async def start_engine(settings: ProxySettings, table: Any, sink_factory: SinkFa
     metrics = Metrics()
     access_log = AccessLog(settings.access_log) if settings.access_log else None
     sink = sink_factory(metrics) if sink_factory is not None else None
-    engine = Engine(table, limits=settings.limits, trusted=trusted_for(settings, table),
+    engine = Engine(table, limits=settings.limits, trusted=settings.trusted_proxies,
                     metrics=metrics, access_log=access_log, sink=sink)
     sock.listen(1024)
     server = await loop.create_server(lambda: ClientConnection(engine), sock=sock, backlog=1024)
