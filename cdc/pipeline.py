@@ -140,6 +140,9 @@ class CaptureLoop:
                 raise
             except Exception as exc:  # noqa: BLE001 - resume from the acknowledged LSN
                 log.warning("capture %s failed, resuming from the slot: %s", self.route.name, exc)
+                reset = getattr(self.sink, "reset", None)
+                if reset:
+                    reset()             # drop what was not delivered: the slot re-sends it
                 stop.wait(1.0)
             finally:
                 if self.capture is not None:

@@ -83,12 +83,21 @@ class KafkaSink:
         self.bootstrap = bootstrap
         self.partitions = partitions
         self.replication = replication
+        self._config = {"bootstrap.servers": bootstrap, **PRODUCER_DEFAULTS,
+                        "on_delivery": self._delivered, **(config or {})}
         self._errors: list[str] = []
         self._lock = threading.Lock()
         self._topics: set[str] = set()
-        self._producer = Producer({"bootstrap.servers": bootstrap, **PRODUCER_DEFAULTS,
-                                   "on_delivery": self._delivered, **(config or {})})
+        self._producer = Producer(self._config)
         self._sent = 0
+
+    def reset(self) -> None:
+        """Start over with a fresh producer after a failed delivery (capture re-reads from its slot)."""
+        self._producer.purge()
+        self._producer.flush(0)
+        with self._lock:
+            self._errors.clear()
+        self._producer = Producer(self._config)
 
     def _delivered(self, err: KafkaError | None, msg: Any) -> None:
         if err is not None:
@@ -96,6 +105,8 @@ class KafkaSink:
                 self._errors.append(f"{msg.topic()}: {err.str()}")
 
     def send(self, event: ChangeEvent) -> None:
+        if self._errors:        # something sent earlier is lost: the sender must resend from durable state
+            raise TransportError(f"an earlier event was not delivered ({self._errors[0]}); call reset()")
         if event.topic not in self._topics:
             ensure_topics(self.bootstrap, [event.topic], self.partitions, self.replication)
             self._topics.add(event.topic)
@@ -149,9 +160,9 @@ class KafkaSource:
         for msg in self._consumer.consume(max_records, timeout_s):
             err = msg.error()
             if err is not None:
-                if err.code() in (KafkaError._PARTITION_EOF, KafkaError.UNKNOWN_TOPIC_OR_PART):
-                    continue            # a just-created topic not yet in the metadata: transient
-                raise TransportError(f"consume failed: {err.str()}")
+                if err.fatal():
+                    raise TransportError(f"consume failed: {err.str()}")
+                continue    # broker down, topic not yet in the metadata...: librdkafka retries by itself
             raw_key, raw_value = msg.key(), msg.value()
             value = json.loads(raw_value) if raw_value is not None else None
             position = _position(msg.headers(), value)

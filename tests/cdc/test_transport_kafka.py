@@ -83,6 +83,12 @@ def test_flush_raises_when_the_broker_refuses_an_event(kafka_bootstrap, topic):
     sink.send(_event(topic, 2, {"op": "c", "after": {"blob": "x" * 50_000}}))
     with pytest.raises(TransportError, match="not delivered"):
         sink.flush(30)
+    # Nothing more is accepted until the sender resets (and re-sends from its durable position).
+    with pytest.raises(TransportError, match="call reset"):
+        sink.send(_event(topic, 3))
+    sink.reset()
+    sink.send(_event(topic, 3))
+    sink.flush(30)
 
 
 def test_two_apply_members_of_one_group_share_the_partitions(kafka_bootstrap, topic):
