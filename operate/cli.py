@@ -40,10 +40,11 @@ def _common(parser: argparse.ArgumentParser, edit: bool = True) -> None:
                             help="show what would change in routing and in the file; write nothing")
 
 
-def _add(subparsers: argparse._SubParsersAction, name: str, func, edit: bool = True
-         ) -> argparse.ArgumentParser:
+def _add(subparsers: argparse._SubParsersAction, name: str, func, edit: bool = True,
+         summary: str | None = None) -> argparse.ArgumentParser:
     doc = func.__doc__
-    p = subparsers.add_parser(name, help=doc.splitlines()[0], description=doc,
+    summary = summary or doc.split(". ")[0].split("\n\n")[0].replace("\n", " ").rstrip(".")
+    p = subparsers.add_parser(name, help=summary.replace("%", "%%"), description=doc,
                               formatter_class=argparse.RawDescriptionHelpFormatter)
     _common(p, edit)
     p.set_defaults(func=func)
@@ -56,7 +57,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("percent", metavar="PERCENT", help="0..100, e.g. 25 or 0.5")
     shadow = _shadow_group(subparsers)
     for state in ("on", "off"):
-        p = _add(shadow, state, run_shadow)
+        p = _add(shadow, state, run_shadow, summary=f"turn shadow traffic for a capability {state}")
         p.add_argument("capability", metavar="CAP")
         p.set_defaults(state=state)
         if state == "on":
@@ -228,7 +229,9 @@ def run_history(args: argparse.Namespace) -> int:
     log = history.entries(history.history_dir(path))
     if args.capability:
         log = [e for e in log if e.get("capability") == args.capability]
-    log = list(reversed(log))[: max(args.limit, 0)]
+    if args.limit < 1:
+        raise OperatorError(f"--limit {args.limit}: give 1 or more")
+    log = list(reversed(log))[: args.limit]
     if args.json:
         print(json.dumps(log, indent=2))
         return 0
