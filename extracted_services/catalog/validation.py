@@ -7,9 +7,9 @@ float, so "at most two decimals" is exact; they leave as integer cents.
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from dataclasses import dataclass
 from decimal import Decimal
-from collections.abc import Mapping
 from typing import Any
 
 from aiohttp import web
