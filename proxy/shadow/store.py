@@ -158,7 +158,10 @@ class ShadowStore:
         if self._thread:
             self._thread.join()
             self._thread = None
-        self.flush()
+        try:
+            self.flush()
+        except Exception:  # shutting down: say what was lost, do not take the caller down
+            log.exception("shadow store: final flush failed; the last second of results is lost")
         self.engine.dispose()
 
     def _run(self) -> None:
@@ -232,6 +235,30 @@ class ShadowStore:
             counters, fields_, sigs = self._counters, self._fields, self._signatures
             latency, samples = self._latency, self._samples
             self._reset_buffers()
+        try:
+            self._write(counters, fields_, sigs, latency, samples)
+        except Exception:
+            self._restore(counters, fields_, sigs, latency, samples)
+            raise
+
+    def _restore(self, counters: dict, fields_: dict, sigs: dict, latency: dict,
+                 samples: list) -> None:
+        """Put a failed flush back, so a store outage delays counts instead of losing them."""
+        with self._lock:
+            for key, v in counters.items():
+                self._add_counter(key, v)
+            for key, (raw, noise) in fields_.items():
+                row = self._fields.setdefault(key, [0, 0])
+                row[0] += raw
+                row[1] += noise
+            for key, (mismatch, signature, n) in sigs.items():
+                self._signatures.setdefault(key, [mismatch, signature, 0])[2] += n
+            for key, n in latency.items():
+                self._latency[key] = self._latency.get(key, 0) + n
+            self._samples[:0] = samples
+
+    def _write(self, counters: dict, fields_: dict, sigs: dict, latency: dict,
+               samples: list) -> None:
         now = time.time()
         with self.engine.begin() as conn:
             k = ("capability", "route", "bucket")

@@ -2,10 +2,12 @@ import multiprocessing
 import threading
 import time
 
-from proxy.shadow.report import build_report
-from proxy.shadow.store import ShadowStore, latency_bin, bin_upper_ms, samples_t
-from sqlalchemy import func, select
+import pytest
+from sqlalchemy import func, select, text
+from sqlalchemy.exc import OperationalError
 
+from proxy.shadow.report import build_report
+from proxy.shadow.store import ShadowStore, bin_upper_ms, latency_bin, samples_t
 from tests.proxy.shadow.shadow_helpers import fill, observation
 
 AT = 1_800_000_000.0
@@ -144,3 +146,25 @@ def test_sqlite_reports_stay_consistent_while_writers_flush(tmp_path):
 
 def test_postgresql_reports_stay_consistent_while_writers_flush(pg_url):
     _reports_stay_consistent_while_writers_flush(pg_url)
+
+
+def test_a_failed_flush_keeps_its_counts_for_the_next(tmp_path):
+    url = f"sqlite:///{tmp_path / 's.db'}"
+    store = ShadowStore(url)
+    store.create_schema()
+    for i in range(5):
+        store.record(observation(raw={"$.price"}, noise=set(), at=AT + i,
+                                 sample_fields=("$.price",) if i == 0 else ()))
+    store.count("catalog", "/api/products/{id}", "dropped", 2, at=AT)
+    with store.engine.begin() as conn:  # the store loses a table under the writer
+        conn.execute(text("DROP TABLE shadow_signatures"))
+    with pytest.raises(OperationalError):
+        store.flush()
+    store.create_schema()
+    store.record(observation(raw={"$.price"}, noise=set(), at=AT + 5))
+    store.flush()
+    r = build_report(store, now=AT + 100)["capabilities"][0]["routes"][0]
+    assert (r["compared"], r["noise_samples"], r["dropped"]) == (6, 6, 2)
+    assert r["fields"][0]["raw"] == 6 and r["latency"]["service"]["count"] == 6
+    assert [s["field"] for s in r["samples"]] == ["$.price"]
+    store.close()
