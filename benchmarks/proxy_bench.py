@@ -3,9 +3,10 @@
 Peers: direct to the upstream; nginx as a keep-alive reverse proxy; the naive aiohttp proxy;
 strangler with 5 and with 500 capabilities in its rule table (the request always matches the
 *last* capability, the worst case for a table scanned in order). Each peer gets throughput runs
-(wrk, closed loop, `--connections`) and low-load latency runs (wrk -c4: Debian has no wrk2, so
-no fixed-rate mode), interleaved with the other peers' in rounds, plus its CPU time per request.
-The bars are ratios against peers from this same run, never absolute numbers.
+(wrk, closed loop, `--connections`) and low-load latency runs (wrk -c4, each connection pausing
+after every answer: a near-fixed rate, as Debian has wrk but no wrk2), interleaved with the
+other peers' in rounds, plus its CPU time per request. The bars are ratios against peers from
+this same run, never absolute numbers.
 """
 from __future__ import annotations
 
@@ -32,7 +33,8 @@ from benchmarks.upstream import BODY, start_upstream
 from benchmarks.wrk import Load, run_wrk
 
 WORKERS = 2                 # strangler and nginx get the same number of worker processes
-LATENCY_CONNECTIONS = 4     # "modest fixed concurrency" for the added-latency figure
+LATENCY_CONNECTIONS = 4     # "modest fixed concurrency" for the added-latency figure,
+PAUSE_MS = 2                # each connection pausing this long after an answer: ~1.5-2k req/s
 WARMUP_SECONDS = 2
 ROUNDS = 3                  # interleaved rounds per peer; the median round counts
 LOW_LOAD_SECONDS = 2
@@ -127,9 +129,11 @@ def check_answer(url: str) -> None:
         raise RuntimeError(f"{url} answered {resp.status} with {len(body)} bytes, not the upstream's")
 
 
-def sample(server: Server, connections: int, threads: int, seconds: float) -> Sample:
+def sample(server: Server, connections: int, threads: int, seconds: float,
+           pause_ms: int | None = None) -> Sample:
     before = cpu_seconds(server)
-    load = run_wrk(server.url + BENCH_PATH, connections=connections, threads=threads, seconds=seconds)
+    load = run_wrk(server.url + BENCH_PATH, connections=connections, threads=threads,
+                   seconds=seconds, pause_ms=pause_ms)
     if load.errors:
         raise RuntimeError(f"{server.name}: {load.errors} failed requests under load")
     cpu = (cpu_seconds(server) - before) * 1e6 / load.requests if server.processes else None
@@ -168,7 +172,8 @@ def run_peers(starters: list[Starter], connections: int, seconds: float) -> list
             for server in servers:
                 busy[server.name].append(sample(server, connections, WORKERS, round_seconds))
             for server in servers:
-                calm[server.name].append(sample(server, LATENCY_CONNECTIONS, 1, LOW_LOAD_SECONDS))
+                calm[server.name].append(
+                    sample(server, LATENCY_CONNECTIONS, 1, LOW_LOAD_SECONDS, PAUSE_MS))
     return [PeerResult(s.name, median(busy[s.name], lambda x: x.load.rps),
                        median(calm[s.name], lambda x: x.load.p50_ms)) for s in servers]
 
@@ -217,17 +222,18 @@ def render(results: list[PeerResult], found: dict[str, float], passed: dict[str,
              f"for strangler and nginx, 1 for the naive proxy; {os.cpu_count()} CPUs; "
              f"load avg {os.getloadavg()[0]:.2f}",
              f"busy: wrk -t{WORKERS} -c{connections}, {ROUNDS} interleaved rounds of {round_seconds}s; "
-             f"low load: wrk -t1 -c{LATENCY_CONNECTIONS}, {ROUNDS} rounds of {LOW_LOAD_SECONDS}s; "
+             f"low load: wrk -t1 -c{LATENCY_CONNECTIONS} pausing {PAUSE_MS} ms after each answer, "
+             f"{ROUNDS} rounds of {LOW_LOAD_SECONDS}s; "
              "median round shown",
              "",
              f"{'peer':<22}{'req/s':>9}{'p50 ms':>9}{'p99 ms':>9}{'CPU us/req':>12}   "
-             f"{'low-load p50':>12}{'p99 ms':>9}"]
+             f"{'low-load req/s':>14}{'p50 ms':>9}{'p99 ms':>9}"]
     for r in results:
         busy, calm = r.throughput, r.low_load
         cpu = "-" if busy.cpu_us_per_request is None else f"{busy.cpu_us_per_request:.0f}"
         lines.append(f"{r.name:<22}{busy.load.rps:>9.0f}{busy.load.p50_ms:>9.3f}"
                      f"{busy.load.p99_ms:>9.3f}{cpu:>12}   "
-                     f"{calm.load.p50_ms:>12.3f}{calm.load.p99_ms:>9.3f}")
+                     f"{calm.load.rps:>14.0f}{calm.load.p50_ms:>9.3f}{calm.load.p99_ms:>9.3f}")
     lines.append("")
     for key, value in found.items():
         unit = " ms" if key.startswith("added") else ""
@@ -272,7 +278,8 @@ def main(connections: int, seconds: float) -> int:
     path = write_result({
         "benchmark": "proxy", "started": datetime.fromtimestamp(started, timezone.utc).isoformat(),
         "config": {"connections": connections, "seconds": seconds, "rounds": ROUNDS,
-                   "workers": WORKERS, "latency_connections": LATENCY_CONNECTIONS, "body_bytes": len(BODY),
+                   "workers": WORKERS, "latency_connections": LATENCY_CONNECTIONS,
+                   "latency_pause_ms": PAUSE_MS, "body_bytes": len(BODY),
                    "path": BENCH_PATH, "capability_counts": CAPABILITY_COUNTS},
         "environment": env_before, "loadavg_after": os.getloadavg(),
         "peers": [asdict(r) for r in results], "ratios": found, "bars": BARS, "passed": passed,

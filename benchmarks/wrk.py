@@ -4,10 +4,12 @@ from __future__ import annotations
 import json
 import shutil
 import subprocess
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
 REPORT_SCRIPT = Path(__file__).with_name("wrk_report.lua")
+PACING_SCRIPT = Path(__file__).with_name("wrk_pacing.lua")
 
 
 @dataclass(frozen=True)
@@ -30,11 +32,20 @@ def wrk_binary() -> str:
     return binary
 
 
-def run_wrk(url: str, *, connections: int, threads: int, seconds: float) -> Load:
-    """Closed-loop load: `connections` keep-alive connections, each sending back to back."""
-    argv = [wrk_binary(), f"-t{min(threads, connections)}", f"-c{connections}",
-            f"-d{max(1, round(seconds))}s", "--timeout", "5s", "-s", str(REPORT_SCRIPT), url]
-    done = subprocess.run(argv, capture_output=True, text=True, check=True)
+def run_wrk(url: str, *, connections: int, threads: int, seconds: float,
+            pause_ms: int | None = None) -> Load:
+    """`connections` keep-alive connections, each sending back to back (closed loop), or
+    pausing `pause_ms` after every answer (a roughly fixed, modest rate for latency runs)."""
+    with tempfile.NamedTemporaryFile("w", suffix=".lua") as script:
+        script.write(REPORT_SCRIPT.read_text())
+        if pause_ms is not None:
+            script.write(PACING_SCRIPT.read_text())
+        script.flush()
+        argv = [wrk_binary(), f"-t{min(threads, connections)}", f"-c{connections}",
+                f"-d{max(1, round(seconds))}s", "--timeout", "5s", "-s", script.name, url]
+        if pause_ms is not None:
+            argv += ["--", str(pause_ms)]
+        done = subprocess.run(argv, capture_output=True, text=True, check=True)
     line = next((l for l in done.stdout.splitlines() if l.startswith("WRK_JSON ")), None)
     if line is None:
         raise RuntimeError(f"wrk printed no report for {url}:\n{done.stdout}\n{done.stderr}")
