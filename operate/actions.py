@@ -255,12 +255,14 @@ def _edit(path: str | Path, name: str, command: str, actor: Actor, dry_run: bool
     def edit_doc(doc: Any) -> None:
         summary.append(mutate(_capability_map(doc, name, cap), cap))
     text = edit_yaml(rules.text(cap.file), edit_doc).encode("utf-8")
-    if text == rules.files[cap.file]:
+    after = compile_rules(rules, {cap.file: text}, what=command) \
+        if text != rules.files[cap.file] else table
+    if not diff_tables(table, after):       # same routing (e.g. a default made explicit)
         return Change(command, name, same(cap), False, rules.version, rules.version)
     if expected_version is not None and rules.version != expected_version:
         raise RulesChanged(f"the rules are at version {rules.version}, not {expected_version} "
                            "as expected (someone changed them); reload and decide again")
-    return _commit(rules, {cap.file: text}, table, command=command, capability=name,
+    return _commit(rules, {cap.file: text}, table, after, command=command, capability=name,
                    summary=summary[0], actor=actor, dry_run=dry_run, notes=notes(cap))
 
 
@@ -274,10 +276,12 @@ def find_capability(table: CompiledTable, name: str) -> CompiledCapability:
     raise OperatorError(f"unknown capability {name!r} in {', '.join(table.files)}; {hint}")
 
 
-def _commit(rules: RuleSet, replace: dict[str, bytes], before_table: CompiledTable | None, *,
-            command: str, capability: str | None, summary: str | None, actor: Actor,
-            dry_run: bool, notes: tuple[str, ...] = (), undoes: int | None = None) -> Change:
-    after_table = compile_rules(rules, replace, what=command)
+def _commit(rules: RuleSet, replace: dict[str, bytes], before_table: CompiledTable | None,
+            after_table: CompiledTable | None = None, *, command: str, capability: str | None,
+            summary: str | None, actor: Actor, dry_run: bool, notes: tuple[str, ...] = (),
+            undoes: int | None = None) -> Change:
+    if after_table is None:
+        after_table = compile_rules(rules, replace, what=command)
     differences = tuple(diff_tables(before_table, after_table)) if before_table else ()
     after_version = version_of([replace.get(f, raw) for f, raw in rules.files.items()])
     text = "".join(_unified(f, rules.files[f], new) for f, new in replace.items())
@@ -290,24 +294,39 @@ def _commit(rules: RuleSet, replace: dict[str, bytes], before_table: CompiledTab
                     None, differences, text, notes)
     if dry_run:
         return change
-    hdir = history.history_dir(rules.path)
-    with locked(hdir / "lock"):
-        require_unchanged(rules)
-        files = {}
-        for f, new in replace.items():
-            old_sha, new_sha = sha256(rules.files[f]), sha256(new)
-            history.store_object(hdir, old_sha, rules.files[f])
-            history.store_object(hdir, new_sha, new)
-            files[Path(f).name] = [old_sha, new_sha]
-        for f, new in replace.items():
-            replace_atomically(f, new)
-        entry_id = history.append(hdir, {
-            "at": history.now_utc(), "who": actor.who, "why": actor.why, "command": command,
-            "capability": capability, "summary": summary, "before": rules.version,
-            "after": after_version, "files": files, "undoes": undoes,
-            "rule_diff": [str(d) for d in differences], "diff": text})
+    entry = {"who": actor.who, "why": actor.why, "command": command, "capability": capability,
+             "summary": summary, "before": rules.version, "after": after_version,
+             "undoes": undoes, "rule_diff": [str(d) for d in differences], "diff": text}
+    entry_id = _write(rules, replace, entry)
     return Change(command, capability, summary, True, rules.version, after_version, False,
                   entry_id, differences, text, notes)
+
+
+def _write(rules: RuleSet, replace: dict[str, bytes], entry: dict[str, Any]) -> int:
+    """Compare-and-swap under the lock: keep both contents, replace the files, log the entry."""
+    hdir = history.history_dir(rules.path)
+    written = False
+    try:
+        with locked(hdir / "lock"):
+            require_unchanged(rules)
+            files = {}
+            for f, new in replace.items():
+                old_sha, new_sha = sha256(rules.files[f]), sha256(new)
+                history.store_object(hdir, old_sha, rules.files[f])
+                history.store_object(hdir, new_sha, new)
+                files[Path(f).name] = [old_sha, new_sha]
+            for f, new in replace.items():
+                replace_atomically(f, new)
+                written = True
+            return history.append(hdir, {"at": history.now_utc(), **entry, "files": files})
+    except OSError as exc:
+        where = exc.filename or hdir
+        if written:
+            raise OperatorError(f"the rules were written but the history was not ({where}: "
+                                f"{exc.strerror or exc}); `undo` will refuse until it is fixed") \
+                from None
+        raise OperatorError(f"cannot write {where}: {exc.strerror or exc}; nothing was changed "
+                            "(check permissions and free space)") from None
 
 
 def _unified(file: str, old: bytes, new: bytes) -> str:

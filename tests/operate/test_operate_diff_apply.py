@@ -141,3 +141,21 @@ def test_tables_fit_80_columns_and_colour_only_on_a_terminal(monkeypatch: pytest
             return False
     assert paint("x", "red", Pipe()) == "x"
     assert paint("x", "red", Terminal()) == "\033[31mx\033[0m"
+
+
+def test_apply_into_a_rules_directory_replaces_the_file_of_that_name(tmp_path: Path, demo: Path,
+                                                                     cli):
+    live = tmp_path / "live"
+    live.mkdir()
+    (live / "demo.yaml").write_bytes(demo.read_bytes())
+    new = tmp_path / "demo.yaml"
+    new.write_text(demo.read_text().replace("percent: 100 ", "percent: 20  "))
+    r = cli("rules", "apply", str(new), "--rules", str(live))
+    assert r.code == 0, r.err
+    assert "~ capability catalog: shadow_percent: 100 -> 20" in r.out
+    assert (live / "demo.yaml").read_bytes() == new.read_bytes()
+    other = tmp_path / "other.yaml"
+    other.write_bytes(new.read_bytes())
+    r = cli("rules", "apply", str(other), "--rules", str(live))
+    assert r.code == 2 and "has no file named other.yaml; name the new file after the one it " \
+                           "replaces" in r.err

@@ -151,3 +151,13 @@ def test_a_rules_directory_edits_the_file_that_holds_the_capability(tmp_path: Pa
     assert "rollout: {percent: 25," in (rules / "b.yaml").read_text()
     assert change.after == read_rules(rules).version == compile_rules(read_rules(rules)).version
     assert history.entries(rules / ".history" / "all")[0]["files"].keys() == {"b.yaml"}
+
+
+def test_an_edit_that_changes_no_routing_writes_nothing(tmp_path: Path, snapshot):
+    """`writes legacy_only legacy` would only make the stage's default explicit."""
+    path = tmp_path / "r.yaml"
+    path.write_text(ODD)
+    before = snapshot(path)
+    change = actions.writes(path, "legacy_only", "legacy", ME)
+    assert not change.changed and change.summary == "legacy_only: writes already go to legacy"
+    assert snapshot(path) == before
