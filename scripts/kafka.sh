@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
-# A single-node Apache Kafka broker (KRaft, no ZooKeeper) on loopback for the tests and the demo.
+# A single-node Apache Kafka broker (KRaft, no ZooKeeper) on loopback for the test suite.
 #
 #   scripts/kafka.sh start|stop|status
 #
 # The broker's jars come from Maven Central (scripts/kafka/pom.xml) into a cache outside git, so
 # nothing but Java and Maven is needed; both are installed from Debian's packages if missing.
-# `start` is idempotent: a broker that is already up and answering is left alone.
+# `start` is idempotent: a broker that is already up and answering is left alone; a broker that
+# is not running starts afresh, with no topics (its data only ever serves tests).
 set -euo pipefail
 
 here=$(cd "$(dirname "$0")" && pwd)
@@ -113,11 +114,17 @@ logger.broker.level = info
 LOG
 }
 
-ensure_formatted() {
-  [ -f "$data/logs/meta.properties" ] && return
-  say "formatting a new KRaft log dir in $data/logs"
-  local cluster_id
-  cluster_id=$(java_cp kafka.tools.StorageTool random-uuid)
+fresh_log_dir() {
+  # The broker exists for tests, which make uniquely named topics and never delete them: every
+  # start begins from an empty, newly formatted log dir, so topics cannot pile up across runs
+  # and every `make test` (CI included) meets the same broker.
+  rm -rf "$data/logs"
+  mkdir -p "$data/logs"
+  local cluster_id=-
+  # A cluster id is 16 random bytes in unpadded base64url; Kafka's own never start with '-'.
+  while [ "${cluster_id:0:1}" = - ]; do
+    cluster_id=$(head -c 16 /dev/urandom | base64 | tr '+/' '-_' | tr -d '=')
+  done
   java_cp -Dlog4j2.configurationFile="$data/log4j2.properties" -Dkafka.logs.dir="$data/log" \
     kafka.tools.StorageTool format -t "$cluster_id" -c "$data/server.properties" >/dev/null
 }
@@ -164,7 +171,7 @@ start() {
     ensure_tools
     ensure_jars
     write_config
-    ensure_formatted
+    fresh_log_dir
     : > "$data/log/kafka.out"
     # setsid: the broker outlives the shell (and make) that started it.
     setsid java -Xms256m -Xmx512m -XX:+UseG1GC -XX:MaxGCPauseMillis=20 \
