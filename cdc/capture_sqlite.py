@@ -44,6 +44,8 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
+from sqlalchemy.engine import make_url
+
 from cdc.envelope import row_events, source_block, topic_name
 from cdc.event_rate import EventRate
 from cdc.events import EventSink
@@ -57,8 +59,9 @@ _TS_MS_SQL = "CAST((julianday('now') - 2440587.5) * 86400000 AS INTEGER)"
 
 
 def sqlite_path(path_or_url: str | Path) -> str:
+    """A file path, or the database of a SQLAlchemy URL (`sqlite:///var/legacy.db`)."""
     text = str(path_or_url)
-    return text[len("sqlite:///"):] if text.startswith("sqlite:///") else text
+    return make_url(text).database or "" if "://" in text else text
 
 
 @contextmanager

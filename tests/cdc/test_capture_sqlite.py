@@ -255,3 +255,11 @@ def test_a_slot_taking_its_snapshot_keeps_other_slots_from_pruning_its_changes(p
     second.poll_once()
     assert [(e.key, e.value["op"]) for e in sink.events] == [({"id": 1}, "r"), ({"id": 2}, "c")]
     first.close(), second.close()
+
+
+def test_paths_and_sqlalchemy_urls_name_the_same_file(path):
+    from cdc.capture_sqlite import sqlite_path
+
+    assert sqlite_path(path) == str(path)
+    assert sqlite_path(f"sqlite:///{path}") == str(path)
+    assert sqlite_path(f"sqlite+pysqlite:///{path}") == str(path)
