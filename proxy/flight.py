@@ -38,6 +38,7 @@ ERROR_STATUS = {
 }
 BREAKER_FAILURES = frozenset({"connect", "connect-timeout", "timeout", "protocol",
                               "connection-lost", "5xx"})
+_LOWER_NAMES: dict[bytes, str] = {}         # raw header name -> lower-case str (per process)
 REASONS = {400: "Bad Request", 405: "Method Not Allowed", 413: "Content Too Large",
            431: "Request Header Fields Too Large", 500: "Internal Server Error",
            502: "Bad Gateway", 503: "Service Unavailable", 504: "Gateway Timeout"}
@@ -64,6 +65,7 @@ class Flight:
     keep_alive = False
     lower: Mapping[str, str] = MappingProxyType({})
     upgrade: bytes | None = None
+    host_problem = ""               # RFC 9112 §3.2: none or several Host headers -> 400
     content_length: int | None = None
     chunked = False
     expect_continue = False
@@ -120,11 +122,20 @@ class Flight:
         self.version = parser.get_http_version()
         self.keep_alive = parser.should_keep_alive()
         lower: dict[str, str] = {}
+        names = _LOWER_NAMES
         for name, value in self.headers:
-            key = name.decode("latin-1").lower()
+            key = names.get(name)
+            if key is None:
+                key = name.decode("latin-1").lower()
+                if len(names) < 4096:            # clients repeat the same few names
+                    names[name] = key
             if key not in lower:
                 lower[key] = value.decode("latin-1")
+            elif key == "host":
+                self.host_problem = "more than one Host header"
         self.lower = lower
+        if "host" not in lower and self.version == "1.1":
+            self.host_problem = "no Host header"
         cl = lower.get("content-length")
         self.content_length = int(cl) if cl is not None else None
         self.chunked = "transfer-encoding" in lower

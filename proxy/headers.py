@@ -26,6 +26,12 @@ SIMPLE_CONNECTION = frozenset({b"keep-alive", b"close"})   # name nothing else: 
 MAYBE_SPECIAL = frozenset(b"ckptuvCKPTUV")
 VIA = b"1.1 strangler"
 REQUEST_ID = b"x-request-id"
+_DROP, _FORWARDED, _HOST, _VIA = "drop", "forwarded", "host", "via"
+# What the request rewrite does with each header it treats specially (one dict lookup each).
+_REQUEST_ACTIONS = {
+    **{name: _DROP for name in HOP_BY_HOP}, b"content-length": _DROP, REQUEST_ID: _DROP,
+    **{name: _FORWARDED for name in FORWARDED}, b"host": _HOST, b"via": _VIA,
+}
 MAX_REQUEST_ID = 200
 
 RawHeaders = list[tuple[bytes, bytes]]
@@ -101,11 +107,14 @@ def upstream_request_head(method: bytes, target: bytes, headers: RawHeaders, *, 
     xff = proto = fhost = host = via = named = None
     for name, value in headers:
         lname = name.lower()
-        if lname in HOP_BY_HOP or lname in strip or lname == b"content-length":
+        action = _REQUEST_ACTIONS.get(lname)
+        if action is None:                        # an ordinary header: passed on
+            if lname not in strip:
+                out += (name, b": ", value, b"\r\n")
+        elif action is _DROP:
             if lname == b"connection":
                 named = connection_tokens(value) | (named or set())
-            continue
-        if lname in FORWARDED:
+        elif action is _FORWARDED:
             if trusted:
                 if lname == b"x-forwarded-for":
                     xff = value if xff is None else xff + b", " + value
@@ -115,17 +124,11 @@ def upstream_request_head(method: bytes, target: bytes, headers: RawHeaders, *, 
                     fhost = value
                 elif lname == b"forwarded":
                     out += (name, b": ", value, b"\r\n")
-            continue
-        if lname == b"host":
-            if host is not None:
-                continue
+        elif action is _HOST:
             host = value
-        elif lname == b"via":
+            out += (name, b": ", value, b"\r\n")
+        elif action is _VIA:
             via = value if via is None else via + b", " + value
-            continue
-        elif lname == REQUEST_ID:
-            continue
-        out += (name, b": ", value, b"\r\n")
     if named:
         out = _drop_named(out, named)
         if host is not None and b"host" in named:

@@ -161,6 +161,8 @@ class ClientConnection(asyncio.Protocol):
         if not target.startswith(b"/") and not (target == b"*" and flight.method == "OPTIONS"):
             self._stop(400, "absolute-form request targets are refused: this is not an open proxy;"
                             " send origin-form (GET /path HTTP/1.1)")
+        if flight.host_problem:
+            self._stop(400, f"{flight.host_problem}; an HTTP/1.1 request carries exactly one")
         if (flight.content_length or 0) > self.limits.max_body_bytes:
             self._stop(413, f"request body over {self.limits.max_body_bytes} bytes")
         self.flights.append(flight)

@@ -34,6 +34,8 @@ SMUGGLING = {
     "bare-lf": b"GET /echo HTTP/1.1\nHost: t\n\n",
     "space-before-colon": b"GET /echo HTTP/1.1\r\nHost: t\r\nContent-Length : 5\r\n\r\nhello",
     "obs-fold": b"GET /echo HTTP/1.1\r\nHost: t\r\nX-A: a\r\n b\r\n\r\n",
+    "two-hosts": b"GET /echo HTTP/1.1\r\nHost: t\r\nHost: internal.example\r\n\r\n",
+    "no-host": b"GET /echo HTTP/1.1\r\nX-A: a\r\n\r\n",
 }
 
 
