@@ -18,6 +18,7 @@ import pytest
 from aiohttp import web
 
 from extracted_services.catalog.app import create_app as create_catalog
+from legacy_monolith import seed_data
 from legacy_monolith.app import create_app as create_legacy
 from strangler.db import sqlite_url
 from tests.conftest import free_port
@@ -111,6 +112,17 @@ REQUESTS: list[tuple[str, str, dict[str, Any]]] = [
 ]
 
 
+def every_seeded_thing() -> list[tuple[str, str, dict[str, Any]]]:
+    """Every product, every category, and a search for every word of every seeded name."""
+    products = list(seed_data.iter_products(SEEDED))
+    words = sorted({word for p in products for word in p["name"].split()})
+    return ([("GET", f"/api/products/{p['id']}", {}) for p in products]
+            + [("GET", f"/api/categories/{c['slug']}", {}) for c in seed_data.iter_categories()]
+            + [("GET", f"/api/products?category={c['slug']}&limit=5&offset=1", {})
+               for c in seed_data.iter_categories()]
+            + [("GET", f"/api/products?q={word.lower()}&limit=100", {}) for word in words])
+
+
 def differences(legacy: Any, service: Any, path: str = "$") -> Iterator[str]:
     """Every JSON path where the two values differ (type included: 5 and 5.0 render apart)."""
     if path in NOISE:
@@ -175,7 +187,7 @@ async def test_legacy_and_service_answer_alike(urls):
     mismatches: list[str] = []
     statuses: set[int] = set()
     async with aiohttp.ClientSession() as http:
-        for method, path, kwargs in REQUESTS:
+        for method, path, kwargs in REQUESTS + every_seeded_thing():
             legacy_head, legacy_body = await _call(http, legacy_url, method, path, kwargs)
             service_head, service_body = await _call(http, catalog_url, method, path, kwargs)
             where = f"{method} {path[:80]}"
