@@ -24,12 +24,8 @@ recorded as the error `dry-run-not-honoured` and its answer is not compared.
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
-import shlex
-import time
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
 from functools import partial
 from typing import Callable
 
@@ -38,22 +34,15 @@ import aiohttp
 from proxy.decision import SAFE_METHODS, SERVICE, Backend, Decision
 from proxy.exchange import Exchange, ShadowSink
 from proxy.metrics import Metrics
-from proxy.shadow.compare import STATUS, Answer, FieldDiff, decoded_body, diff_answers
+from proxy.shadow.compare import STATUS, Answer, diff_answers
 from proxy.shadow.noise import NoiseSampler
-from proxy.shadow.redact import redact_body, redact_field, redact_headers, redact_text
+from proxy.shadow.replay import Replayed, error_kind, replay
+from proxy.shadow.samples import build_sample
 from proxy.shadow.store import Observation, ShadowStore, default_store_url
 from proxy.shadow_settings import ShadowSettings
 
 log = logging.getLogger(__name__)
 
-DRY_RUN_HEADER = "X-Strangler-Dry-Run"
-SHADOW_HEADER = "X-Strangler-Shadow"
-SAMPLE_BODY_CHARS = 16 * 1024
-# Replayed as the primary got them (Host included, so both sides build the same absolute URLs),
-# minus framing and hop-by-hop headers the client session sets itself.
-_NOT_REPLAYED = frozenset({"content-length", "transfer-encoding", "connection",
-                           "expect", "keep-alive", "te", "trailer", "upgrade",
-                           DRY_RUN_HEADER.lower()})
 _DEFAULT_SETTINGS = ShadowSettings()
 
 DESCRIPTIONS = {
@@ -63,20 +52,6 @@ DESCRIPTIONS = {
     "strangler_shadow_compared_total": "Shadow answers compared.",
     "strangler_shadow_errors_total": "Shadows that failed (timeout, connect, compare...), by kind.",
 }
-
-
-class ShadowError(Exception):
-    """A replay that produced no comparable answer; `kind` is what gets counted."""
-
-    def __init__(self, kind: str) -> None:
-        super().__init__(kind)
-        self.kind = kind
-
-
-@dataclass(frozen=True, slots=True)
-class Replayed:
-    answer: Answer
-    latency_s: float
 
 
 class ShadowDispatcher:
@@ -200,17 +175,19 @@ class ShadowDispatcher:
                                                settings.noise_percent)
         reverse = decision.side == SERVICE
         legacy_backend = plan.target if reverse else decision.backend
-        calls = [self._replay(ex, plan.target, plan.max_body_bytes, settings, plan.dry_run)]
+        assert self._session is not None
+        limits = {"limit": plan.max_body_bytes, "timeout_s": settings.timeout_s}
+        calls = [replay(self._session, ex, plan.target, dry_run=plan.dry_run, **limits)]
         if noise:
-            calls.append(self._replay(ex, legacy_backend, plan.max_body_bytes, settings, False))
+            calls.append(replay(self._session, ex, legacy_backend, dry_run=False, **limits))
         results = await asyncio.gather(*calls, return_exceptions=True)
         shadow = results[0]
         if isinstance(shadow, BaseException):
-            self._error(decision, _error_kind(shadow))
+            self._error(decision, error_kind(shadow))
             return
         second = results[1] if noise and not isinstance(results[1], BaseException) else None
         if noise and second is None:
-            self._error(decision, "noise-" + _error_kind(results[1]))
+            self._error(decision, "noise-" + error_kind(results[1]))
         primary = Replayed(Answer(ex.status, ex.response_headers, ex.response_body), ex.latency_s)
         legacy, service = (shadow, primary) if reverse else (primary, shadow)
         loop = asyncio.get_running_loop()
@@ -224,39 +201,6 @@ class ShadowDispatcher:
             return
         self.store.record(observation)
         self.metrics.inc("strangler_shadow_compared_total", {"capability": capability})
-
-    async def _replay(self, ex: Exchange, backend: Backend, limit: int,
-                      settings: ShadowSettings, dry_run: bool) -> Replayed:
-        assert self._session is not None
-        headers = [(k, v) for k, v in ex.request_headers if k.lower() not in _NOT_REPLAYED]
-        headers.append((SHADOW_HEADER, "1"))
-        if dry_run:
-            headers.append((DRY_RUN_HEADER, "1"))
-        started = time.perf_counter()
-        try:
-            async with self._session.request(
-                    ex.method, backend.url.rstrip("/") + ex.target, headers=headers,
-                    data=ex.request_body or None, allow_redirects=False,
-                    timeout=aiohttp.ClientTimeout(total=settings.timeout_s)) as resp:
-                if (resp.content_length or 0) > limit:
-                    raise ShadowError("response-too-large")
-                chunks, size = [], 0
-                async for chunk in resp.content.iter_any():
-                    size += len(chunk)
-                    if size > limit:
-                        raise ShadowError("response-too-large")
-                    chunks.append(chunk)
-                body = b"".join(chunks)
-                if dry_run and resp.headers.get(DRY_RUN_HEADER, "").lower() != "rolled-back":
-                    raise ShadowError("dry-run-not-honoured")
-                answer = Answer(resp.status, tuple(resp.headers.items()), body)
-        except asyncio.TimeoutError:
-            raise ShadowError("timeout") from None
-        except aiohttp.ClientConnectionError:
-            raise ShadowError("connect") from None
-        except aiohttp.ClientError:
-            raise ShadowError("protocol") from None
-        return Replayed(answer, time.perf_counter() - started)
 
     # ---- comparison thread ----------------------------------------------------------------
     def _observe(self, ex: Exchange, settings: ShadowSettings, legacy: Replayed,
@@ -273,7 +217,8 @@ class ShadowDispatcher:
                        if self.store.wants_sample(capability, decision.route, f))
         sample = None
         if wanted:
-            sample = _sample(ex, settings, legacy, service, raw, legacy_backend, service_backend)
+            sample = build_sample(ex, settings, legacy, service, raw, legacy_backend,
+                                  service_backend)
         return Observation(
             capability=capability, route=decision.route, at=ex.started_at,
             status_mismatch=status_mismatch, raw_fields=raw_fields,
@@ -296,47 +241,3 @@ def _make_sink(store_url: str, options: dict, metrics: Metrics) -> ShadowDispatc
     return dispatcher
 
 
-def _sample(ex: Exchange, settings: ShadowSettings, legacy: Replayed, service: Replayed,
-            diffs: list[FieldDiff], legacy_backend: Backend, service_backend: Backend) -> str:
-    """One request, both answers and the diffs, redacted, as JSON text for the store."""
-    sensitive = frozenset(f.lower() for f in settings.sensitive_fields)
-    req_headers = redact_headers(ex.request_headers, sensitive)
-    req_body = redact_body(ex.request_body, sensitive, SAMPLE_BODY_CHARS)
-    target = redact_text(ex.target, sensitive)
-    dry_run = ex.decision.shadow is not None and ex.decision.shadow.dry_run
-
-    def side(r: Replayed) -> dict:
-        try:
-            body = decoded_body(r.answer)
-        except Exception:
-            body = r.answer.body
-        return {"status": r.answer.status,
-                "headers": redact_headers(r.answer.headers, sensitive),
-                "body": redact_body(body, sensitive, SAMPLE_BODY_CHARS),
-                "latency_ms": round(r.latency_s * 1000, 3)}
-
-    def curl(backend: Backend) -> str:
-        parts = ["curl", "-sS", "-i", "-X", ex.method]
-        for key, value in req_headers:
-            if key.lower() not in _NOT_REPLAYED:
-                parts += ["-H", f"{key}: {value}"]
-        if dry_run or ex.method.upper() not in SAFE_METHODS:
-            parts += ["-H", f"{DRY_RUN_HEADER}: 1"]
-        if ex.request_body:
-            parts += ["--data-binary", req_body]
-        parts.append(backend.url.rstrip("/") + target)
-        return " ".join(shlex.quote(p) for p in parts)
-
-    return json.dumps({
-        "at": ex.started_at, "method": ex.method, "target": target,
-        "request_headers": req_headers, "request_body": req_body,
-        "legacy": side(legacy), "service": side(service),
-        "diffs": [{"path": d.path, "kind": d.kind,
-                   "left": redact_field(d.path, d.left, sensitive),
-                   "right": redact_field(d.path, d.right, sensitive)} for d in diffs],
-        "curl": {"legacy": curl(legacy_backend), "service": curl(service_backend)},
-    }, ensure_ascii=False, default=str)
-
-
-def _error_kind(exc: BaseException) -> str:
-    return exc.kind if isinstance(exc, ShadowError) else type(exc).__name__.lower()
