@@ -108,14 +108,12 @@ def edit_yaml(text: str, mutate: Callable[[Any], None]) -> str:
     spliced into the operator's own text, so everything else stays byte for byte."""
     y = _yaml()
     try:
-        _, indent, block_seq_indent = load_yaml_guess_indent(text)
-        y.indent(mapping=_mapping_indent(text), sequence=indent or 2,
-                 offset=block_seq_indent or 0)
-        y.explicit_start = _EXPLICIT_START.match(text) is not None
-        doc = y.load(text)
+        doc, indent, block_seq_indent = load_yaml_guess_indent(text, yaml=y)
     except YAMLError as exc:
         raise OperatorError(f"the rule file is not valid YAML ({exc}); "
                             "run `strangler rules validate`") from None
+    y.indent(mapping=_mapping_indent(text), sequence=indent or 2, offset=block_seq_indent or 0)
+    y.explicit_start = _EXPLICIT_START.match(text) is not None
     identity = _dump(y, doc)
     mutate(doc)
     edited = _dump(y, doc)
