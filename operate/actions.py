@@ -134,9 +134,15 @@ def stage(path: str | Path, capability: str, target: str, actor: Actor,
         return f"{cap.name}: stage {cap.stage} -> {target}"
 
     def notes(cap: CompiledCapability) -> tuple[str, ...]:
-        if target == "canary" and cap.stage == "shadow" and cap.percent == 0:
-            return (f"legacy still answers every read: raise the share with "
-                    f"`strangler rollout {capability} 1`",)
+        if target == "canary" and cap.service_percent == 0:
+            if cap.percent == 0:
+                return (f"legacy still answers every read: raise the share with "
+                        f"`strangler rollout {capability} 1`",)
+            return (f"the service now answers {cap.percent:g} % of reads (rollout.percent); "
+                    f"`strangler rollback {capability}` sets it to 0",)
+        if target == "retired":
+            return ("no fallback to legacy any more; `strangler rollback "
+                    f"{capability}` still sends reads back to legacy",)
         return ()
     return _edit(path, capability, command or f"stage {capability} {target}", actor, dry_run,
                  lambda cap: check_stage(cap, target), mutate, notes=notes,

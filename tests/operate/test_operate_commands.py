@@ -196,3 +196,10 @@ def test_the_console_command_as_a_subprocess(demo: Path):
     run = subprocess.run([sys.executable, "-m", "strangler", "rollout", "--help"],
                          cwd=ROOT, env=env, capture_output=True, text=True)
     assert run.returncode == 0 and "sticky" in run.stdout and "--dry-run" in run.stdout
+
+
+def test_entering_canary_says_what_share_the_service_now_answers(demo: Path, cli):
+    assert "takes effect in canary" in cli("rollout", "catalog", "25").out
+    r = cli("stage", "catalog", "canary")
+    assert "note: the service now answers 25 % of reads" in r.out
+    assert "strangler rollback catalog" in r.out
