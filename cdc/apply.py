@@ -77,6 +77,7 @@ class Applier:
         self._order = mapping.target_order(direction)
         self._keys = {m.target_table: m.target_key for ms in self._maps.values() for m in ms}
         self._cache: dict[tuple[Lookup, Any], Any] = {}
+        self._source_rank = {t: i for i, t in enumerate(mapping.source_tables(direction))}
         self._lookup_tables = {lk.table for t in mapping.tables for c in t.columns
                                for d, lk in c.lookups if d == direction}
         self.origin = None
@@ -206,6 +207,9 @@ class Applier:
                 continue
             pk = key_text(ev.key)
             live.append((r, table, pk))
+        # Parents first (file order), so a row's lookup finds a parent that arrived in the same
+        # batch from another topic; a stable sort keeps each row's own changes in order.
+        live.sort(key=lambda item: self._source_rank.get(item[1], len(self._source_rank)))
 
         stored: dict[tuple[str, str], int] = {}
         by_topic: dict[str, set[str]] = {}
@@ -386,6 +390,8 @@ class Applier:
 def _fold(net: dict, target_key: tuple[str, tuple], op: _Op) -> None:
     """Combine successive changes of one target row within a batch into its net effect."""
     prev = net.get(target_key)
+    if prev is not None and prev.kind == "delete" and op.kind == "clear":
+        return                              # clearing columns of a deleted row: it stays deleted
     if prev is None or op.kind == "delete" or prev.kind == "delete":
         net[target_key] = op
     else:                                   # later columns win; the strongest kind stays
