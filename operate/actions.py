@@ -263,8 +263,14 @@ def _edit(path: str | Path, name: str, command: str, actor: Actor, dry_run: bool
     text = edit_yaml(rules.text(cap.file), edit_doc).encode("utf-8")
     after = compile_rules(rules, {cap.file: text}, what=command) \
         if text != rules.files[cap.file] else table
-    if not diff_tables(table, after):       # same routing (e.g. a default made explicit)
+    differences = diff_tables(table, after)
+    if not differences:                     # same routing (e.g. a default made explicit)
         return Change(command, name, same(cap), False, rules.version, rules.version)
+    stray = sorted({d.subject for d in differences} - {f"capability {name}"})
+    if stray:                               # e.g. a YAML anchor shared with another capability
+        raise OperatorError(f"{command} would also change {', '.join(stray)} (shared YAML anchor "
+                            f"or alias in {cap.file}?); edit the file by hand and use "
+                            "`strangler rules apply`")
     if expected_version is not None and rules.version != expected_version:
         raise RulesChanged(f"the rules are at version {rules.version}, not {expected_version} "
                            "as expected (someone changed them); reload and decide again")

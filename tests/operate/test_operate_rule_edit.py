@@ -161,3 +161,17 @@ def test_an_edit_that_changes_no_routing_writes_nothing(tmp_path: Path, snapshot
     change = actions.writes(path, "legacy_only", "legacy", ME)
     assert not change.changed and change.summary == "legacy_only: writes already go to legacy"
     assert snapshot(path) == before
+
+
+def test_an_edit_that_would_reach_another_capability_through_an_anchor_is_refused(
+        tmp_path: Path, snapshot):
+    path = tmp_path / "r.yaml"
+    path.write_text(ODD.replace("  rollout: {percent: 5,", "  rollout: &shared {percent: 5,")
+                    .replace("  stage: legacy\n",
+                             "  service: new\n  stage: canary\n  writes: legacy\n"
+                             "  rollout: *shared\n"))
+    before = snapshot(path)
+    with pytest.raises(OperatorError, match=r"rollout search 50 would also change capability "
+                                            r"legacy_only \(shared YAML anchor"):
+        actions.rollout(path, "search", 50, ME)
+    assert snapshot(path) == before
