@@ -1,5 +1,6 @@
 """The benchmark's own pieces: the naive proxy relays faithfully (else its numbers mean nothing),
-and strangler's benchmark rule table is valid and sends the benchmark path to its last capability."""
+strangler's benchmark rule table is valid and sends the benchmark path to its last capability,
+and the bars are judged from the ratios as the issue states them."""
 from __future__ import annotations
 
 import aiohttp
@@ -7,7 +8,9 @@ import yaml
 from aiohttp import web
 
 from benchmarks.naive_proxy import make_app
-from benchmarks.proxy_bench import BENCH_PATH, CAPABILITY_COUNTS, LAST_CAPABILITY, rules_document
+from benchmarks.proxy_bench import (BENCH_PATH, CAPABILITY_COUNTS, LAST_CAPABILITY, PeerResult,
+                                    Sample, ratios, render, rules_document, verdicts)
+from benchmarks.wrk import Load
 from proxy.rules import check_rules
 from tests.conftest import free_port
 
@@ -59,3 +62,27 @@ def test_benchmark_rules_load_and_route_the_bench_path_to_the_last_capability(tm
         assert decision.capability == f"cap-{LAST_CAPABILITY:04d}"
         assert decision.backend.url == "http://127.0.0.1:9"
         assert report.table.decide("GET", "/elsewhere", "", {}).capability is None
+
+
+def peer(name: str, rps: float, low_p50_ms: float, cpu: float | None) -> PeerResult:
+    load = Load(requests=int(rps * 10), seconds=10.0, errors=0, rps=rps, p50_ms=1.0, p90_ms=2.0,
+                p99_ms=5.0, mean_ms=1.2)
+    calm = Load(requests=4000, seconds=2.0, errors=0, rps=2000, p50_ms=low_p50_ms, p90_ms=1.0,
+                p99_ms=2.0, mean_ms=0.5)
+    return PeerResult(name, Sample(load, cpu), Sample(calm, cpu))
+
+
+def test_bars_compare_strangler_with_peers_of_the_same_run():
+    results = [peer("direct", 80000, 0.05, None), peer("nginx", 30000, 0.10, 13),
+               peer("naive aiohttp", 5000, 0.50, 90),
+               peer("strangler (5 caps)", 16000, 0.30, 35),     # 0.53 of nginx, 3.2x naive
+               peer("strangler (500 caps)", 14000, 1.20, 36)]   # 0.47 of nginx; +1.15 ms
+    found = ratios(results)
+    passed = verdicts(found)
+    assert found["strangler/nginx (5 caps)"] == 16000 / 30000
+    assert found["strangler 500/5 caps throughput"] == 14000 / 16000
+    assert passed == {"strangler/nginx (5 caps)": True, "strangler/naive (5 caps)": True,
+                      "added_p50_ms (5 caps)": True, "strangler/nginx (500 caps)": False,
+                      "strangler/naive (500 caps)": True, "added_p50_ms (500 caps)": False}
+    table = render(results, found, passed, connections=32, seconds=10)
+    assert "strangler/nginx (500 caps)                     0.467   (bar >= 0.5: FAIL)" in table
