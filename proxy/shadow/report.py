@@ -141,13 +141,17 @@ def _fields(r: dict[str, Any], cap_noise: dict[str, int],
 
 
 def _latency(sides: dict[str, dict[int, int]]) -> dict[str, Any]:
+    """Percentiles per side, and both histograms over one contiguous range of bins (empty bins
+    included, so a chart's x axis stays proportional)."""
+    used = [b for bins in sides.values() for b in bins]
+    span = range(min(used), max(used) + 1) if used else range(0)
     out: dict[str, Any] = {}
     for side in ("legacy", "service"):
         bins = sides.get(side, {})
         n = sum(bins.values())
         out[side] = {"count": n, **{f"p{p}": _percentile(bins, n, p / 100)
                                     for p in (50, 95, 99)},
-                     "histogram": [[round(bin_upper_ms(b), 3), c] for b, c in sorted(bins.items())]}
+                     "histogram": [[round(bin_upper_ms(b), 3), bins.get(b, 0)] for b in span]}
     return out
 
 

@@ -42,6 +42,11 @@ def test_bug_field_reported_and_noise_field_cancelled(store):
     assert products["latency"]["legacy"]["p50"] == pytest.approx(10, rel=0.1)
     assert products["latency"]["service"]["p99"] == pytest.approx(20, rel=0.1)
     assert products["timeline"][0]["compared"] == 40
+    legacy_hist = products["latency"]["legacy"]["histogram"]
+    service_hist = products["latency"]["service"]["histogram"]
+    assert [e for e, _ in legacy_hist] == [e for e, _ in service_hist]  # one shared axis
+    assert legacy_hist[0][1] == 40 and service_hist[-1][1] == 40  # 10 ms vs 20 ms...
+    assert all(c == 0 for _, c in legacy_hist[1:-1])  # ...with the empty bins between kept
 
 
 def test_too_little_evidence_is_pending_and_counts_as_difference(store):
