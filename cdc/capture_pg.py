@@ -16,8 +16,15 @@ Contract for whoever drives it (the pipeline, the CLI, tests):
 Acknowledgement: the flush LSN sent to the server is only ever the end of a transaction
 whose events were all handed to the sink *and* `sink.flush()` returned afterwards. A sink
 that cannot flush holds the slot where it is; a restart resumes from the acknowledged
-position, so delivery is at least once and never lossy. psycopg2 moves the flush LSN on to a
-keepalive's WAL end only when everything received has been acknowledged (nothing pending).
+position, so delivery is at least once and never lossy.
+
+One subtlety: psycopg2 moves the flush LSN on to a keepalive's WAL end by itself whenever the
+last message received starts at or below the LSN we acknowledged. A transaction that began
+before an acknowledged commit (interleaved writers) starts below it, so before consuming such a
+transaction everything already sent is flushed and acknowledged first; if the sink cannot flush
+then, run() stops with SinkStalled and the caller restarts it from the acknowledged position.
+(The keepalive's WAL end never passes the commit of the transaction being received, so that
+transaction itself is replayed after a restart.)
 
 Loop prevention: transactions carrying an Origin message (replayed by our apply under a
 replication origin, `pg_replication_origin_session_setup`) are dropped whole. PostgreSQL 15's
@@ -55,6 +62,10 @@ log = logging.getLogger(__name__)
 
 HEARTBEAT_TABLE = "strangler_heartbeat"
 CHORE_INTERVAL_S = 0.02
+
+
+class SinkStalled(RuntimeError):
+    """The sink could not flush at a point where streaming on would be unsafe (see _handle)."""
 
 
 @dataclass(frozen=True)
@@ -114,6 +125,7 @@ class PgCapture:
         self._requests: queue.Queue[str] = queue.Queue()
         self._resnapshot: _Resnapshot | None = None
         self._admin: Any = None
+        self._cur: Any = None               # the replication cursor while run() streams
         self.streaming = threading.Event()   # set once run() is attached to the slot
         # stream state
         self._skip_tx = False
@@ -330,16 +342,17 @@ class PgCapture:
                             (self.slot,))
         conn = psycopg2.connect(self.dsn, options=SESSION_OPTIONS,
                                 connection_factory=psycopg2.extras.LogicalReplicationConnection)
-        cur = conn.cursor()
+        cur = self._cur = conn.cursor()
         try:
             cur.start_replication(slot_name=self.slot, decode=False, status_interval=1,
                                   options={"proto_version": "1",
                                            "publication_names": self.publication})
             self.streaming.set()
             self._stream(cur, stop)
-            self._flush_and_ack(cur)
+            self._flush_and_ack()
         finally:
             self.streaming.clear()
+            self._cur = None
             conn.close()
             wait_slot_released(self.dsn, self.slot)
             if self._resnapshot is not None:
@@ -357,7 +370,7 @@ class PgCapture:
             if msg is not None:
                 handle(msg.payload, msg.data_start)
                 if self._unflushed >= self.flush_every_events:
-                    self._flush_and_ack(cur)
+                    self._flush_and_ack()
                 busy += 1
                 if busy < 512:      # look at the clock now and then, even under load
                     continue
@@ -365,16 +378,16 @@ class PgCapture:
             now = time.monotonic()
             if now >= next_chores:
                 next_chores = now + CHORE_INTERVAL_S
-                self._chores(cur, now)
+                self._chores(now)
             if msg is None:
                 select.select([fileno], [], [], CHORE_INTERVAL_S)
 
-    def _chores(self, cur, now: float) -> None:
+    def _chores(self, now: float) -> None:
         """Periodic work beside the stream: acknowledge, heartbeat, re-snapshot chunks."""
         self._rate.sample(self._events_total, now)
         owed = self._unflushed or self._last_commit_end > self._flushed_lsn
         if owed and now - self._last_flush >= self.flush_interval_s:
-            self._flush_and_ack(cur)
+            self._flush_and_ack()
         if now - self._last_heartbeat >= self.heartbeat_interval_s:
             self._heartbeat()
         if self._resnapshot is not None:
@@ -382,7 +395,7 @@ class PgCapture:
         elif not self._requests.empty():
             self._start_resnapshot(self._requests.get())
 
-    def _flush_and_ack(self, cur) -> None:
+    def _flush_and_ack(self) -> bool:
         """Flush the sink; on success acknowledge the last commit whose events all went in."""
         candidate = self._last_commit_end
         self._last_flush = time.monotonic()
@@ -394,12 +407,13 @@ class PgCapture:
                 log.warning("CDC sink flush failed; slot %s stays at %s: %s", self.slot,
                             int_to_lsn(self._flushed_lsn), exc)
             self._last_error = error
-            return
+            return False
         self._unflushed = 0
         self._last_error = None
         if candidate > self._flushed_lsn:
-            cur.send_feedback(flush_lsn=candidate, reply=True)
+            self._cur.send_feedback(flush_lsn=candidate, reply=True)
             self._flushed_lsn = candidate
+        return True
 
     def _heartbeat(self) -> None:
         self._last_heartbeat = time.monotonic()
@@ -419,6 +433,9 @@ class PgCapture:
             self._emit_row(rel, msg, lsn)
         elif kind == 66:                                      # B
             begin = pgoutput.parse(payload)
+            if lsn <= self._flushed_lsn and self._unflushed and not self._flush_and_ack():
+                raise SinkStalled(f"the sink cannot flush ({self._last_error}); streaming "
+                                  "stops so no keepalive can acknowledge unflushed events")
             self._skip_tx = False
             self._tx_xid = begin.xid
             self._tx_ts_ms = begin.commit_ts_us // 1000

@@ -451,3 +451,80 @@ def test_a_dropped_replication_connection_stops_run_and_a_new_run_resumes(pg_url
     cap.close()
     delivered = {e.key["id"] for e in first.events[:first.flushed] + second.events}
     assert delivered == set(range(1, 41))
+
+
+class FeedbackRecorder:
+    """Stands in for the replication cursor's send_feedback only: records what capture acks."""
+
+    def __init__(self):
+        self.acks: list[int] = []
+
+    def send_feedback(self, flush_lsn: int, reply: bool) -> None:
+        self.acks.append(flush_lsn)
+
+
+def interleaved_frames(pg_url, db) -> list[tuple[bytes, int]]:
+    """T1 writes first but commits last, T2 and T3 commit in between: the stream carries T2,
+    T3, then T1, whose Begin starts *below* T2's and T3's commits."""
+    from psycopg2.extras import LogicalReplicationConnection
+
+    raw_slot = "raw_" + pg_url.rsplit("/", 1)[1]
+    db.execute("SELECT pg_create_logical_replication_slot(%s, 'pgoutput')", (raw_slot,))
+    t1 = psycopg2.connect(libpq_dsn(pg_url))
+    t1.cursor().execute("INSERT INTO products (id, name) VALUES (1, 't1')")
+    db.execute("INSERT INTO products (id, name) VALUES (2, 't2')")
+    db.execute("INSERT INTO products (id, name) VALUES (3, 't3')")
+    t1.commit()
+    t1.close()
+    conn = psycopg2.connect(libpq_dsn(pg_url), connection_factory=LogicalReplicationConnection)
+    frames: list = []
+    try:
+        cur = conn.cursor()
+        cur.start_replication(slot_name=raw_slot, decode=False,
+                              options={"proto_version": "1", "publication_names": "cap_pub"})
+
+        def collect():
+            msg = cur.read_message()
+            if msg is not None:
+                frames.append((msg.payload, msg.data_start))
+            return sum(1 for p, _ in frames if p[:1] == b"C") == 3
+        wait_for(collect, what="three transactions")
+    finally:
+        conn.close()
+    wait_slot_released(libpq_dsn(pg_url), raw_slot)
+    db.execute("SELECT pg_drop_replication_slot(%s)", (raw_slot,))
+    return frames
+
+
+def test_events_sent_before_an_interleaved_transaction_are_flushed_before_it_is_read(pg_url, db):
+    """psycopg2 forwards the flush LSN on a keepalive once the last message received starts at
+    or below the acknowledged LSN: capture must not have unflushed events at that point."""
+    from cdc import pgoutput
+    from cdc.capture_pg import SinkStalled
+
+    make_capture(pg_url, RecordingSink()).close()    # the publication the frames need
+    frames = interleaved_frames(pg_url, db)
+    commits = [i for i, (p, _) in enumerate(frames) if p[:1] == b"C"]
+    begins = [i for i, (p, _) in enumerate(frames) if p[:1] == b"B"]
+    ends = [pgoutput.parse(frames[i][0]).end_lsn for i in commits]
+    assert frames[begins[2]][1] < ends[0]            # T1 begins below T2's commit
+
+    for refuse, outcome in ((False, "flushed"), (True, "stalled")):
+        sink = RecordingSink()
+        cap = make_capture(pg_url, sink)
+        cap._cur = FeedbackRecorder()
+        for payload, lsn in frames[:commits[0] + 1]:     # T2, then flushed and acknowledged
+            cap._handle(payload, lsn)
+        assert cap._flush_and_ack() and cap._cur.acks == [ends[0]]
+        for payload, lsn in frames[commits[0] + 1:begins[2]]:   # T3: sent, not flushed
+            cap._handle(payload, lsn)
+        assert sink.flushed == 1 and len(sink.events) == 2
+        sink.refuse_flush = refuse
+        if outcome == "flushed":
+            cap._handle(*frames[begins[2]])
+            assert sink.flushed == 2 and cap._cur.acks == [ends[0], ends[1]]
+        else:
+            with pytest.raises(SinkStalled):
+                cap._handle(*frames[begins[2]])
+            assert cap._cur.acks == [ends[0]]
+        cap.close()
