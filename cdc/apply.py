@@ -17,6 +17,7 @@ from typing import Any
 from cdc.mapping import UNAVAILABLE, DirectedMap, Lookup, LookupMissing, Mapping, MappingError
 from cdc.records import Record
 from cdc.store import DLQ, STATS, TABLE_WIDE, TargetStore, key_text
+from strangler.errors import OperatorError
 
 
 @dataclass
@@ -80,9 +81,26 @@ class Applier:
         self._source_rank = {t: i for i, t in enumerate(mapping.source_tables(direction))}
         self._lookup_tables = {lk.table for t in mapping.tables for c in t.columns
                                for d, lk in c.lookups if d == direction}
+        self._check_target()
         self.origin = None
         if use_origin and store.is_pg:
             self.origin = store.setup_origin(f"strangler_{consumer}"[:60])
+
+    def _check_target(self) -> None:
+        """Every mapped target table and column exists, else a file:line error before any event."""
+        path = self.mapping.path
+        for i, t in enumerate(self.mapping.tables):
+            m = t.directed(self.direction)
+            found = self.store.columns(m.target_table)
+            side = "service" if m.direction == "to_service" else "legacy"
+            if found is None:
+                raise OperatorError(f"{path}:{t.line}: tables[{i}].{side}: table {m.target_table!r} does not "
+                                    "exist in the target database; create it (migrations) or fix the name")
+            for col in t.columns:
+                name = col.service if side == "service" else col.legacy
+                if name not in found:
+                    raise OperatorError(f"{path}:{col.line}: tables[{i}].columns.{col.legacy}: {side} column "
+                                        f"{name!r} is not in table {m.target_table!r} ({', '.join(sorted(found))})")
 
     # --- public -----------------------------------------------------------------------------
     def stored_offsets(self) -> dict[tuple[str, int], int]:

@@ -88,12 +88,19 @@ class ApplyLoop:
         self.caught_up = threading.Event()       # set whenever a poll comes back empty
 
     def run(self, stop: threading.Event) -> None:
+        started = False
         while not stop.is_set():
             applier = source = None
             try:
                 applier = make_applier(self.config, self.route)
                 source = make_source(self.config, self.route, applier)
+                started = True
                 self._loop(stop, applier, source)
+            except OperatorError:
+                if not started:             # misconfigured from the start: say so and stop
+                    raise
+                log.warning("apply %s cannot reconnect yet; retrying", self.route.name)
+                stop.wait(1.0)
             except Exception as exc:  # noqa: BLE001 - reconnect and resume from stored offsets
                 log.warning("apply %s failed, resuming from stored offsets: %s", self.route.name, exc)
                 stop.wait(1.0)

@@ -94,8 +94,9 @@ class TargetStore:
         else:
             self.conn.isolation_level = None     # explicit BEGIN/COMMIT, savepoints behave
             import sqlite3
-            self.errors = (sqlite3.IntegrityError, sqlite3.DataError, sqlite3.OperationalError,
-                           sqlite3.InterfaceError, sqlite3.ProgrammingError)
+            # Not OperationalError: "database is locked" is a reason to retry, not poison.
+            self.errors = (sqlite3.IntegrityError, sqlite3.DataError, sqlite3.InterfaceError,
+                           sqlite3.ProgrammingError)
         self.in_tx = False
         self.marked = False             # set below, once the marker table exists
         self.begin()
@@ -221,6 +222,18 @@ class TargetStore:
         cur.execute(f"SELECT topic, partition, next_offset FROM {OFFSETS} WHERE consumer = {self.ph}",
                     (consumer,))
         return {(t, p): o for t, p, o in cur.fetchall()}
+
+    def columns(self, table: str) -> set[str] | None:
+        """The table's column names, None if there is no such table."""
+        cur = self.cursor()
+        if self.is_pg:
+            cur.execute("SELECT column_name FROM information_schema.columns WHERE table_name = %s "
+                        "AND table_schema = current_schema()", (table,))
+            found = {r[0] for r in cur.fetchall()}
+            self.rollback()
+        else:
+            found = {r[1] for r in cur.execute(f"PRAGMA table_info({q(table)})").fetchall()}
+        return found or None
 
     def lookup(self, table: str, match: str, take: str, value: Any) -> list[Any]:
         cur = self.cursor()

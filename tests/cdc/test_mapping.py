@@ -103,3 +103,18 @@ def test_split_merge_value_map_and_filter_on_sqlite(tmp_path):
     applier.apply([ev.update("items", None, {"id": 1, "name": "uno", "state": "R", "price": "3.00"})])
     assert rows(url, "SELECT id, label, status, quantity FROM goods") == [(1, "uno", "retired", None)]
     store.close()
+
+
+def test_a_mapping_that_does_not_fit_the_target_schema_is_refused_at_start(tmp_path):
+    url = f"sqlite:///{tmp_path / 'svc.db'}"
+    store = TargetStore(url)
+    store.cursor().execute("CREATE TABLE goods (id INTEGER PRIMARY KEY, label TEXT, status TEXT)")
+    with pytest.raises(OperatorError) as err:
+        Applier(store, load_mapping_text(SPLIT_MERGE, "x.yaml"), TO_SERVICE, "t")
+    assert str(err.value).startswith("x.yaml:8: tables[1].service: table 'prices' does not exist")
+    store.cursor().execute("CREATE TABLE prices (item_id INTEGER PRIMARY KEY, cents INTEGER NOT NULL)")
+    with pytest.raises(OperatorError) as err:
+        Applier(store, load_mapping_text(SPLIT_MERGE, "x.yaml"), TO_SERVICE, "t")
+    assert str(err.value).startswith("x.yaml:16: tables[2].columns.qty: service column 'quantity' is not in "
+                                     "table 'goods' (id, label, status)")
+    store.close()
