@@ -11,6 +11,13 @@ def _cell(text: Any) -> str:
     return str(text).replace("|", "\\|").replace("\n", " ")
 
 
+def _code(text: Any) -> str:
+    """Inline code safe for a table cell, whatever backticks the value holds."""
+    text = _cell(text)
+    fence = "``" if "`" in text else "`"
+    return f"{fence} {text} {fence}" if fence == "``" else f"`{text}`"
+
+
 def render_markdown(report: dict[str, Any]) -> str:
     out = ["# Shadow report", "",
            f"Generated {when(report.get('generated_at'))}, since {when(report.get('since'))}.",
@@ -28,27 +35,28 @@ def render_markdown(report: dict[str, Any]) -> str:
                 "| --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
         for r in cap["routes"]:
             lat = r["latency"]
-            out.append("| " + " | ".join(_cell(x) for x in (
-                f"`{r['route']}`", pct(r["match_rate"]), f"{r['matched']}/{r['compared']}",
+            out.append("| " + _code(r["route"]) + " | " + " | ".join(_cell(x) for x in (
+                pct(r["match_rate"]), f"{r['matched']}/{r['compared']}",
                 r["status_mismatch"], counts(r["errors"]), r["dropped"], counts(r["skipped"]),
                 "/".join(ms(lat["legacy"][p]) for p in ("p50", "p95", "p99")),
                 "/".join(ms(lat["service"][p]) for p in ("p50", "p95", "p99")))) + " |")
         for r in cap["routes"]:
             if not r["fields"] and not r["samples"]:
                 continue
-            out += ["", f"### `{r['route']}`", ""]
+            out += ["", f"### {_code(r['route'])}", ""]
             if r["fields"]:
                 out += ["| field | verdict | raw rate | noise rate |", "| --- | --- | --- | --- |"]
-                out += [f"| `{_cell(f['field'])}` | {f['verdict']} | {rate(f['raw_rate'])} "
+                out += [f"| {_code(f['field'])} | {f['verdict']} | {rate(f['raw_rate'])} "
                         f"({f['raw']}) | {noise(f)} |"
                         for f in r["fields"]]
             for s in r["samples"]:
-                out += ["", f"**{_cell(s['field'])}** — `{_cell(s['method'])} "
-                        f"{_cell(s['target'])}` (legacy {s['legacy']['status']}, "
+                request = _code(f"{s['method']} {s['target']}")
+                out += ["", f"**{_cell(s['field'])}** — {request} "
+                        f"(legacy {s['legacy']['status']}, "
                         f"service {s['service']['status']})", "",
                         "| kind | legacy | service |", "| --- | --- | --- |"]
-                out += [f"| {d['kind']} | `{_cell(value(d['left']))}` | "
-                        f"`{_cell(value(d['right']))}` |"
+                out += [f"| {d['kind']} | {_code(value(d['left']))} | "
+                        f"{_code(value(d['right']))} |"
                         for d in s["diffs"] if d["path"] == s["field"]]
                 out += ["", "```sh", s["curl"]["service"], "```"]
         out.append("")

@@ -163,3 +163,13 @@ def test_quiet_route_borrows_its_capabilitys_noise_evidence(store):
     assert fields["$.generated_at"]["noise_scope"] == "capability"
     assert fields["$.id"]["verdict"] == "reported"
     assert "100.0 % (40, capability-wide)" in render(report, "text")
+
+
+def test_markdown_cells_survive_pipes_and_backticks(store):
+    for i in range(12):
+        store.record(observation(route="/api/a|b", raw={"$.x`y"}, noise=set(), at=AT + i,
+                                 sample_fields=("$.x`y",)))
+    store.flush()
+    md = render(build_report(store, now=AT + 100), "markdown")
+    assert "| `/api/a\\|b` | 0.00 % |" in md
+    assert "| `` $.x`y `` | reported |" in md
