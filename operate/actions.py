@@ -10,7 +10,7 @@ records who/when/why/diff in the history. A refused action changes nothing anywh
 from __future__ import annotations
 
 import difflib
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
@@ -45,7 +45,7 @@ class Change:
     entry_id: int | None = None           # history entry, when written
     differences: tuple[Difference, ...] = ()
     text_diff: str = ""
-    notes: tuple[str, ...] = field(default=())
+    notes: tuple[str, ...] = ()             # what the operator should know or do next
 
     def line(self) -> str:
         if not self.changed:
@@ -69,6 +69,7 @@ def rollout(path: str | Path, capability: str, percent: float, actor: Actor,
     def mutate(m: CommentedMap, cap: CompiledCapability) -> str:
         _sub(m, "rollout", after=("writes", "stage"))["percent"] = _number(percent)
         return f"{cap.name}: rollout percent {cap.percent:g} -> {percent:g}"
+
     def notes(cap: CompiledCapability) -> tuple[str, ...]:
         if cap.stage == "canary":
             return ()
@@ -162,23 +163,21 @@ def retire(path: str | Path, capability: str, actor: Actor, dry_run: bool = Fals
 def rollback(path: str | Path, capability: str, actor: Actor, dry_run: bool = False) -> Change:
     """Legacy answers every read again, from any stage; writes stay where they are (see
     operate.transitions for why)."""
-    plan: list = []
-
-    def check(cap: CompiledCapability) -> None:
-        plan.append(rollback_plan(cap))
-
-    def mutate(m: CommentedMap, cap: CompiledCapability) -> str:
-        p = plan[0]
-        _set_stage(m, cap, p.stage)
-        _sub(m, "rollout", after=("writes", "stage"))["percent"] = _number(p.percent)
-        moved = f"stage {cap.stage} -> {p.stage}, " if cap.stage != p.stage else ""
-        return (f"{cap.name}: rolled back ({moved}percent {cap.percent:g} -> {p.percent:g}); "
+    def mutate(m: CommentedMap, cap: CompiledCapability) -> str | None:
+        plan = rollback_plan(cap)
+        if plan is None:
+            return None
+        _set_stage(m, cap, plan.stage)
+        _sub(m, "rollout", after=("writes", "stage"))["percent"] = _number(plan.percent)
+        moved = f"stage {cap.stage} -> {plan.stage}, " if cap.stage != plan.stage else ""
+        return (f"{cap.name}: rolled back ({moved}percent {cap.percent:g} -> {plan.percent:g}); "
                 "legacy answers every read")
 
     def notes(cap: CompiledCapability) -> tuple[str, ...]:
-        return (plan[0].note,) if plan and plan[0] and plan[0].note else ()
-    return _edit(path, capability, f"rollback {capability}", actor, dry_run, check, mutate,
-                 notes=notes, skip=lambda cap: plan[0] is None,
+        plan = rollback_plan(cap)
+        return (plan.note,) if plan and plan.note else ()
+    return _edit(path, capability, f"rollback {capability}", actor, dry_run, _no_check, mutate,
+                 notes=notes,
                  same=lambda cap: f"{capability}: nothing to roll back (stage {cap.stage}, "
                                   f"legacy answers every read)")
 
@@ -245,22 +244,23 @@ def _no_check(cap: CompiledCapability) -> None:
 
 def _edit(path: str | Path, name: str, command: str, actor: Actor, dry_run: bool,
           check: Callable[[CompiledCapability], None],
-          mutate: Callable[[CommentedMap, CompiledCapability], str],
+          mutate: Callable[[CommentedMap, CompiledCapability], str | None],
           expected_version: str | None = None, *,
           same: Callable[[CompiledCapability], str],
-          notes: Callable[[CompiledCapability], tuple[str, ...]] = lambda cap: (),
-          skip: Callable[[CompiledCapability], bool] = lambda cap: False) -> Change:
+          notes: Callable[[CompiledCapability], tuple[str, ...]] = lambda cap: ()) -> Change:
+    """Check, edit CAP's mapping with MUTATE (returns the summary, or None: nothing to do),
+    validate, refuse edits that reach other capabilities, then commit."""
     rules = read_rules(path)
     table = compile_rules(rules)
     cap = find_capability(table, name)
     check(cap)
-    if skip(cap):
-        return Change(command, name, same(cap), False, rules.version, rules.version)
-    summary: list[str] = []
+    summary: list[str | None] = []
 
     def edit_doc(doc: Any) -> None:
         summary.append(mutate(_capability_map(doc, name, cap), cap))
     text = edit_yaml(rules.text(cap.file), edit_doc).encode("utf-8")
+    if summary[0] is None:
+        return Change(command, name, same(cap), False, rules.version, rules.version)
     after = compile_rules(rules, {cap.file: text}, what=command) \
         if text != rules.files[cap.file] else table
     differences = diff_tables(table, after)

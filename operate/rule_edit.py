@@ -1,10 +1,10 @@
 """Edit rule files safely: round-trip YAML, validate the result, compare-and-swap, atomic write.
 
-    snap = read_rules(path)                       # bytes of every file + the rules version
-    text = edit_yaml(snap.text(file), mutate)     # ruamel round trip: comments/order/style kept
-    after = validate(snap, {file: text})          # the rule set as it would become, or refuse
+    rules = read_rules(path)                      # bytes of every file + the rules version
+    text = edit_yaml(rules.text(file), mutate)    # ruamel round trip: comments/order/style kept
+    after = compile_rules(rules, {file: text})    # the rule set as it would become, or refuse
     with locked(lock_file):                       # one writer per host at a time
-        require_unchanged(snap)                   # the file did not move since it was read
+        require_unchanged(rules)                  # the files did not move since they were read
         replace_atomically(file, text)            # temp + fsync + os.replace + fsync(dir)
 
 The version is the compiled table's version (sha256 of the files' bytes, 12 hex), the same one a
@@ -21,8 +21,8 @@ import stat
 import tempfile
 from contextlib import contextmanager
 from dataclasses import dataclass
-from pathlib import Path
 from difflib import SequenceMatcher
+from pathlib import Path
 from typing import Any, Callable, Iterator
 
 from ruamel.yaml import YAML
@@ -30,7 +30,7 @@ from ruamel.yaml.error import YAMLError
 from ruamel.yaml.util import load_yaml_guess_indent
 
 from proxy.rules import CompiledTable, RulesUnreadable, check_rules
-from proxy.rules.source import rule_files
+from proxy.rules.source import rule_files, version_of
 from strangler.errors import OperatorError
 
 
@@ -47,14 +47,6 @@ class RuleSet:
 
     def text(self, file: str) -> str:
         return self.files[file].decode("utf-8")
-
-
-def version_of(contents: list[bytes]) -> str:
-    """The compiled table's version for these file contents (see proxy.rules.source)."""
-    digest = hashlib.sha256()
-    for raw in contents:
-        digest.update(raw)
-    return digest.hexdigest()[:12]
 
 
 def sha256(raw: bytes) -> str:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Iterable, Mapping
 
 import yaml
 
@@ -82,9 +82,14 @@ def read_sources(path: str | Path, texts: Mapping[str, bytes] | None = None
 
 def content_version(sources: list[RuleSource]) -> str:
     """sha256 over the files' bytes in load order, first 12 hex digits."""
+    return version_of(src.raw for src in sources)
+
+
+def version_of(contents: Iterable[bytes]) -> str:
+    """The table version of these file contents, in load order (the CLI checks edits by it)."""
     digest = hashlib.sha256()
-    for src in sources:
-        digest.update(src.raw)
+    for raw in contents:
+        digest.update(raw)
     return digest.hexdigest()[:12]
 
 
