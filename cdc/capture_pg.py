@@ -39,6 +39,7 @@ from __future__ import annotations
 import logging
 import queue
 import select
+import struct
 import threading
 import time
 from dataclasses import dataclass
@@ -62,6 +63,7 @@ log = logging.getLogger(__name__)
 
 HEARTBEAT_TABLE = "strangler_heartbeat"
 CHORE_INTERVAL_S = 0.02
+_RELATION_ID = struct.Struct(">I").unpack_from
 
 
 class SinkStalled(RuntimeError):
@@ -426,11 +428,9 @@ class PgCapture:
         if kind == 73 or kind == 85 or kind == 68:           # I, U, D
             if self._skip_tx:
                 return
-            msg = pgoutput.parse(payload)
-            rel = self._rels[msg.relation_id]
-            if not rel.captured:
-                return
-            self._emit_row(rel, msg, lsn)
+            rel = self._rels[_RELATION_ID(payload, 1)[0]]
+            if rel.captured:                # heartbeats and unlisted tables are not parsed
+                self._emit_row(rel, pgoutput.parse(payload), lsn)
         elif kind == 66:                                      # B
             begin = pgoutput.parse(payload)
             if lsn <= self._flushed_lsn and self._unflushed and not self._flush_and_ack():
