@@ -216,19 +216,28 @@ def undo(path: str | Path, actor: Actor, dry_run: bool = False) -> Change:
     entry = history.undo_target(history.entries(hdir))
     if entry is None:
         raise OperatorError(f"nothing to undo: no change to {rules.path} is recorded in {hdir}")
-    replace: dict[str, bytes] = {}
-    for name, (before_sha, after_sha) in entry["files"].items():
-        file = _file_named(rules, name)
-        if file is None or sha256(rules.files[file]) != after_sha:
-            raise OperatorError(f"{file or name} changed since change #{entry['id']} "
-                                f"({entry['command']}) wrote it, so undo cannot tell what to "
-                                "restore; look at `strangler history` and edit by hand or use "
-                                "`strangler rules apply`")
-        replace[file] = history.load_object(hdir, before_sha)
+    moved = changed_since(rules, entry)
+    if moved:
+        raise OperatorError(f"{', '.join(moved)} changed since change #{entry['id']} "
+                            f"({entry['command']}) wrote it, so undo cannot tell what to "
+                            "restore; look at `strangler history` and edit by hand or use "
+                            "`strangler rules apply`")
+    replace = {_file_named(rules, name): history.load_object(hdir, before_sha)
+               for name, (before_sha, _) in entry["files"].items()}
     return _commit(rules, replace, compile_rules(rules), command=f"undo #{entry['id']}",
                    capability=entry.get("capability"),
                    summary=f"undid change #{entry['id']}: {entry['summary']}", actor=actor,
                    dry_run=dry_run, undoes=entry["id"])
+
+
+def changed_since(rules: RuleSet, entry: dict[str, Any]) -> list[str]:
+    """The files that are no longer what history ENTRY wrote (edited by hand since)."""
+    moved = []
+    for name, (_, after_sha) in entry["files"].items():
+        file = _file_named(rules, name)
+        if file is None or sha256(rules.files[file]) != after_sha:
+            moved.append(file or name)
+    return moved
 
 
 def diff_files(old: str | Path, new: str | Path) -> list[Difference]:

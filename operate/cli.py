@@ -225,8 +225,10 @@ def run_diff(args: argparse.Namespace) -> int:
 def run_history(args: argparse.Namespace) -> int:
     """Every recorded change to the rules, newest first: who, when (UTC), what and why."""
     path = rules_path(args)
-    read_rules(path)                                  # a clear error for a wrong --rules
+    rules = read_rules(path)                          # a clear error for a wrong --rules
     log = history.entries(history.history_dir(path))
+    moved = actions.changed_since(rules, log[-1]) if log else []
+    last = log[-1]["id"] if log else None
     if args.capability:
         log = [e for e in log if e.get("capability") == args.capability]
     if args.limit < 1:
@@ -245,10 +247,13 @@ def run_history(args: argparse.Namespace) -> int:
             print(f"  why: {e['why'] or '-'}   rules {e['before']} -> {e['after']}")
             _print_diff(e["rule_diff"], e["diff"])
             print()
-        return 0
-    rows = [[str(e["id"]), _short_time(e["at"]), e["who"], e["summary"], e["why"] or "-"]
-            for e in log]
-    print(table(["#", "WHEN (UTC)", "WHO", "CHANGE", "WHY"], rows))
+    else:
+        rows = [[str(e["id"]), _short_time(e["at"]), e["who"], e["summary"], e["why"] or "-"]
+                for e in log]
+        print(table(["#", "WHEN (UTC)", "WHO", "CHANGE", "WHY"], rows))
+    if moved:
+        print(paint(f"note: {', '.join(moved)} was edited outside strangler after change "
+                    f"#{last}; undo will refuse", "yellow"))
     return 0
 
 

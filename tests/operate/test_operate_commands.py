@@ -178,6 +178,8 @@ def test_undo_refuses_when_the_file_changed_by_hand(demo: Path, cli, snapshot):
     r = cli("undo")
     assert r.code == 2 and "changed since change #1 (shadow catalog off) wrote it" in r.err
     assert snapshot(demo) == before
+    assert f"note: {demo} was edited outside strangler after change #1; undo will refuse" \
+        in cli("history").out
 
 
 def test_edit_json_output(demo: Path, cli):
