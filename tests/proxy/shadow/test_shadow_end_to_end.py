@@ -299,3 +299,28 @@ async def test_large_answers_are_read_whole_and_oversized_ones_skipped(shop):
     assert [(f["field"], f["verdict"]) for f in r["fields"]] == [("$.generated_at", "noise")]
     assert r["match_rate"] == 100.0
     assert route_of(report, "/big-tight")["errors"] == {"response-too-large": 1}
+
+
+async def test_status_mismatch_is_counted_and_sampled(shop):
+    async def unavailable(request):
+        return web.json_response({"error": {"code": "down", "message": "maintenance"}},
+                                 status=503)
+    app = web.Application()
+    app.router.add_get("/{tail:.*}", unavailable)
+    runner, down = await serve(app)
+    try:
+        decision = shop.decision("/api/categories", target=down)
+        for _ in range(12):
+            await shop.shadow(decision, "GET", "/api/categories")
+        report = await shop.report()
+    finally:
+        await runner.cleanup()
+    r = route_of(report, "/api/categories")
+    assert (r["compared"], r["status_mismatch"], r["matched"]) == (12, 12, 0)
+    sample = next(s for s in r["samples"] if s["field"] == "status")
+    assert (sample["legacy"]["status"], sample["service"]["status"]) == (200, 503)
+    assert {"path": "status", "kind": "status", "left": 200, "right": 503} in sample["diffs"]
+    text_report = render(report, "text")
+    assert "status mismatches 12" in text_report
+    assert "sample for status: GET /api/categories" in text_report
+    assert "status: legacy 200 | service 503" in text_report
