@@ -134,6 +134,8 @@ async def serve(runtime: Runtime) -> int:
           f"http://{settings.admin_host}:{settings.admin_port}", flush=True)
     try:
         await stop.wait()
+        print("strangler proxy: stopping (finishing in-flight requests)", flush=True)
     finally:
         await runtime.stop()
+    print("strangler proxy: stopped", flush=True)
     return 0

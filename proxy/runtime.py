@@ -51,6 +51,7 @@ class Runtime:
         self._admin: web.AppRunner | None = None
         self._watch: asyncio.Task | None = None
         self._started: list[str] = []
+        self._reload_lock = asyncio.Lock()
 
     # -- parts, in PARTS order ------------------------------------------------------------------
     async def start(self) -> None:
@@ -128,7 +129,12 @@ class Runtime:
 
     # -- operations ------------------------------------------------------------------------------
     async def reload(self, trigger: str) -> LoadResult:
-        """Validate the rule files; when valid, every worker swaps to the new table."""
+        """Validate the rule files; when valid, every worker swaps to the new table.
+        One reload at a time (file watch, SIGHUP and the admin API may coincide)."""
+        async with self._reload_lock:
+            return await self._reload(trigger)
+
+    async def _reload(self, trigger: str) -> LoadResult:
         result, table = await self.rules.load()
         if not result.ok:
             return result
