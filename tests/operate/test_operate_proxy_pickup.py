@@ -1,5 +1,5 @@
-"""A running `strangler proxy` (a real subprocess) picks up `strangler rollout` and `rollback`
-from the rule file within seconds: the file is the single source of truth every proxy watches."""
+"""Running `strangler proxy` processes pick up `strangler rollout`, and a rollback taken by one
+of them, from the rule file within seconds: the file is the single source of truth they watch."""
 from __future__ import annotations
 
 import asyncio
@@ -8,6 +8,7 @@ from pathlib import Path
 
 import aiohttp
 
+from operate.actions import set_percent
 from proxy.rules import load_table
 from tests.conftest import free_port
 from tests.proxy.harness import RunningProxy, proxy_process
@@ -38,12 +39,21 @@ async def wait_for_percent(proxy: RunningProxy, percent: float, version: str) ->
             await asyncio.sleep(0.1)
 
 
-async def test_a_running_proxy_follows_rollout_and_rollback(demo: Path, tmp_path: Path, cli):
+async def test_running_proxies_follow_rollout_and_a_rollback_taken_by_one(demo: Path,
+                                                                           tmp_path: Path, cli):
     point_at_free_ports(demo)
     assert cli("stage", "catalog", "canary").code == 0
-    async with proxy_process(demo, workers=1, log=tmp_path / "proxy.log") as (proxy, _):
+    async with proxy_process(demo, workers=1, log=tmp_path / "a.log") as (a, _), \
+            proxy_process(demo, workers=1, log=tmp_path / "b.log") as (b, _):
         assert cli("rollout", "catalog", "50").code == 0
-        status = await wait_for_percent(proxy, 50, load_table(demo, environ={}).version)
-        assert status["capabilities"][0]["stage"] == "canary"
-        assert cli("rollback", "catalog", "--reason", "test").code == 0
-        await wait_for_percent(proxy, 0, load_table(demo, environ={}).version)
+        version = load_table(demo, environ={}).version
+        for proxy in (a, b):
+            status = await wait_for_percent(proxy, 50, version)
+            assert status["capabilities"][0]["stage"] == "canary"
+        # Proxy a's automatic rollback, as the proxy will call it.
+        change = await asyncio.get_running_loop().run_in_executor(
+            None, lambda: set_percent(demo, "catalog", 0, who="proxy:a:1", why="gate broke",
+                                      expected_version=version))
+        assert change.changed
+        for proxy in (a, b):
+            await wait_for_percent(proxy, 0, change.after)
