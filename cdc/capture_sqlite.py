@@ -40,6 +40,7 @@ import threading
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass
+from datetime import datetime, timezone
 from decimal import Decimal
 from pathlib import Path
 from typing import Any, Callable, Iterator
@@ -122,8 +123,24 @@ def _decimal(scale: int | None) -> Callable[[Any], Any]:
     return convert
 
 
+_TIMESTAMP = re.compile(r"^(?P<base>\d{4}-\d\d-\d\d[T ]\d\d:\d\d(?::\d\d)?)"
+                        r"(?:\.(?P<fraction>\d+))?(?P<zone>Z|[+-]\d\d(?::?\d\d)?)?$")
+
+
 def _timestamp(value: Any) -> Any:
-    return value.replace(" ", "T", 1) if isinstance(value, str) else value
+    """PostgreSQL's form: "T", fraction without trailing zeros, UTC as "Z" (SQLAlchemy stores
+    "2026-11-28 05:31:00.000000" where PostgreSQL prints "2026-11-28T05:31:00")."""
+    match = _TIMESTAMP.match(value) if isinstance(value, str) else None
+    if match is None:
+        return value
+    zone = match["zone"] or ""
+    if zone not in ("", "Z", "+00:00", "+00", "+0000"):   # another offset: shown in UTC, as PG
+        utc = datetime.fromisoformat(value).astimezone(timezone.utc).replace(tzinfo=None)
+        return _timestamp(utc.isoformat() + "Z")
+    base = match["base"].replace(" ", "T")
+    base += ":00" if base.count(":") == 1 else ""
+    fraction = (match["fraction"] or "").rstrip("0")
+    return base + ("." + fraction if fraction else "") + ("Z" if zone else "")
 
 
 def _converter(declared: str) -> Callable[[Any], Any] | None:

@@ -263,3 +263,22 @@ def test_paths_and_sqlalchemy_urls_name_the_same_file(path):
     assert sqlite_path(path) == str(path)
     assert sqlite_path(f"sqlite:///{path}") == str(path)
     assert sqlite_path(f"sqlite+pysqlite:///{path}") == str(path)
+
+
+@pytest.mark.parametrize("stored,rendered", [
+    ("2026-11-28 05:31:00.000000", "2026-11-28T05:31:00"),       # SQLAlchemy's padding
+    ("2026-11-28 05:31:00.120000", "2026-11-28T05:31:00.12"),
+    ("2026-11-28 05:31:00", "2026-11-28T05:31:00"),
+    ("2026-11-28 05:31", "2026-11-28T05:31:00"),
+    ("2026-11-28 05:31:00.5+00:00", "2026-11-28T05:31:00.5Z"),
+    ("2026-11-28 07:31:00.25+02:00", "2026-11-28T05:31:00.25Z"),
+    ("not a time", "not a time"),
+])
+def test_timestamps_render_as_postgresql_capture_renders_them(path, stored, rendered):
+    sink = RecordingSink()
+    cap = make_capture(path, sink)
+    cap.poll_once()
+    connect(path).execute("INSERT INTO products (id, updated_at) VALUES (1, ?)", (stored,))
+    cap.poll_once()
+    assert sink.events[0].value["after"]["updated_at"] == rendered
+    cap.close()
