@@ -109,6 +109,8 @@ def edit_yaml(text: str, mutate: Callable[[Any], None]) -> str:
     identity = _dump(y, doc)
     mutate(doc)
     edited = _dump(y, doc)
+    if "\r\n" in text:                        # a file saved on Windows keeps its line ends
+        identity, edited = (t.replace("\n", "\r\n") for t in (identity, edited))
     return edited if identity == text else _splice(text, identity, edited)
 
 

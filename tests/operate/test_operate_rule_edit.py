@@ -175,3 +175,11 @@ def test_an_edit_that_would_reach_another_capability_through_an_anchor_is_refuse
                                             r"legacy_only \(shared YAML anchor"):
         actions.rollout(path, "search", 50, ME)
     assert snapshot(path) == before
+
+
+def test_windows_line_ends_are_kept(tmp_path: Path):
+    path = tmp_path / "crlf.yaml"
+    path.write_bytes(ODD.replace("\n", "\r\n").encode())
+    actions.rollout(path, "search", 50, ME)
+    assert path.read_bytes() == ODD.replace("percent: 5,", "percent: 50,") \
+        .replace("\n", "\r\n").encode()
