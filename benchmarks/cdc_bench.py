@@ -168,7 +168,7 @@ def bench_insert(db: str, n: int) -> float:
         store.commit()
     rate = n / (time.perf_counter() - t0)
     cur = store.cursor()
-    cur.execute("DELETE FROM products")
+    cur.execute("TRUNCATE products")        # the apply run that follows starts on a clean table too
     store.commit()
     store.close()
     return rate
