@@ -50,9 +50,11 @@ def _show(value: Any) -> str:
 
 
 def _view(cap: CompiledCapability) -> dict[str, Any]:
+    """The fields compared, each gate on its own (`gates.max_p99_ratio`)."""
     d = cap.as_dict()
-    d["gates"] = {k: v for k, v in d["gates"].items() if v is not None}
-    return {k: d[k] for k in FIELDS}
+    view = {k: d[k] for k in FIELDS if k != "gates"}
+    view.update((f"gates.{k}", v) for k, v in d["gates"].items())
+    return view
 
 
 def _backend(b: Any) -> dict[str, Any]:
@@ -95,7 +97,7 @@ def diff_tables(old: CompiledTable, new: CompiledTable) -> list[Difference]:
 def _capability(name: str, a: CompiledCapability, b: CompiledCapability) -> list[Difference]:
     subject = f"capability {name}"
     va, vb = _view(a), _view(b)
-    out = [Difference("~", subject, k, va[k], vb[k]) for k in FIELDS if va[k] != vb[k]]
+    out = [Difference("~", subject, k, va[k], vb[k]) for k in va if va[k] != vb[k]]
     if a.shadow != b.shadow and a.shadow.percent == b.shadow.percent:
         out.append(Difference("~", subject, "shadow settings", None, None))
     ma = [m.describe() for m in a.matchers]

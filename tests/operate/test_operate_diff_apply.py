@@ -35,9 +35,7 @@ EXPECTED = [
     "+ capability search (stage legacy, 1 matcher(s))",
     "~ capability catalog: stage: shadow -> canary",
     "~ capability catalog: percent: 0 -> 5",
-    "~ capability catalog: gates: {max_error_rate_delta: 0.5, max_p99_ratio: 1.5, "
-    "min_shadow_match: 99.5, max_cdc_lag_s: 5, min_requests: 200} -> {max_error_rate_delta: 0.5, "
-    "max_p99_ratio: 1.2, min_shadow_match: 99.5, max_cdc_lag_s: 5, min_requests: 200}",
+    "~ capability catalog: gates.max_p99_ratio: 1.5 -> 1.2",
     "- capability catalog: matcher (path_prefix /api/categories)",
     "+ capability catalog: matcher (path /api/brands)",
     "~ backend catalog: url: http://127.0.0.1:8002 -> http://127.0.0.1:9002",
