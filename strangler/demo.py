@@ -40,6 +40,7 @@ class Service:
     port: int
     argv: tuple[str, ...]
     show_path: str = "/"     # what to print for people to open
+    health_path: str = "/healthz"  # answers 200 once the service is ready
     examples: tuple[str, ...] = ()  # commands to try, printed once everything is up
     more_ports: tuple[tuple[int, str], ...] = ()  # (port, flag), e.g. the proxy's admin API
 
@@ -157,14 +158,15 @@ def _wait_ready(service: Service, process: subprocess.Popen, stop: threading.Eve
             raise OperatorError(f"the {service.name} exited with code {process.returncode} "
                                 "while starting; see its output above")
         try:
-            with urllib.request.urlopen(f"{service.url}/healthz", timeout=1) as response:
+            with urllib.request.urlopen(service.url + service.health_path, timeout=1) as response:
                 if response.status == 200:
                     return
         except (urllib.error.URLError, OSError):
             pass
         if time.monotonic() > deadline:
-            raise OperatorError(f"the {service.name} did not answer {service.url}/healthz within "
-                                f"{READY_TIMEOUT_S:.0f} s; see its output above")
+            raise OperatorError(f"the {service.name} did not answer {service.url}"
+                                f"{service.health_path} within {READY_TIMEOUT_S:.0f} s; "
+                                "see its output above")
         stop.wait(0.1)
 
 
