@@ -28,7 +28,8 @@ def register(subparsers) -> None:
 
     run = command("run", run_cmd)
     run.add_argument("--direction", choices=["auto", "both", *DIRECTIONS], default="auto",
-                     help="auto: away from whoever owns writes (the config's `writes`)")
+                     help="auto: away from whoever owns writes (the config's `writes`); both: while "
+                          "write ownership may switch (loop-free; only legacy->service snapshots)")
     run.add_argument("--only", choices=["capture", "apply"], help="run one half (e.g. as separate processes)")
     run.add_argument("--no-snapshot", action="store_true", help="stream only; skip the initial snapshot")
     run.add_argument("--seconds", type=float, help="stop after this long (default: until Ctrl-C/SIGTERM)")

@@ -18,6 +18,7 @@ from sqlalchemy.engine import make_url
 from cdc import dlq
 from cdc.apply import Applier, Outcome
 from cdc.config import CdcConfig, Route
+from cdc.mapping import TO_SERVICE
 from cdc.events import EventSink
 from cdc.records import EventSource
 from cdc.store import TargetStore
@@ -168,7 +169,11 @@ class Pipeline:
         self.routes = [config.route(d) for d in directions]
         self.applies = [ApplyLoop(config, r) for r in self.routes] if "apply" in parts else []
         self.sinks = [make_sink(config) for _ in self.routes] if "capture" in parts else []
-        self.captures = [CaptureLoop(config, r, s, snapshot=snapshot)
+        # Only legacy -> service starts with a snapshot: it fills the new store. Legacy already
+        # holds the data, and a snapshot of the service re-sent to it could overwrite legacy writes
+        # not yet carried forward; service -> legacy streams from its slot's creation (run it
+        # (`--direction both`) before the service takes writes, so that slot already exists).
+        self.captures = [CaptureLoop(config, r, s, snapshot=snapshot and r.direction == TO_SERVICE)
                          for r, s in zip(self.routes, self.sinks)]
         self.stop = threading.Event()
         self.threads: list[threading.Thread] = []
