@@ -306,6 +306,7 @@ def _commit(rules: RuleSet, replace: dict[str, bytes], before_table: CompiledTab
     differences = tuple(diff_tables(before_table, after_table)) if before_table else ()
     after_version = version_of([replace.get(f, raw) for f, raw in rules.files.items()])
     text = "".join(_unified(f, rules.files[f], new) for f, new in replace.items())
+    notes += _new_warnings(before_table, after_table)
     if summary is None:
         summary = (f"{command}: " + ("; ".join(str(d) for d in differences[:3])
                                      + (f"; and {len(differences) - 3} more"
@@ -321,6 +322,12 @@ def _commit(rules: RuleSet, replace: dict[str, bytes], before_table: CompiledTab
     entry_id = _write(rules, replace, entry)
     return Change(command, capability, summary, True, rules.version, after_version, False,
                   entry_id, differences, text, notes)
+
+
+def _new_warnings(before: CompiledTable | None, after: CompiledTable) -> tuple[str, ...]:
+    """Validation warnings the change brings (e.g. a percent that its new stage ignores)."""
+    known = {(p.rule, p.message) for p in before.warnings} if before else set()
+    return tuple(str(p) for p in after.warnings if (p.rule, p.message) not in known)
 
 
 def _write(rules: RuleSet, replace: dict[str, bytes], entry: dict[str, Any]) -> int:

@@ -205,3 +205,12 @@ def test_entering_canary_says_what_share_the_service_now_answers(demo: Path, cli
     r = cli("stage", "catalog", "canary")
     assert "note: the service now answers 25 % of reads" in r.out
     assert "strangler rollback catalog" in r.out
+
+
+def test_warnings_a_change_brings_are_shown(demo: Path, cli):
+    cli("stage", "catalog", "canary")
+    cli("rollout", "catalog", "10")
+    r = cli("stage", "catalog", "shadow")
+    assert r.code == 0
+    assert "] warning: rollout.percent is ignored in stage shadow" in r.out
+    assert "warning" not in cli("rollout", "catalog", "20").out     # not new: not repeated
