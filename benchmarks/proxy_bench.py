@@ -36,7 +36,7 @@ WORKERS = 2                 # strangler and nginx get the same number of worker 
 LATENCY_CONNECTIONS = 4     # "modest fixed concurrency" for the added-latency figure,
 PAUSE_MS = 2                # each connection pausing this long after an answer: ~1.5-2k req/s
 WARMUP_SECONDS = 2
-ROUNDS = 3                  # interleaved rounds per peer; the median round counts
+ROUNDS = 5                  # interleaved rounds per peer; the median round counts
 LOW_LOAD_SECONDS = 2
 CAPABILITY_COUNTS = (5, 500)
 # Every peer is asked for the same path; in strangler's table it is the last capability's.
@@ -198,6 +198,8 @@ def ratios(results: list[PeerResult]) -> dict[str, float]:
     few, many = (f"strangler ({n} caps)" for n in CAPABILITY_COUNTS)
     out[f"strangler {CAPABILITY_COUNTS[1]}/{CAPABILITY_COUNTS[0]} caps throughput"] = (
         rps[many] / rps[few])
+    out[f"strangler {CAPABILITY_COUNTS[1]}/{CAPABILITY_COUNTS[0]} caps CPU per request"] = (
+        by_name[many].throughput.cpu_us_per_request / by_name[few].throughput.cpu_us_per_request)
     out["nginx/direct"] = rps["nginx"] / rps["direct"]
     out["naive/direct"] = rps["naive aiohttp"] / rps["direct"]
     return out
