@@ -12,6 +12,7 @@ import pytest
 
 from operate import history
 from proxy.rules import load_table
+from strangler.cli import main
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -214,3 +215,15 @@ def test_warnings_a_change_brings_are_shown(demo: Path, cli):
     assert r.code == 0
     assert "] warning: rollout.percent is ignored in stage shadow" in r.out
     assert "warning" not in cli("rollout", "catalog", "20").out     # not new: not repeated
+
+
+@pytest.mark.parametrize("command", [
+    ["rollout"], ["shadow", "on"], ["shadow", "off"], ["writes"], ["stage"], ["cutover"],
+    ["rollback"], ["retire"], ["history"], ["undo"], ["rules", "diff"], ["rules", "apply"]])
+def test_every_command_explains_itself(capsys, command):
+    with pytest.raises(SystemExit) as exit_:
+        main([*command, "--help"])
+    out = capsys.readouterr().out
+    assert exit_.value.code == 0 and "--rules" in out and "--json" in out
+    description = out.split("\n\n")[1]                 # the command's docstring
+    assert len(description) > 60, description
