@@ -73,6 +73,7 @@ class SinkStalled(RuntimeError):
 @dataclass(frozen=True)
 class CaptureStatus:
     slot: str
+    received_lsn: str | None        # end of the last transaction received from the stream
     flushed_lsn: str | None         # last LSN acknowledged to the server (durable downstream)
     confirmed_flush_lsn: str | None  # what the server holds for the slot
     retained_wal_bytes: int | None  # pg_current_wal_lsn() - restart_lsn
@@ -542,6 +543,7 @@ class PgCapture:
         rate = self._rate.per_second(total)
         return CaptureStatus(
             slot=self.slot,
+            received_lsn=int_to_lsn(self._last_commit_end) if self._last_commit_end else None,
             flushed_lsn=int_to_lsn(self._flushed_lsn) if self._flushed_lsn else None,
             confirmed_flush_lsn=row[0] if row else None,
             retained_wal_bytes=int(row[1]) if row and row[1] is not None else None,
