@@ -172,7 +172,7 @@ start() {
     ensure_jars
     write_config
     fresh_log_dir
-    : > "$data/log/kafka.out"
+    : > "$data/log/kafka.out"; : > "$data/log/server.log"   # a failure shows this run's lines only
     # setsid: the broker outlives the shell (and make) that started it.
     setsid java -Xms256m -Xmx512m -XX:+UseG1GC -XX:MaxGCPauseMillis=20 \
       -Djava.awt.headless=true \
