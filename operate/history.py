@@ -82,15 +82,27 @@ def append(hdir: Path, entry: dict[str, Any]) -> int:
     fd = os.open(hdir / "log.jsonl", os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o644)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX)
-        with open(hdir / "log.jsonl", "rb") as fh:
-            lines = [ln for ln in fh.read().splitlines() if ln.strip()]
-        last = json.loads(lines[-1])["id"] if lines else 0
-        entry = {"id": last + 1, **entry}
+        last = _last_line(fd)
+        entry = {"id": json.loads(last)["id"] + 1 if last else 1, **entry}
         os.write(fd, (json.dumps(entry, sort_keys=False) + "\n").encode())
         os.fsync(fd)
         return entry["id"]
     finally:
         os.close(fd)
+
+
+def _last_line(fd: int, chunk: int = 8192) -> bytes:
+    """The log's last line, read backwards from the end (the log only grows)."""
+    end = os.lseek(fd, 0, os.SEEK_END)
+    tail = b""
+    while end > 0:
+        start = max(0, end - chunk)
+        tail = os.pread(fd, end - start, start) + tail
+        end = start
+        lines = tail.rstrip(b"\n").split(b"\n")
+        if len(lines) > 1 or end == 0:
+            return lines[-1].strip()
+    return b""
 
 
 def entries(hdir: Path) -> list[dict[str, Any]]:
