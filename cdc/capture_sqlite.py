@@ -27,6 +27,10 @@ transaction see it; they copy its name into `_cdc_changes.origin`, and the polle
 rows (kept until pruned, so the audit trail shows what the pipeline wrote). Other writers
 can never see the marker.
 
+One SQLite rule to know: rows that `INSERT OR REPLACE` deletes to resolve a conflict fire
+delete triggers only on connections with `PRAGMA recursive_triggers=ON`; writers that rely on
+REPLACE must set it (`INSERT ... ON CONFLICT DO UPDATE` fires the update trigger as usual).
+
 Values: booleans, NUMERIC(p,s), DATETIME columns are rendered by their declared type exactly as
 PostgreSQL capture renders them (see cdc/envelope.py): true/false, decimal strings with the
 declared scale, ISO timestamps with a "T". BLOBs become hex digits.

@@ -282,3 +282,19 @@ def test_timestamps_render_as_postgresql_capture_renders_them(path, stored, rend
     cap.poll_once()
     assert sink.events[0].value["after"]["updated_at"] == rendered
     cap.close()
+
+
+def test_replace_deleting_another_row_is_captured_with_recursive_triggers(path):
+    sink = RecordingSink()
+    conn = connect(path)
+    conn.execute("CREATE TABLE slugs (id INTEGER PRIMARY KEY, slug TEXT UNIQUE)")
+    conn.execute("INSERT INTO slugs VALUES (1, 'lamps')")
+    cap = SqliteCapture(path, ["slugs"], "shop", sink, poll_interval_s=0.01)
+    cap.ensure_setup()
+    cap.poll_once()
+    conn.execute("PRAGMA recursive_triggers=ON")
+    conn.execute("INSERT OR REPLACE INTO slugs VALUES (2, 'lamps')")   # removes row 1
+    cap.poll_once()
+    assert [(e.key, e.value and e.value["op"]) for e in sink.events] == [
+        ({"id": 1}, "d"), ({"id": 1}, None), ({"id": 2}, "c")]
+    cap.close()
