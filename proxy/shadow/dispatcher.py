@@ -1,7 +1,8 @@
 """The ShadowSink the forwarding engine feeds: queue, replay to the other side, compare, record.
 
 Shadows never hurt the client: `submit` and `skip` only do `put_nowait` and counter updates;
-when the bounded queue is full the exchange is dropped and counted. A fixed number of consumer
+when the queue is full — by count, or by the bytes of bodies held — the exchange is dropped and
+counted. A fixed number of consumer
 tasks replay exchanges through the dispatcher's OWN `aiohttp.ClientSession` (its own connector
 and connection limit, `auto_decompress=False`, per-capability timeout), so a slow or dead shadow
 target only ever ties up shadow connections. Comparison, redaction and sampling run in one
@@ -59,14 +60,16 @@ class ShadowDispatcher:
     at shutdown; or `async with`. With `owns_store` it also starts and closes the store."""
 
     def __init__(self, store: ShadowStore, metrics: Metrics | None = None, *,
-                 queue_size: int = 1024, workers: int = 4, max_connections: int = 32,
-                 owns_store: bool = False) -> None:
+                 queue_size: int = 1024, queue_bytes: int = 64 << 20, workers: int = 4,
+                 max_connections: int = 32, owns_store: bool = False) -> None:
         self.store = store
         self.owns_store = owns_store
         self.metrics = metrics if metrics is not None else Metrics()
         for name, text in DESCRIPTIONS.items():
             self.metrics.describe(name, text)
         self.queue_size = queue_size
+        self.queue_bytes = queue_bytes  # bodies held (queued or in flight): the memory bound
+        self._held_bytes = 0
         self.workers = workers
         self.max_connections = max_connections
         self.noise = NoiseSampler()
@@ -99,7 +102,9 @@ class ShadowDispatcher:
         await asyncio.gather(*self._tasks, return_exceptions=True)
         self._tasks = []
         while self._queue is not None and not self._queue.empty():
-            self._drop(self._queue.get_nowait().decision, "shutdown")
+            exchange = self._queue.get_nowait()
+            self._held_bytes -= _size(exchange)
+            self._drop(exchange.decision, "shutdown")
         if self._session is not None:
             await self._session.close()
         if self._executor is not None:
@@ -121,11 +126,16 @@ class ShadowDispatcher:
         if self._queue is None:
             self._drop(exchange.decision, "not-running")
             return
+        size = _size(exchange)
+        if self._held_bytes + size > self.queue_bytes:
+            self._drop(exchange.decision, "queue-full")
+            return
         try:
             self._queue.put_nowait(exchange)
         except asyncio.QueueFull:
             self._drop(exchange.decision, "queue-full")
             return
+        self._held_bytes += size
         self.metrics.inc("strangler_shadow_submitted_total", labels)
 
     def skip(self, decision: Decision, reason: str) -> None:
@@ -156,6 +166,7 @@ class ShadowDispatcher:
                 log.exception("shadow: unexpected failure")
                 self._error(exchange.decision, "internal")
             finally:
+                self._held_bytes -= _size(exchange)
                 self._queue.task_done()
 
     async def _shadow(self, ex: Exchange) -> None:
@@ -231,7 +242,8 @@ class ShadowDispatcher:
 def sink_factory(store_url: str | None = None, **options) -> Callable[[Metrics], ShadowSink]:
     """What the proxy runtime takes as `sink_factory`: picklable, so each worker process builds
     its own dispatcher and store writer (all writing to the one shared store).
-    `options` are ShadowDispatcher's keyword arguments (queue_size, workers, max_connections)."""
+    `options` are ShadowDispatcher's keyword arguments (queue_size, queue_bytes, workers,
+    max_connections)."""
     return partial(_make_sink, store_url or default_store_url(), options)
 
 
@@ -241,3 +253,5 @@ def _make_sink(store_url: str, options: dict, metrics: Metrics) -> ShadowDispatc
     return dispatcher
 
 
+def _size(exchange: Exchange) -> int:
+    return len(exchange.request_body) + len(exchange.response_body)

@@ -142,11 +142,16 @@ class ShadowStore:
 
     # ---- lifecycle -------------------------------------------------------------------------
     def create_schema(self) -> None:
-        """Create missing tables; tolerate another process creating them at the same moment."""
-        try:
-            metadata.create_all(self.engine)
-        except (OperationalError, ProgrammingError, IntegrityError):
-            metadata.create_all(self.engine)
+        """Create missing tables; tolerate other processes creating them at the same moment
+        (each attempt creates what is still missing, so racing processes converge)."""
+        for attempt in range(10):
+            try:
+                metadata.create_all(self.engine)
+                return
+            except (OperationalError, ProgrammingError, IntegrityError):
+                if attempt == 9:
+                    raise
+                time.sleep(0.05 * (attempt + 1))
 
     def start(self) -> None:
         self.create_schema()

@@ -324,3 +324,27 @@ async def test_status_mismatch_is_counted_and_sampled(shop):
     assert "status mismatches 12" in text_report
     assert "sample for status: GET /api/categories" in text_report
     assert "status: legacy 200 | service 503" in text_report
+
+
+async def test_queue_is_bounded_by_the_bytes_it_holds(shop):
+    """Many big bodies cannot pile up in memory, whatever the count limit allows."""
+    bounded = ShadowDispatcher(shop.store, queue_size=1000, queue_bytes=100_000, workers=1)
+    bounded.start()
+    try:
+        exchange = await shop.call(shop.decision("/api/products"), "GET",
+                                   "/api/products?limit=100")
+        assert 5_000 < len(exchange.response_body) < 20_000
+        for _ in range(50):
+            bounded.submit(exchange)
+        accepted = 100_000 // len(exchange.response_body)
+        assert bounded.metrics.counter_value(
+            "strangler_shadow_dropped_total",
+            {"capability": "catalog", "reason": "queue-full"}) == 50 - accepted
+        await bounded.drain()
+        bounded.submit(exchange)  # room again once the held bodies are done
+        await bounded.drain()
+    finally:
+        await bounded.close()
+    shop.store.flush()
+    r = route_of(build_report(shop.store), "/api/products")
+    assert r["compared"] == accepted + 1 and r["dropped"] == 50 - accepted
