@@ -28,6 +28,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     explain.add_argument("target", metavar="TARGET", help="path and query, e.g. /api/products/7?x=1")
     explain.add_argument("-H", "--header", action="append", default=[], metavar="'NAME: VALUE'",
                          help="a request header (repeatable), e.g. -H 'X-User-Id: 42'")
+    explain.add_argument("--json", action="store_true", help="print one JSON document")
     explain.set_defaults(func=run_explain)
     add_rules_commands(sub)
 
@@ -83,6 +84,16 @@ def run_explain(args: argparse.Namespace) -> int:
     if not path.startswith("/"):
         raise OperatorError(f"TARGET {args.target!r} must start with / (a path, not a URL)")
     d = table.decide(args.method.upper(), path, query, headers)
+    if args.json:
+        shadow = d.shadow
+        print(json.dumps({
+            "capability": d.capability, "route": d.route, "side": d.side,
+            "backend": d.backend.name, "url": d.backend.url, "reason": d.reason,
+            "fallback": d.fallback.name if d.fallback else None,
+            "shadow": {"side": shadow.target_side, "backend": shadow.target.name,
+                       "dry_run": shadow.dry_run} if shadow else None,
+            "shadow_skipped": d.shadow_skipped, "rules": table.version}, indent=2))
+        return 0
     print(f"capability: {d.capability or '(none: default backend)'}")
     print(f"route:      {d.route}")
     print(f"side:       {d.side} -> {d.backend.name} ({d.backend.url})")

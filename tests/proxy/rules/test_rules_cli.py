@@ -7,7 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from proxy.rules import bucket
+from proxy.rules import bucket, load_table
 from strangler.cli import main
 
 ROOT = Path(__file__).resolve().parents[3]
@@ -118,3 +118,13 @@ def test_explain_refuses_bad_rules_and_bad_input(rules_file, capsys) -> None:
     good = rules_file(GOOD)
     assert main(["rules", "explain", str(good), "GET", "http://example.org/"]) == 2
     assert main(["rules", "explain", str(good), "GET", "/", "-H", "no-colon"]) == 2
+
+
+def test_explain_json(rules_file, capsys) -> None:
+    path = rules_file(CANARY)
+    assert main(["rules", "explain", str(path), "POST", "/api/products", "--json"]) == 0
+    got = json.loads(capsys.readouterr().out)
+    assert {k: got[k] for k in ("capability", "side", "backend", "reason", "fallback")} == {
+        "capability": "catalog", "side": "legacy", "backend": "legacy", "reason": "write-owner",
+        "fallback": None}
+    assert got["rules"] == load_table(path, environ={}).version
