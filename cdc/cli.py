@@ -49,6 +49,10 @@ def register(subparsers) -> None:
     verify.add_argument("--recheck-rounds", type=int, default=5)
     verify.add_argument("--json", action="store_true", help="machine-readable report")
 
+    drain = command("drain", drain_cmd)
+    drain.add_argument("--direction", choices=["auto", *DIRECTIONS], default="auto")
+    drain.add_argument("--timeout", type=float, default=60.0, help="seconds to wait (default 60)")
+
     dlq = command("dlq", dlq_cmd)
     dlq.add_argument("--direction", choices=["auto", *DIRECTIONS], default="auto")
     group = dlq.add_mutually_exclusive_group()
@@ -141,6 +145,23 @@ def verify_cmd(args) -> int:
                 print(f"  key {sample['key']}: source {sample['source']} target {sample['target']}")
         print(f"{report.differences} differences" + (f"; {report.repaired} rows re-emitted" if args.repair else ""))
     return 0 if report.differences == 0 else 1
+
+
+def drain_cmd(args) -> int:
+    """Wait until every change the source has now is applied to the target; exit 1 on timeout.
+
+    For switching write ownership: stop writes on the old owner, drain its direction, then let
+    the new owner write (with `run --direction both`, the other direction is already streaming).
+    """
+    from cdc.drain import drain
+    config = _config(args)
+    direction = _one_direction(config, args.direction)
+    if drain(config, direction, timeout_s=args.timeout):
+        print(f"{config.route(direction).name}: drained")
+        return 0
+    print(f"{config.route(direction).name}: not drained after {args.timeout:g}s; see `strangler cdc status`",
+          file=sys.stderr)
+    return 1
 
 
 def dlq_cmd(args) -> int:

@@ -114,6 +114,8 @@ def test_kill_9_of_apply_and_of_capture_mid_stream_loses_and_duplicates_nothing(
     finally:
         stop.set()
         writer.join()
+    drained = cli("drain", cap, "--config", str(path), "--timeout", "90")
+    assert drained.returncode == 0 and f"{cap}_to_service: drained" in drained.stdout, drained.stderr
     config = load_config(cap, str(path))
     assert wait_synced(config, TO_SERVICE, timeout_s=90).differences == 0
     done = cli("verify", cap, "--config", str(path))

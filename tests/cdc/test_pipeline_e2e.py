@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+from decimal import Decimal
 import threading
 import time
 import uuid
@@ -205,4 +206,29 @@ def test_apply_and_capture_survive_their_database_connections_being_killed(store
         assert pipeline.errors == [] and len(done) > 20
     finally:
         stop.set()
+        pipeline.close()
+
+
+def test_switching_write_ownership_mid_traffic_loses_and_duplicates_nothing(stores):
+    """Legacy writes, then stops; drain; the service takes over the very same rows at once."""
+    from cdc.drain import drain
+    config, legacy, service = stores
+    seed_legacy(legacy, products=100)
+    pipeline = Pipeline(config, [TO_SERVICE, TO_LEGACY]).start()
+    try:
+        assert wait_synced(config, TO_SERVICE).differences == 0
+        _wait_streaming(pipeline)
+        for i in range(200):                       # the old owner's last burst, still in flight...
+            execute(legacy, "UPDATE products SET price = :p WHERE id = :id", params={"p": i, "id": 1 + i % 20})
+        assert drain(config, TO_SERVICE, timeout_s=60)
+        for i in range(200):                       # ...the new owner writes the same rows at once
+            execute(service, "UPDATE products SET price_cents = :p WHERE id = :id",
+                    params={"p": 100_000 + i, "id": 1 + i % 20})
+        assert drain(config, TO_LEGACY, timeout_s=60)
+        assert wait_synced(config, TO_LEGACY).differences == 0
+        assert wait_synced(config, TO_SERVICE).differences == 0
+        assert rows(legacy, "SELECT id, price FROM products WHERE id IN (1, 20) ORDER BY id") == [
+            (1, Decimal("1001.80")), (20, Decimal("1001.99"))]
+        assert pipeline.errors == []
+    finally:
         pipeline.close()
