@@ -98,6 +98,8 @@ def edit_yaml(text: str, mutate: Callable[[Any], None]) -> str:
     ruamel keeps comments, key order and flow/block style. Where its dump still differs from
     the file (comments before `---`, unusual indentation), only the lines the edit changed are
     spliced into the operator's own text, so everything else stays byte for byte."""
+    if "\r\n" in text:                        # a file saved on Windows keeps its line ends
+        return edit_yaml(text.replace("\r\n", "\n"), mutate).replace("\n", "\r\n")
     y = _yaml()
     try:
         doc, indent, block_seq_indent = load_yaml_guess_indent(text, yaml=y)
@@ -109,8 +111,6 @@ def edit_yaml(text: str, mutate: Callable[[Any], None]) -> str:
     identity = _dump(y, doc)
     mutate(doc)
     edited = _dump(y, doc)
-    if "\r\n" in text:                        # a file saved on Windows keeps its line ends
-        identity, edited = (t.replace("\n", "\r\n") for t in (identity, edited))
     return edited if identity == text else _splice(text, identity, edited)
 
 
