@@ -29,7 +29,7 @@ class _Refused(Exception):
 class ClientConnection(asyncio.Protocol):
     __slots__ = ("engine", "loop", "limits", "transport", "parser", "peer", "flights",
                  "receiving", "head_bytes", "header_count", "paused", "writing_paused", "tunnel",
-                 "refusal", "dead", "last_activity", "upgrade_flight", "upgrade_pending", "eof")
+                 "refusal", "dead", "last_activity", "upgrade_flight", "upgrade_pending")
 
     def __init__(self, engine: "Engine") -> None:
         self.engine = engine
@@ -50,7 +50,6 @@ class ClientConnection(asyncio.Protocol):
         self.last_activity = 0.0
         self.upgrade_flight: Flight | None = None
         self.upgrade_pending: list[bytes] = []
-        self.eof = False                         # the client half-closed: answer, then close
 
     # -- asyncio.Protocol -------------------------------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -90,9 +89,9 @@ class ClientConnection(asyncio.Protocol):
             self._refuse(400, f"malformed request: {exc}; fix the client's HTTP framing")
 
     def eof_received(self) -> bool:
-        # Half-closed by the client: answer what is pending, then close.
-        self.eof = True
-        return bool(self.flights)
+        # The client closed its side: like nginx (proxy_ignore_client_abort off) we take it as
+        # gone, so a slow upstream's slot is freed at once; the request is logged as 499.
+        return False
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.engine.connections.discard(self)
@@ -223,7 +222,7 @@ class ClientConnection(asyncio.Protocol):
             self.transport.resume_reading()
             return
         if not keep_alive or (self.dead and not self.flights and self.upgrade_flight is None) \
-                or (not self.flights and (self.eof or self.engine.closing)):
+                or (not self.flights and self.engine.closing):
             self.dead = True
             self.transport.close()
             return

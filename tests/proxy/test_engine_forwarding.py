@@ -149,3 +149,31 @@ async def test_routes_by_rules_and_never_elsewhere(tmp_path):
             # The Host header names some other site: still only the rules' backends are used.
             async with http.get(proxy.url + "/echo", headers={"Host": "example.com:80"}) as resp:
                 assert (await resp.json())["server"] == "legacy"
+
+
+async def test_http10_client_gets_a_close_delimited_body(tmp_path):
+    async with upstream("legacy") as legacy:
+        rules = write_rules(tmp_path / "r.yaml", rules_doc(legacy.url))
+        async with running_proxy(rules) as proxy:
+            raw = await raw_exchange(proxy.port, b"GET /big?size=100000 HTTP/1.0\r\n\r\n")
+    head, _, body = raw.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 200") and b"Connection: close" in head
+    assert b"Transfer-Encoding" not in head and len(body) == 100000
+
+
+async def test_client_gone_mid_request_is_logged_and_frees_the_upstream(tmp_path):
+    async with upstream("legacy") as legacy:
+        rules = write_rules(tmp_path / "r.yaml", rules_doc(legacy.url))
+        async with running_proxy(rules) as proxy, client() as http:
+            reader, writer = await asyncio.open_connection("127.0.0.1", proxy.port)
+            writer.write(b"GET /slow?delay=0.5 HTTP/1.1\r\nHost: t\r\n\r\n")
+            await writer.drain()
+            await asyncio.sleep(0.1)
+            writer.close()                      # the client gives up
+            await asyncio.sleep(0.1)
+            engine = proxy.runtime.workers[0].engine
+            assert not engine.inflight and engine.state.pools["legacy"].size == 0
+            async with http.get(proxy.admin_url + "/metrics", headers=proxy.auth) as resp:
+                assert 'status="499"} 1' in await resp.text()
+            async with http.get(proxy.url + "/echo") as resp:
+                assert resp.status == 200
