@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from ruamel.yaml.comments import CommentedMap
+from ruamel.yaml.scalarstring import DoubleQuotedScalarString, SingleQuotedScalarString
 
 from operate import history
 from operate.rule_diff import Difference, diff_tables
@@ -383,6 +384,9 @@ def _number(value: float) -> int | float:
 def _set(m: CommentedMap, key: str, value: Any, after: tuple[str, ...]) -> None:
     """Set KEY in place, or insert it after the first of AFTER that exists (else at the end)."""
     if key in m:
+        old = m[key]
+        if isinstance(old, (SingleQuotedScalarString, DoubleQuotedScalarString)):
+            value = type(old)(value)          # 'shadow' -> 'canary', quotes kept
         m[key] = value
         return
     keys = list(m.keys())
@@ -400,7 +404,7 @@ def _sub(m: CommentedMap, key: str, after: tuple[str, ...]) -> CommentedMap:
 def _set_stage(m: CommentedMap, cap: CompiledCapability, target: str) -> None:
     """Set the stage; entering canary writes the owner and the percent explicitly, since canary
     does not imply them."""
-    m["stage"] = target
+    _set(m, "stage", target, after=())
     if target == "canary":
         _set(m, "writes", m.get("writes") or cap.writes, after=("stage",))
         rollout = _sub(m, "rollout", after=("writes", "stage"))

@@ -183,3 +183,13 @@ def test_windows_line_ends_are_kept(tmp_path: Path):
     actions.rollout(path, "search", 50, ME)
     assert path.read_bytes() == ODD.replace("percent: 5,", "percent: 50,") \
         .replace("\n", "\r\n").encode()
+
+
+def test_quoted_values_keep_their_quotes(tmp_path: Path):
+    path = tmp_path / "q.yaml"
+    path.write_text(ODD.replace("stage: canary", "stage: 'canary'")
+                    .replace("writes: legacy  ", 'writes: "legacy"'))
+    actions.writes(path, "search", "service", ME)
+    actions.cutover(path, "search", ME)
+    text = path.read_text()
+    assert "  stage: 'cutover'\n" in text and '  writes: "service"   # keep me\n' in text
