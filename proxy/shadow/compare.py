@@ -7,7 +7,8 @@ not" and `extra` the opposite, in forward and reverse shadowing alike.
 
 Kinds: `status`, `header`, `type`, `missing`, `extra`, `value`, `length`.
 JSON bodies are compared structurally, location by location; text and HTML after blanking the
-configured patterns and collapsing whitespace; anything else byte for byte.
+configured patterns and collapsing whitespace, HTML then element by element (`html:<path>`
+fields, so a noisy footer does not hide a changed heading); anything else byte for byte.
 """
 from __future__ import annotations
 
@@ -20,6 +21,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from proxy.exchange import Headers
+from proxy.shadow.html_nodes import html_nodes
 from proxy.shadow.paths import Location, any_matches, compile_paths, field_key
 from proxy.shadow_settings import CompareSettings
 
@@ -79,9 +81,11 @@ def diff_bodies(left: Answer, right: Answer, settings: CompareSettings) -> list[
         html = "html" in (left.header("content-type") or right.header("content-type") or "")
         lt = normalise_text(_decode(lbody, left), settings.text_patterns, html)
         rt = normalise_text(_decode(rbody, right), settings.text_patterns, html)
-        if lt != rt:
-            return [FieldDiff(BODY, "value", *_snippets(lt, rt))]
-        return []
+        if lt == rt:
+            return []
+        if html:
+            return diff_html(lt, rt)
+        return [FieldDiff(BODY, "value", *_snippets(lt, rt))]
     if lbody != rbody:
         return [FieldDiff(BODY, "value", f"{len(lbody)} bytes", f"{len(rbody)} bytes")]
     return []
@@ -125,6 +129,26 @@ def diff_json(left: Any, right: Any, settings: CompareSettings) -> list[FieldDif
 
     walk(left, right, ())
     return out
+
+
+def diff_html(left: str, right: str) -> list[FieldDiff]:
+    """Per element path (see proxy.shadow.html_nodes): `html:<path>` fields."""
+    ln, rn = html_nodes(left), html_nodes(right)
+    out = []
+    for key in ln.keys() | rn.keys():
+        field = f"html:{key}"
+        lv, rv = ln.get(key), rn.get(key)
+        if rv is None:
+            out.append(FieldDiff(field, "missing", lv[0], None))
+        elif lv is None:
+            out.append(FieldDiff(field, "extra", None, rv[0]))
+        elif lv != rv:
+            if len(lv) != len(rv):
+                out.append(FieldDiff(field, "length", len(lv), len(rv)))
+            pair = next(((a, b) for a, b in zip(lv, rv) if a != b), None)
+            if pair is not None:
+                out.append(FieldDiff(field, "value", *pair))
+    return sorted(out, key=lambda d: (d.path, d.kind))
 
 
 def json_type(value: Any) -> str:

@@ -82,8 +82,31 @@ def test_html_whitespace_and_patterns_normalised():
     assert diff_answers(left, right, settings) == []
     other = Answer(200, html, b"<html><body><p>Hello there</p></body></html>")
     diffs = diff_answers(left, other, settings)
+    assert diffs == [FieldDiff("html:html>body>p", "value", "Hello world", "Hello there")]
+
+
+def test_html_compared_element_by_element():
+    html = (("content-type", "text/html"),)
+    page = ("<html><body><h1>{h1}</h1><ul>{items}</ul><a href='{href}'>next</a><br>"
+            "<footer><p>generated at {at}</p></footer></body></html>")
+    left = Answer(200, html, page.format(h1="Lamp", items="<li>a</li><li>b</li>",
+                                         href="/p/2", at="10:00").encode())
+    right = Answer(200, html, page.format(h1="Lamps", items="<li>a</li>", href="/p/3",
+                                          at="10:01").encode())
+    assert [(d.path, d.kind, d.left, d.right) for d in diff_answers(left, right, S)] == [
+        ("html:html>body>a@href", "value", "/p/2", "/p/3"),
+        ("html:html>body>footer>p", "value", "generated at 10:00", "generated at 10:01"),
+        ("html:html>body>h1", "value", "Lamp", "Lamps"),
+        ("html:html>body>ul>li", "length", 2, 1),
+    ]
+
+
+def test_plain_text_is_one_body_field_with_the_difference_in_view():
+    text = (("content-type", "text/plain"),)
+    diffs = diff_answers(Answer(200, text, b"alpha beta gamma"),
+                         Answer(200, text, b"alpha beta delta"), S)
     assert [(d.path, d.kind) for d in diffs] == [("body", "value")]
-    assert "world" in diffs[0].left and "there" in diffs[0].right
+    assert "gamma" in diffs[0].left and "delta" in diffs[0].right
 
 
 def test_json_declared_but_not_json_falls_back_to_text():

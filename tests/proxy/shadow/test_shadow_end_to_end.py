@@ -348,3 +348,30 @@ async def test_queue_is_bounded_by_the_bytes_it_holds(shop):
     shop.store.flush()
     r = route_of(build_report(shop.store), "/api/products")
     assert r["compared"] == accepted + 1 and r["dropped"] == 50 - accepted
+
+
+async def test_html_page_change_found_while_its_footer_time_is_noise(shop, tmp_path):
+    """Legacy's real product pages against a copy whose headings are upper-cased."""
+    @web.middleware
+    async def shouting_headings(request, handler):
+        response = await handler(request)
+        if response.content_type == "text/html":
+            page = re.sub(r"<h1>(.*?)</h1>", lambda m: f"<h1>{m.group(1).upper()}</h1>",
+                          response.text)
+            return web.Response(text=page, status=response.status, content_type="text/html")
+        return response
+    copy = legacy_app(f"sqlite:///{tmp_path / 'legacy-copy.db'}", seed_products=PRODUCTS)
+    copy.middlewares.append(shouting_headings)
+    runner, service = await serve(copy)
+    try:
+        decision = shop.decision("/products/{id}", target=service)
+        for i in range(1, 21):
+            await shop.shadow(decision, "GET", f"/products/{i}")
+        r = route_of(await shop.report(), "/products/{id}")
+    finally:
+        await runner.cleanup()
+    verdicts = {f["field"]: f["verdict"] for f in r["fields"]}
+    assert verdicts["html:html>body>main>h1"] == "reported"
+    assert verdicts["html:html>body>footer>p"] == "noise"
+    assert [f for f, v in verdicts.items() if v != "noise"] == ["html:html>body>main>h1"]
+    assert r["match_rate"] == 0.0
