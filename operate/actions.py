@@ -68,7 +68,7 @@ def rollout(path: str | Path, capability: str, percent: float, actor: Actor,
             dry_run: bool = False, expected_version: str | None = None) -> Change:
     """Set the share of reads the service answers in canary."""
     def mutate(m: CommentedMap, cap: CompiledCapability) -> str:
-        _sub(m, "rollout", after=("writes", "stage"))["percent"] = _number(percent)
+        _set(_sub(m, "rollout", after=("writes", "stage")), "percent", _number(percent), ())
         return f"{cap.name}: rollout percent {cap.percent:g} -> {percent:g}"
 
     def notes(cap: CompiledCapability) -> tuple[str, ...]:
@@ -105,7 +105,8 @@ def shadow(path: str | Path, capability: str, on: bool, actor: Actor,
         raise OperatorError(f"--percent {target:g} is outside 0..100; give e.g. --percent 10")
 
     def mutate(m: CommentedMap, cap: CompiledCapability) -> str:
-        _sub(m, "shadow", after=("rollout", "writes", "stage"))["percent"] = _number(target)
+        _set(_sub(m, "shadow", after=("rollout", "writes", "stage")), "percent", _number(target),
+             ())
         state = "on" if target else "off"
         return f"{cap.name}: shadow {state}, percent {cap.shadow.percent:g} -> {target:g}"
     word = f"on --percent {target:g}" if on else "off"
@@ -169,7 +170,7 @@ def rollback(path: str | Path, capability: str, actor: Actor, dry_run: bool = Fa
         if plan is None:
             return None
         _set_stage(m, cap, plan.stage)
-        _sub(m, "rollout", after=("writes", "stage"))["percent"] = _number(plan.percent)
+        _set(_sub(m, "rollout", after=("writes", "stage")), "percent", _number(plan.percent), ())
         moved = f"stage {cap.stage} -> {plan.stage}, " if cap.stage != plan.stage else ""
         return (f"{cap.name}: rolled back ({moved}percent {cap.percent:g} -> {plan.percent:g}); "
                 "legacy answers every read")
@@ -385,7 +386,10 @@ def _set(m: CommentedMap, key: str, value: Any, after: tuple[str, ...]) -> None:
     """Set KEY in place, or insert it after the first of AFTER that exists (else at the end)."""
     if key in m:
         old = m[key]
-        if isinstance(old, (SingleQuotedScalarString, DoubleQuotedScalarString)):
+        if isinstance(old, str) and isinstance(value, (int, float)) and old.endswith("%"):
+            value = f"{value:g}%"             # 5% -> 25%, the operator's notation
+        if isinstance(old, (SingleQuotedScalarString, DoubleQuotedScalarString)) \
+                and isinstance(value, str):
             value = type(old)(value)          # 'shadow' -> 'canary', quotes kept
         m[key] = value
         return

@@ -193,3 +193,10 @@ def test_quoted_values_keep_their_quotes(tmp_path: Path):
     actions.cutover(path, "search", ME)
     text = path.read_text()
     assert "  stage: 'cutover'\n" in text and '  writes: "service"   # keep me\n' in text
+
+
+def test_a_percent_written_with_a_percent_sign_keeps_it(tmp_path: Path):
+    path = tmp_path / "p.yaml"
+    path.write_text(ODD.replace("{percent: 5,", "{percent: '5%',"))
+    actions.rollout(path, "search", 0.5, ME)
+    assert "rollout: {percent: '0.5%', sticky:" in path.read_text()
