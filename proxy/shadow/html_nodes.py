@@ -13,7 +13,6 @@ from html.parser import HTMLParser
 # Elements without an end tag never stay on the path.
 _VOID = frozenset({"area", "base", "br", "col", "embed", "hr", "img", "input", "link", "meta",
                    "source", "track", "wbr"})
-_SKIPPED = frozenset({"script", "style"})  # not what a reader sees; compared as text nodes anyway
 
 
 class _Nodes(HTMLParser):
