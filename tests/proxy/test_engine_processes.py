@@ -51,7 +51,17 @@ async def test_two_workers_sighup_killed_worker_and_totals(tmp_path):
             pids = [w["pid"] for w in status["workers"]]
             assert len(set(pids)) == 2 and all(w["alive"] for w in status["workers"])
 
-            # SIGHUP: the supervisor validates and every worker swaps to the new rules.
+            # SIGHUP under load: every worker swaps to the new rules, no request fails.
+            codes: list[int] = []
+            stop = asyncio.Event()
+
+            async def load():
+                while not stop.is_set():
+                    async with http.get(proxy.url + "/api/products/1") as resp:
+                        await resp.read()
+                        codes.append(resp.status)
+
+            loaders = [asyncio.create_task(load()) for _ in range(3)]
             write_rules(rules, rules_doc(legacy.url, service.url, stage="cutover"))
             proc.send_signal(signal.SIGHUP)
 
@@ -61,6 +71,9 @@ async def test_two_workers_sighup_killed_worker_and_totals(tmp_path):
                                         headers={"Connection": "close"}) as resp:
                         assert (await resp.json())["server"] == "service"
             await eventually(all_on_service)
+            stop.set()
+            await asyncio.gather(*loaders)
+            assert len(codes) > 10 and set(codes) == {200}
 
             # A crashed worker is restarted; the port keeps answering meanwhile.
             os.kill(pids[0], signal.SIGKILL)
