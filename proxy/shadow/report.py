@@ -70,7 +70,7 @@ def report_from_snapshot(snap: Snapshot) -> dict[str, Any]:
         latency[(cap, route)].setdefault(side, {})[int(bin_)] = int(count)
     for cap, route, fkey, at, data in snap.samples:
         r = routes[(cap, route)]
-        if r["_verdicts"].get(fkey) != noise_rules.NOISE or fkey == "status":
+        if r["_verdicts"].get(fkey) != noise_rules.NOISE:  # "status" has no verdict: shown
             shown = r["_sample_counts"].get(fkey, 0)
             if shown < SAMPLES_PER_FIELD:
                 r["_sample_counts"][fkey] = shown + 1
