@@ -108,3 +108,47 @@ def test_losing_the_race_at_write_time_turns_into_a_no_op(canary: Path, monkeypa
                                  expected_version=served)
     assert len(reads) == 2 and not change.changed
     assert len(history.entries(history.history_dir(canary))) == 3
+
+
+WRITER = """
+import json, sys, time
+from pathlib import Path
+from operate.actions import Actor, rollout
+from operate.rule_edit import RulesChanged
+rules, go, n = sys.argv[1], Path(sys.argv[2]), int(sys.argv[3])
+while not go.exists():
+    time.sleep(0.001)
+done = refused = 0
+for i in range(15):
+    try:
+        done += rollout(rules, "catalog", (n * 15 + i) % 99 + 1, Actor(f"w{n}", "load")).changed
+    except RulesChanged:
+        refused += 1
+print(json.dumps([done, refused]))
+"""
+
+
+def test_concurrent_writers_leave_one_unbroken_chain_of_changes(canary: Path, tmp_path: Path):
+    """Three processes editing at once: each edit either lands (and is logged, chained to the
+    one before) or is refused cleanly; the history replays to the file on disk."""
+    go = tmp_path / "go"
+    procs = [subprocess.Popen([sys.executable, "-c", WRITER, str(canary), str(go), str(n)],
+                              cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+             for n in range(3)]
+    try:
+        go.touch()
+        results = [p.communicate(timeout=120) for p in procs]
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                p.kill()
+                p.wait()
+    assert [p.returncode for p in procs] == [0, 0, 0], [err for _, err in results]
+    counts = [json.loads(out) for out, _ in results]
+    assert sum(done + refused for done, refused in counts) == 45
+    log = history.entries(history.history_dir(canary))
+    landed = log[2:]                                   # after the fixture's two changes
+    assert len(landed) == sum(done for done, _ in counts) > 0
+    assert [e["id"] for e in log] == list(range(1, len(log) + 1))
+    assert all(a["after"] == b["before"] for a, b in zip(log, log[1:]))
+    assert log[-1]["after"] == read_rules(canary).version == load_table(canary, environ={}).version
