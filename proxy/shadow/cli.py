@@ -18,8 +18,8 @@ from strangler.errors import OperatorError
 
 
 def register(subparsers) -> None:
-    shadow = subparsers.add_parser("shadow", help="Shadow traffic comparison results.",
-                                   description="Shadow traffic comparison results.")
+    shadow = subparsers.add_parser("shadow", help="shadow traffic",
+                                   description="Shadow traffic: copies, comparisons, reports.")
     commands = shadow.add_subparsers(dest="shadow_command", metavar="COMMAND", required=True)
     report = commands.add_parser("report", help=run_report.__doc__.splitlines()[0],
                                  description=run_report.__doc__,
