@@ -85,7 +85,10 @@ def redact_headers(headers: Iterable[tuple[str, str]],
 
 
 def redact_field(path: str, value: Any, sensitive: frozenset[str]) -> Any:
-    """A diff's value: wholly redacted when the field itself is sensitive."""
+    """A diff's value: wholly redacted when the field itself is sensitive (a sensitive JSON key,
+    or a compared credential header such as `header:set-cookie`)."""
+    if path.startswith("header:") and path[len("header:"):].lower() in SECRET_HEADERS:
+        return REDACTED
     last = re.split(r"[.\[\]']+", path.rstrip("]'"))[-1].lower()
     if last in sensitive:
         return REDACTED

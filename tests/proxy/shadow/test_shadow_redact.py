@@ -46,6 +46,8 @@ def test_diff_values_of_sensitive_fields():
     assert redact_field("$.user.password", "a", SENSITIVE) == REDACTED
     assert redact_field("$.items[*].token", "a", SENSITIVE) == REDACTED
     assert redact_field("$.price", 12.5, SENSITIVE) == 12.5
+    assert redact_field("header:set-cookie", "sid=abc", SENSITIVE) == REDACTED
+    assert redact_field("header:content-type", "text/html", SENSITIVE) == "text/html"
 
 
 def test_long_bodies_are_cut():
