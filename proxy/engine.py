@@ -33,7 +33,6 @@ class EngineState:
     breakers: dict[str, Breaker]
     strip: frozenset[bytes]          # table.strip_headers as bytes, computed once per table
     trusted: TrustedProxies          # the command line's trusted proxies plus the table's
-    loaded_at: float
 
 
 class Engine:
@@ -60,8 +59,11 @@ class Engine:
         breakers: dict[str, Breaker] = {}
         for name, backend in table.backends.items():
             kept = old.pools.get(name) if old else None
-            pools[name] = kept if kept is not None and kept.backend == backend \
-                else UpstreamPool(backend, self.loop)
+            if kept is not None and kept.backend == backend:
+                kept.backend = backend           # same settings; identity keeps pool_for fast
+                pools[name] = kept
+            else:
+                pools[name] = UpstreamPool(backend, self.loop)
             if backend.breaker is not None:
                 prior = old.breakers.get(name) if old else None
                 breakers[name] = prior if prior is not None and prior.spec == backend.breaker \
@@ -69,8 +71,7 @@ class Engine:
         return EngineState(table=table, pools=pools, breakers=breakers,
                            strip=frozenset(h.lower().encode() for h in table.strip_headers),
                            trusted=TrustedProxies(self.trusted_networks + tuple(
-                               getattr(table, "trusted_proxies", ()))),
-                           loaded_at=time.time())
+                               getattr(table, "trusted_proxies", ()))))
 
     def swap(self, table: RuleTable) -> None:
         """Serve `table` from the next request on (one assignment); drain replaced pools."""

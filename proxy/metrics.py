@@ -28,6 +28,7 @@ DESCRIPTIONS = {
     "strangler_upstream_errors_total": "Upstream failures (connect, timeout, protocol, 5xx), by backend.",
     "strangler_fallbacks_total": "Idempotent requests answered by legacy after the service failed.",
     "strangler_breaker_open": "Workers whose circuit breaker for the backend is open (0 = closed).",
+    "strangler_breaker_half_open": "Workers whose breaker for the backend is letting a trial through.",
     "strangler_breaker_openings": "Times the backend's breaker opened (summed over workers).",
     "strangler_refused_total": "Requests refused before forwarding, by reason.",
     "strangler_reloads_total": "Rule reloads, by result (ok, error).",
