@@ -310,10 +310,9 @@ def _commit(rules: RuleSet, replace: dict[str, bytes], before_table: CompiledTab
     text = "".join(_unified(f, rules.files[f], new) for f, new in replace.items())
     notes += _new_warnings(before_table, after_table)
     if summary is None:
-        summary = (f"{command}: " + ("; ".join(str(d) for d in differences[:3])
-                                     + (f"; and {len(differences) - 3} more"
-                                        if len(differences) > 3 else "")
-                                     if differences else "no routing change (text only)"))
+        subjects = ", ".join(dict.fromkeys(d.subject for d in differences))
+        summary = (f"{command}: {len(differences)} routing change(s) ({subjects})"
+                   if differences else f"{command}: no routing change (text only)")
     change = Change(command, capability, summary, True, rules.version, after_version, dry_run,
                     None, differences, text, notes)
     if dry_run:

@@ -92,7 +92,8 @@ def test_apply_puts_the_file_in_place_records_it_and_undo_restores(demo: Path, n
     r = cli("rules", "apply", str(new_rules), "--reason", "add search")
     assert r.code == 0, r.err
     assert r.out.splitlines()[0].startswith(
-        "rules apply " + str(new_rules) + ": + capability search (stage legacy, 1 matcher(s)); ")
+        f"rules apply {new_rules}: 7 routing change(s) (capability search, capability catalog, "
+        "backend catalog) (rules ")
     assert "  ~ capability catalog: stage: shadow -> canary" in r.out
     assert demo.read_bytes() == new_rules.read_bytes()
     [entry] = history.entries(history.history_dir(demo))
