@@ -73,11 +73,11 @@ def _require_store(url: str) -> None:
         parsed = make_url(normalise_url(url))
     except Exception:
         raise OperatorError(f"store URL {url!r} is not a database URL; write e.g. "
-                            "sqlite:///shadow-results.sqlite3 or postgresql://user@host/db") \
+                            "sqlite:///var/shadow-results.sqlite3 or postgresql://user@host/db") \
             from None
     if parsed.get_backend_name() == "sqlite" and parsed.database in (None, "", ":memory:"):
         raise OperatorError(f"store URL {url!r} names no file; write e.g. "
-                            "sqlite:///shadow-results.sqlite3")
+                            "sqlite:///var/shadow-results.sqlite3")
     if parsed.get_backend_name() == "sqlite" and not Path(parsed.database).exists():
         raise OperatorError(f"no shadow store at {parsed.database}; pass --store or set "
                             f"{STORE_ENV} to where the proxy writes its shadow results")

@@ -32,6 +32,7 @@ import os
 import threading
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Iterable
 
 from sqlalchemy import (BigInteger, Boolean, Column, Float, Index, Integer, MetaData, String,
@@ -44,7 +45,7 @@ from strangler.db import make_engine
 log = logging.getLogger(__name__)
 
 STORE_ENV = "STRANGLER_SHADOW_STORE"
-DEFAULT_STORE = "sqlite:///shadow-results.sqlite3"
+DEFAULT_STORE = "sqlite:///var/shadow-results.sqlite3"  # var/ holds the demo's runtime files
 BUCKET_S = 300
 LATENCY_BASE_MS = 0.1      # upper bound of bin 0
 LATENCY_GROWTH = 1.1       # each bin is 10 % wider than the previous
@@ -144,6 +145,9 @@ class ShadowStore:
     def create_schema(self) -> None:
         """Create missing tables; tolerate other processes creating them at the same moment
         (each attempt creates what is still missing, so racing processes converge)."""
+        database = self.engine.url.database
+        if self.engine.dialect.name == "sqlite" and database and database != ":memory:":
+            Path(database).parent.mkdir(parents=True, exist_ok=True)
         for attempt in range(10):
             try:
                 metadata.create_all(self.engine)

@@ -168,3 +168,11 @@ def test_a_failed_flush_keeps_its_counts_for_the_next(tmp_path):
     assert r["fields"][0]["raw"] == 6 and r["latency"]["service"]["count"] == 6
     assert [s["field"] for s in r["samples"]] == ["$.price"]
     store.close()
+
+
+def test_writer_creates_the_sqlite_folder(tmp_path):
+    store = ShadowStore(f"sqlite:///{tmp_path / 'var' / 'deeper' / 'shadow.sqlite3'}")
+    store.start()
+    store.record(observation(raw={"$.a"}))
+    store.close()
+    assert (tmp_path / "var" / "deeper" / "shadow.sqlite3").exists()
