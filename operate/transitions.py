@@ -45,8 +45,9 @@ def check_stage(cap: CompiledCapability, target: str) -> None:
                             f"{STAGES[there - 1]} first (stages move forward one at a time): run "
                             f"`strangler {_stage_command(name, STAGES[here + 1])}` next")
     if target == "cutover" and cap.writes != "service":
-        raise OperatorError(f"cutover needs writes: service first: run `strangler writes {name} "
-                            "service` (once CDC legacy -> service has caught up)")
+        raise OperatorError(f"{name} writes go to legacy; cutover needs writes: service first: "
+                            f"run `strangler writes {name} service` (once CDC legacy -> service "
+                            "has caught up)")
     if cap.writes not in STAGE_WRITES[target]:
         if cap.stage in ("cutover", "retired"):
             raise OperatorError(f"{name} writes go to service; to reach stage {target} move back "
