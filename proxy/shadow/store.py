@@ -57,22 +57,27 @@ metadata = MetaData()
 _key = lambda: [Column("capability", String(200), primary_key=True),  # noqa: E731
                 Column("route", String(500), primary_key=True),
                 Column("bucket", BigInteger, primary_key=True)]
+# Each bucketed table also has an index on `bucket`: windows (--since) and retention use it.
 counters_t = Table("shadow_counters", metadata, *_key(),
                    Column("name", String(200), primary_key=True),
-                   Column("value", BigInteger, nullable=False))
+                   Column("value", BigInteger, nullable=False),
+                   Index("ix_shadow_counters_bucket", "bucket"))
 fields_t = Table("shadow_fields", metadata, *_key(),
                  Column("field", String(500), primary_key=True),
                  Column("raw", BigInteger, nullable=False),
-                 Column("noise", BigInteger, nullable=False))
+                 Column("noise", BigInteger, nullable=False),
+                 Index("ix_shadow_fields_bucket", "bucket"))
 signatures_t = Table("shadow_signatures", metadata, *_key(),
                      Column("digest", String(40), primary_key=True),
                      Column("status_mismatch", Boolean, nullable=False),
                      Column("fields", Text, nullable=False),
-                     Column("count", BigInteger, nullable=False))
+                     Column("count", BigInteger, nullable=False),
+                     Index("ix_shadow_signatures_bucket", "bucket"))
 latency_t = Table("shadow_latency", metadata, *_key(),
                   Column("side", String(20), primary_key=True),
                   Column("bin", Integer, primary_key=True),
-                  Column("count", BigInteger, nullable=False))
+                  Column("count", BigInteger, nullable=False),
+                  Index("ix_shadow_latency_bucket", "bucket"))
 samples_t = Table("shadow_samples", metadata,
                   Column("id", Integer, primary_key=True, autoincrement=True),
                   Column("capability", String(200), nullable=False),
@@ -80,7 +85,8 @@ samples_t = Table("shadow_samples", metadata,
                   Column("field", String(500), nullable=False),
                   Column("at", Float, nullable=False),
                   Column("data", Text, nullable=False),
-                  Index("ix_shadow_samples_key", "capability", "route", "field", "id"))
+                  Index("ix_shadow_samples_key", "capability", "route", "field", "id"),
+                  Index("ix_shadow_samples_at", "at"))
 
 
 def default_store_url() -> str:
