@@ -118,6 +118,8 @@ def run(args: argparse.Namespace) -> int:
         sink_factory, admin_routes = shadow_sink_factory(store), shadow_routes(store)
     runtime = Runtime(settings, sink_factory=sink_factory, admin_routes=admin_routes,
                       in_process=args.workers == 0)
+    if not args.no_shadow:
+        runtime.gates.shadow_store = store      # the shadow-match gate reads the same results
     return uvloop.run(serve(runtime))
 
 

@@ -4,6 +4,7 @@
     workers  the data path: N processes on SO_REUSEPORT (or one engine in this process)
     admin    the admin API (status, reload, metrics) on its own loopback port
     watch    poll the rule files and reload on change
+    gates    gate figures per capability; automatic rollback in canary (proxy.autorollback)
 
 Reloads (file change, SIGHUP, POST /admin/reload) validate first; only a valid table is sent
 to the workers, and an invalid one leaves the old table serving with the error visible.
@@ -18,6 +19,7 @@ from typing import Any, Sequence
 from aiohttp import web
 
 from proxy.admin import make_admin_app
+from proxy.autorollback import GateWatch
 from proxy.engine import SinkFactory
 from proxy.metrics import merge, render
 from proxy.reload import LoadResult, RulesSource
@@ -29,7 +31,7 @@ log = logging.getLogger("strangler.proxy")
 
 
 class Runtime:
-    PARTS = ("rules", "workers", "admin", "watch")
+    PARTS = ("rules", "workers", "admin", "watch", "gates")
 
     def __init__(self, settings: ProxySettings, *, sink_factory: SinkFactory | None = None,
                  admin_routes: Sequence[web.RouteDef] = (), in_process: bool = False) -> None:
@@ -52,6 +54,7 @@ class Runtime:
         self._watch: asyncio.Task | None = None
         self._started: list[str] = []
         self._reload_lock = asyncio.Lock()
+        self.gates = GateWatch(self)
 
     # -- parts, in PARTS order ------------------------------------------------------------------
     async def start(self) -> None:
@@ -127,6 +130,12 @@ class Runtime:
         if self._watch is not None:
             self._watch.cancel()
 
+    async def _start_gates(self) -> None:
+        await self.gates.start()
+
+    async def _stop_gates(self) -> None:
+        await self.gates.stop()
+
     # -- operations ------------------------------------------------------------------------------
     async def reload(self, trigger: str) -> LoadResult:
         """Validate the rule files; when valid, every worker swaps to the new table.
@@ -153,6 +162,7 @@ class Runtime:
             merged.counters[("strangler_reloads_total", (("result", outcome),))] = count
         version = self.rules.table.version if self.rules.table else ""
         merged.gauges[("strangler_rules_info", (("version", version),))] = 1
+        self.gates.publish(merged)
         return merged
 
     def metrics_text(self) -> str:
@@ -196,4 +206,5 @@ class Runtime:
             "fallbacks": sum(c["fallbacks"] for c in capabilities.values()),
             "workers": [w.info() for w in self.workers],
             "started_at": self.started_at,
+            "gates": self.gates.status(),
         }

@@ -21,6 +21,7 @@ COMMAND_MODULES = [
     "proxy.cli",
     "proxy.shadow.cli",
     "operate.cli",
+    "operate.live_cli",
     "cdc.cli",
 ]
 

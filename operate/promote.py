@@ -1,0 +1,77 @@
+"""`strangler promote CAP`: the next rollout step, only when the gates pass on enough traffic.
+
+Figures come from every proxy given (summed: see operate.gates.combine), each counted since the
+capability's last rollout change. A proxy still serving other rules than the file means its
+figures describe another rollout: that is "wait" too. The move itself is operate.actions.rollout
+with the rules version the verdict was computed on (compare-and-swap) and the gate figures as
+the history's why. `--force --reason` moves without a verdict and is recorded as forced.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from operate import actions
+from operate.actions import Actor, Change, find_capability
+from operate.admin_client import AdminClient
+from operate.gates import FAIL, PASS, WAIT, Check, Figures, GateVerdict, evaluate
+from operate.rule_edit import compile_rules, read_rules
+from operate.status import capability_view, cdc_lag_s, live_from
+from strangler.errors import OperatorError
+
+EXIT = {PASS: 0, FAIL: 1, WAIT: 3}
+
+
+@dataclass(frozen=True)
+class Promotion:
+    capability: str
+    verdict: GateVerdict | None          # None: forced without live figures
+    change: Change | None                # None: nothing moved
+    forced: bool = False
+    message: str = ""
+
+    @property
+    def exit_code(self) -> int:
+        if self.change is not None or self.verdict is None:
+            return 0
+        return EXIT[self.verdict.state]
+
+
+def promote(rules_path: str | Path, capability: str, client: AdminClient | None, who: str,
+            force: bool = False, reason: str = "") -> Promotion:
+    if force and not reason.strip():
+        raise OperatorError("--force needs --reason TEXT: a forced promotion is recorded with why")
+    rules = read_rules(rules_path)
+    cap = find_capability(compile_rules(rules), capability)
+    if cap.stage != "canary":
+        raise OperatorError(f"{capability} is in stage {cap.stage}; promote walks the rollout "
+                            f"steps in canary (`strangler stage {capability} canary` first)")
+    step = cap.next_step
+    if step is None:
+        return Promotion(capability, None, None, message=f"{capability} is at its last rollout "
+                         f"step ({cap.percent:g} %); next: `strangler cutover {capability}`")
+    if client is None and not force:
+        raise OperatorError("no proxy to read live figures from; pass --proxy URL (repeatable) "
+                            "or set STRANGLER_PROXIES, or override with --force --reason TEXT")
+    verdict = _verdict(rules.version, cap, client) if client is not None else None
+    if not force and verdict is not None and verdict.state != PASS:
+        return Promotion(capability, verdict, None)
+    figures = "; ".join(verdict.reasons) if verdict else "no live figures"
+    why = (f"forced ({verdict.state if verdict else 'unjudged'}): {reason.strip()}; {figures}"
+           if force else f"gates pass: {figures}")
+    change = actions.rollout(rules_path, capability, step, Actor(who, why),
+                             expected_version=rules.version)
+    return Promotion(capability, verdict, change, forced=force)
+
+
+def _verdict(version: str, cap, client: AdminClient) -> GateVerdict:
+    live = live_from(client)
+    stale = [p for p in live.proxies if p.version != version]
+    if stale:
+        return GateVerdict(WAIT, tuple(Check("rules", WAIT, f"proxy at {p.url} serves rules "
+                                             f"{p.version}, not the file's {version}; waiting "
+                                             "for it to reload") for p in stale))
+    view = capability_view(cap, live, cdc_lag_s(cap.name) if cap.gates.max_cdc_lag_s is not None
+                           else None)
+    figures = Figures.from_dict(view["figures"]) if view["figures"] else Figures()
+    return evaluate(cap.gates, figures)

@@ -1,0 +1,96 @@
+"""`strangler report CAP`: one hand-over document for a capability: rollout state and gates, the
+live figures when proxies are given, the newest history entries, CDC figures, and the shadow
+report rendered by proxy.shadow's own renderers (this module adds sections, never re-renders
+shadow results)."""
+from __future__ import annotations
+
+import time
+from html import escape
+from pathlib import Path
+from typing import Any
+
+from operate import history
+from operate.actions import find_capability
+from operate.admin_client import AdminClient
+from operate.rule_edit import compile_rules, read_rules
+from operate.status import capability_view, cdc_lag_s, live_from
+from proxy.shadow.formats import render as render_shadow
+from proxy.shadow.report import build_report, report_from_snapshot
+from proxy.shadow.store import ShadowStore, Snapshot
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import SQLAlchemyError
+from strangler.db import normalise_url
+from strangler.errors import OperatorError
+
+HISTORY_LINES = 10
+
+
+def build(rules_path: str | Path, capability: str, store_url: str,
+          client: AdminClient | None, since_s: float | None = None) -> dict[str, Any]:
+    rules = read_rules(rules_path)
+    cap = find_capability(compile_rules(rules), capability)
+    view = capability_view(cap, live_from(client), cdc_lag_s(capability))
+    log = [e for e in history.entries(history.history_dir(rules.path))
+           if e.get("capability") == capability][-HISTORY_LINES:]
+    shadow = shadow_report(store_url, capability, since_s)
+    return {"capability": capability, "rules_version": rules.version,
+            "rollout": view, "proxies": list(client.urls) if client else [],
+            "history": [{k: e.get(k) for k in ("id", "at", "who", "why", "command", "summary")}
+                        for e in log],
+            "shadow": shadow}
+
+
+def shadow_report(store_url: str, capability: str, since_s: float | None) -> dict[str, Any]:
+    """The shadow report from the results store; empty (not an error, and no file created) when
+    a SQLite store does not exist yet: nothing was shadowed."""
+    url = make_url(normalise_url(store_url))
+    if url.get_backend_name() == "sqlite" and not Path(url.database or "").exists():
+        return {**report_from_snapshot(Snapshot()), "since": None, "generated_at": time.time(),
+                "capability_filter": capability}
+    store = ShadowStore(store_url)
+    try:
+        return build_report(store, capability=capability, since_s=since_s)
+    except SQLAlchemyError as exc:
+        raise OperatorError(f"cannot read the shadow store {url.render_as_string()}: "
+                            f"{type(exc).__name__}; check --store and that the database is "
+                            "up") from None
+    finally:
+        store.engine.dispose()
+
+
+def lines(doc: dict[str, Any]) -> list[str]:
+    """The rollout, history and CDC sections as plain lines (shared by text and Markdown)."""
+    r = doc["rollout"]
+    out = [f"stage {r['stage']}, writes {r['writes']}, rollout {r['percent']:g} %"
+           + (f" (next step {r['next_step']:g} %)" if r["next_step"] is not None else ""),
+           "gates: " + ", ".join(f"{k} {v}" for k, v in r["gates"].items() if v is not None),
+           "CDC lag: " + ("n/a (not measured: no CDC config or no applied event)" if r["cdc_lag_s"] is None
+                          else f"{r['cdc_lag_s']:.1f} s")]
+    f, v = r["figures"], r["verdict"]
+    if f is None:
+        out.append("live figures: none (no proxy given: pass --proxy)")
+    else:
+        out.append(f"live figures over {f['window_s']:.0f} s from {len(doc['proxies'])} "
+                   f"prox{'y' if len(doc['proxies']) == 1 else 'ies'}: legacy "
+                   f"{f['legacy']['requests']} requests, service {f['service']['requests']}")
+        out.append(f"gates: {v['state']}")
+        out += [f"  {c['gate']}: {c['state']}: {c['detail']}" for c in v["checks"]]
+    out.append("history (newest last):" if doc["history"] else "history: no recorded change")
+    out += [f"  #{e['id']} {e['at']} {e['who']}: {e['summary']}"
+            + (f" ({e['why']})" if e.get("why") else "") for e in doc["history"]]
+    return out
+
+
+def render(doc: dict[str, Any], fmt: str) -> str:
+    if fmt == "json":
+        return render_shadow(doc, "json")
+    shadow = render_shadow(doc["shadow"], fmt)
+    title = f"Capability {doc['capability']} (rules {doc['rules_version']})"
+    if fmt == "markdown":
+        return "\n".join([f"# {title}", ""] + [f"- {line}" if not line.startswith("  ")
+                                              else f"  - {line.strip()}" for line in lines(doc)]
+                         + ["", shadow])
+    if fmt == "html":
+        section = (f"<h1>{escape(title)}</h1><pre>{escape(chr(10).join(lines(doc)))}</pre>")
+        return shadow.replace("<body>", "<body>" + section, 1)
+    return "\n".join([title, *lines(doc), "", shadow])

@@ -1,0 +1,152 @@
+"""`strangler status`: every capability of the rule file with the live figures of every proxy.
+
+The rule file says what should happen (stage, writes, percent and the next step); each proxy's
+/admin/status says what happens (its gate figures since the capability's last rollout change,
+breaker states, the rules version it serves). A proxy serving another version than the file is
+marked: it missed a reload. Without proxies, the live columns show "-".
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy.engine import make_url
+
+from operate.admin_client import AdminClient, ProxyStatus
+from operate.gates import Figures, GateVerdict, combine, evaluate
+from operate.rule_edit import compile_rules, read_rules
+from proxy.rules import CompiledCapability, CompiledTable
+from strangler.db import normalise_url
+from strangler.errors import OperatorError
+
+
+def cdc_lag_s(capability: str) -> float | None:
+    """The newest applied event's lag in the write direction (seconds), from cdc.status; None
+    when the capability has no CDC config (routing_rules/cdc/CAP.yaml) or it cannot be read."""
+    from cdc.config import config_path, load_config
+    if not config_path(capability).is_file():
+        return None
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from cdc import status as cdc_status
+    try:
+        config = load_config(capability)
+        if not all(_exists(side.url) for side in (config.legacy, config.service)):
+            return None                       # nothing ran yet: do not create SQLite files
+        directions = cdc_status.gather(config, interval_s=0,
+                                       directions=(config.write_direction,))
+    except (OperatorError, SQLAlchemyError, OSError):
+        return None
+    lags = [t.lag_ms for d in directions for t in d.tables if t.lag_ms is not None]
+    return max(lags) / 1000 if lags else None
+
+
+def _exists(url: str) -> bool:
+    parsed = make_url(normalise_url(url))
+    return parsed.get_backend_name() != "sqlite" or Path(parsed.database or "").exists()
+
+
+@dataclass
+class Live:
+    """What the proxies report, summed per capability."""
+    proxies: list[ProxyStatus] = field(default_factory=list)
+
+    def figures(self, capability: str) -> Figures | None:
+        parts = []
+        for p in self.proxies:
+            entry = p.gates.get("capabilities", {}).get(capability)
+            if entry is None:
+                continue
+            try:
+                parts.append(Figures.from_dict(entry["figures"]))
+            except (KeyError, TypeError, ValueError):
+                raise OperatorError(f"proxy at {p.url} reported malformed gate figures for "
+                                    f"{capability}; is it the same strangler version as this "
+                                    "CLI?") from None
+        return combine(parts) if parts else None
+
+    def breaker(self, backend: str | None) -> str:
+        """closed, or e.g. "open 2/4" (workers with the breaker open, over all proxies)."""
+        if backend is None or not self.proxies:
+            return "-"
+        states: dict[str, int] = {}
+        for p in self.proxies:
+            per = (p.raw.get("backends") or {}).get(backend, {}).get("breaker") or {}
+            for state, n in per.items():
+                states[state] = states.get(state, 0) + int(n)
+        if not states:
+            return "none"
+        total = sum(states.values())
+        bad = {s: n for s, n in states.items() if s != "closed"}
+        return ", ".join(f"{s} {n}/{total}" for s, n in sorted(bad.items())) or "closed"
+
+    def autorollbacks(self) -> list[dict[str, Any]]:
+        return [{"proxy": p.url, **p.gates["last_autorollback"]}
+                for p in self.proxies if p.gates.get("last_autorollback")]
+
+
+def live_from(client: AdminClient | None) -> Live:
+    return Live(client.statuses() if client is not None else [])
+
+
+def capability_view(cap: CompiledCapability, live: Live,
+                    cdc_lag: float | None) -> dict[str, Any]:
+    figures = live.figures(cap.name)
+    if figures is not None and figures.cdc_lag_s is None and cdc_lag is not None:
+        figures = Figures(figures.legacy, figures.service, figures.shadow_compared,
+                          figures.shadow_matched, cdc_lag, figures.window_s)
+    verdict: GateVerdict | None = evaluate(cap.gates, figures) if figures is not None else None
+    return {"name": cap.name, "stage": cap.stage, "writes": cap.writes, "percent": cap.percent,
+            "next_step": cap.next_step if cap.stage == "canary" else None,
+            "service_percent": cap.service_percent, "gates": cap.gates.as_dict(),
+            "figures": figures.as_dict() if figures is not None else None,
+            "verdict": verdict.as_dict() if verdict is not None else None,
+            "cdc_lag_s": cdc_lag, "breaker": live.breaker(cap.service.name if cap.service
+                                                          else None)}
+
+
+def gather(rules_path: str | Path, client: AdminClient | None) -> dict[str, Any]:
+    """The whole status document (what --json prints and the table shows)."""
+    table: CompiledTable = compile_rules(read_rules(rules_path))
+    live = live_from(client)
+    return {"rules": {"path": str(rules_path), "version": table.version},
+            "proxies": [{"url": p.url, "version": p.version,
+                         "stale": p.version != table.version,
+                         "last_reload_error": p.raw["rules"].get("last_reload_error")}
+                        for p in live.proxies],
+            "capabilities": [capability_view(c, live, cdc_lag_s(c.name))
+                             for c in table.capabilities],
+            "autorollbacks": live.autorollbacks()}
+
+
+def rows(doc: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
+    headers = ["CAPABILITY", "STAGE", "WRITES", "PERCENT", "REQ/MIN L|S", "ERR% L|S",
+               "P99 L|S", "SHADOW", "CDC LAG", "BREAKER", "GATES"]
+    out = []
+    for c in doc["capabilities"]:
+        percent = f"{c['percent']:g}"
+        if c["next_step"] is not None:
+            percent += f" -> {c['next_step']:g}"
+        f = c["figures"]
+        lag = "n/a" if c["cdc_lag_s"] is None else f"{c['cdc_lag_s']:.1f} s"
+        if f is None:
+            live = ["-", "-", "-", "-"]
+        else:
+            minutes = f["window_s"] / 60
+            live = [_pair(*(f[s]["requests"] / minutes if minutes else None
+                            for s in ("legacy", "service")), "{:.0f}"),
+                    _pair(f["legacy"]["error_rate"], f["service"]["error_rate"], "{:.2f}"),
+                    _pair(*(None if f[s]["p99_s"] is None else f[s]["p99_s"] * 1000
+                            for s in ("legacy", "service")), "{:g}ms"),
+                    "-" if f["shadow_match"] is None else f"{f['shadow_match']:.2f}%"]
+        verdict = c["verdict"]["state"] if c["verdict"] else "-"
+        out.append([c["name"], c["stage"], c["writes"], percent, *live, lag, c["breaker"],
+                    verdict])
+    return headers, out
+
+
+def _pair(a: float | None, b: float | None, fmt: str) -> str:
+    def one(v: float | None) -> str:
+        return "-" if v is None else fmt.format(v)
+    return f"{one(a)} | {one(b)}"

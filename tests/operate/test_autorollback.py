@@ -1,0 +1,74 @@
+"""proxy.autorollback with real `strangler proxy` processes: a canary whose service starts
+failing is set to 0 % by the proxy itself; with two proxies on the same rule file, both end at
+0 % with exactly one history entry."""
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import aiohttp
+import pytest
+
+from operate.history import entries, history_dir
+from proxy.rules import load_table
+from tests.operate.live_harness import (OVERRIDE_SECRET, admin_status, service_requests, token_file,
+                                        traffic, upstream, wait_for, write_rules)
+from tests.proxy.harness import proxy_process
+
+
+def percent_in(rules: Path) -> float:
+    return load_table(rules, environ={}).capability("catalog").percent
+
+
+@pytest.fixture(autouse=True)
+def override_secret(monkeypatch):
+    monkeypatch.setenv("STRANGLER_OVERRIDE_SECRET", OVERRIDE_SECRET)
+
+
+async def test_two_proxies_roll_a_failing_canary_back_once_and_both_follow(tmp_path: Path, cli):
+    async with upstream("legacy") as (legacy, _), upstream("service") as (service, health):
+        rules = write_rules(tmp_path / "rules" / "canary.yaml", legacy, service, percent=50)
+        version = load_table(rules, environ={}).version
+        async with proxy_process(rules, workers=2, log=tmp_path / "a.log") as (a, _), \
+                proxy_process(rules, workers=2, log=tmp_path / "b.log") as (b, _):
+            # Healthy traffic: the gates hold, nothing moves.
+            assert set(await traffic(a, 60)) == {200}
+            healthy = await wait_for(a, lambda s: service_requests(s) >= 20, "healthy figures")
+            assert healthy["gates"]["capabilities"]["catalog"]["verdict"]["state"] == "pass"
+            assert percent_in(rules) == 50
+            # The release breaks: reads fall back to legacy (clients still get 200), the
+            # service's failures count against it, and the gate breaks on both proxies.
+            health["failing"] = True
+            both = await asyncio.gather(traffic(a, 100), traffic(b, 100))
+            assert set(both[0] + both[1]) == {200}
+            for proxy in (a, b):
+                await wait_for(proxy, lambda s: s["rules"]["version"] != version
+                               and s["capabilities"]["catalog"]["percent"] == 0,
+                               "rollback reaching every proxy")
+            assert percent_in(rules) == 0
+            log = entries(history_dir(rules))
+            assert len(log) == 1, log
+            assert log[0]["who"].startswith("proxy:")
+            assert log[0]["summary"] == "catalog: rollout percent 50 -> 0"
+            assert "automatic rollback: error_rate: service" in log[0]["why"]
+            # The proxy that took it says so in its status and metrics; the CLI shows it.
+            taken = [p for p in (a, b)
+                     if (await admin_status(p))["gates"]["last_autorollback"] is not None]
+            assert len(taken) == 1
+            last = (await admin_status(taken[0]))["gates"]["last_autorollback"]
+            assert last["capability"] == "catalog" and last["gates"] == ["error_rate"]
+            assert last["history_id"] == log[0]["id"]
+            async with aiohttp.ClientSession(headers=taken[0].auth) as session:
+                async with session.get(f"{taken[0].admin_url}/metrics") as resp:
+                    metrics = await resp.text()
+            assert 'strangler_autorollback_total{capability="catalog",gate="error_rate"} 1' \
+                in metrics
+            shown = cli("status", "--rules", str(rules), "--proxy", taken[0].admin_url,
+                        "--token-file", token_file(tmp_path, taken[0]))
+            assert shown.code == 0, shown.err
+            assert f"automatic rollback of catalog by {last['who']}" in shown.out
+            # It never re-promotes on its own: more traffic leaves the percent at 0.
+            health["failing"] = False
+            await traffic(a, 40)
+            assert percent_in(rules) == 0 and len(entries(history_dir(rules))) == 1
+
