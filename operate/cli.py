@@ -65,10 +65,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                            help="share of requests shadowed (default 100)")
     p = _add(subparsers, "writes", run_writes)
     p.add_argument("capability", metavar="CAP")
-    p.add_argument("owner", metavar="legacy|service", choices=("legacy", "service"))
+    p.add_argument("owner", metavar="legacy|service")
     p = _add(subparsers, "stage", run_stage)
     p.add_argument("capability", metavar="CAP")
-    p.add_argument("stage", metavar="STAGE", choices=STAGES, help=" | ".join(STAGES))
+    p.add_argument("stage", metavar="STAGE", help=" | ".join(STAGES))
     for name, func in (("cutover", run_cutover), ("rollback", run_rollback),
                        ("retire", run_retire)):
         _add(subparsers, name, func).add_argument("capability", metavar="CAP")

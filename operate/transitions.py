@@ -17,6 +17,7 @@ so it works on a hand-edited file and takes one write.
 """
 from __future__ import annotations
 
+import difflib
 from dataclasses import dataclass
 
 from proxy.rules import CompiledCapability
@@ -36,7 +37,9 @@ class RollbackPlan:
 def check_stage(cap: CompiledCapability, target: str) -> None:
     """Refuse a stage move that skips a stage or leaves writes with an owner the stage forbids."""
     if target not in STAGES:
-        raise OperatorError(f"unknown stage {target!r}; stages are {', '.join(STAGES)}")
+        close = difflib.get_close_matches(target, STAGES, n=1)
+        hint = f"did you mean {close[0]!r}? " if close else ""
+        raise OperatorError(f"unknown stage {target!r}; {hint}stages are {', '.join(STAGES)}")
     here, there = STAGES.index(cap.stage), STAGES.index(target)
     name = cap.name
     if there > here + 1:

@@ -59,6 +59,9 @@ def test_shadow_on_and_off(demo: Path, cli):
                                        "legacy; the write owner changes only in canary: move "
                                        "there first with `strangler stage catalog canary`"),
     (["undo"], "nothing to undo: no change to "),
+    (["stage", "catalog", "retird"], "unknown stage 'retird'; did you mean 'retired'? stages are "
+                                     "legacy, shadow, canary, cutover, retired"),
+    (["writes", "catalog", "both"], "unknown write owner 'both'; use legacy or service"),
     (["rollout", "catalog", "5", "--rules", "/nonexistent/rules.yaml"],
      "no such file or directory; pass a rule file or a directory of them; pass --rules"),
 ])
