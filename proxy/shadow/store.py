@@ -51,19 +51,21 @@ LATENCY_BASE_MS = 0.1      # upper bound of bin 0
 LATENCY_GROWTH = 1.1       # each bin is 10 % wider than the previous
 SAMPLE_REFRESH_S = 60.0
 MAX_SIGNATURE_FIELDS = 50
+NAME_CHARS = 200           # capability and counter names
+KEY_CHARS = 500            # routes and field keys
 OVERFLOW_FIELD = "…more fields"
 
 metadata = MetaData()
-_key = lambda: [Column("capability", String(200), primary_key=True),  # noqa: E731
-                Column("route", String(500), primary_key=True),
+_key = lambda: [Column("capability", String(NAME_CHARS), primary_key=True),  # noqa: E731
+                Column("route", String(KEY_CHARS), primary_key=True),
                 Column("bucket", BigInteger, primary_key=True)]
 # Each bucketed table also has an index on `bucket`: windows (--since) and retention use it.
 counters_t = Table("shadow_counters", metadata, *_key(),
-                   Column("name", String(200), primary_key=True),
+                   Column("name", String(NAME_CHARS), primary_key=True),
                    Column("value", BigInteger, nullable=False),
                    Index("ix_shadow_counters_bucket", "bucket"))
 fields_t = Table("shadow_fields", metadata, *_key(),
-                 Column("field", String(500), primary_key=True),
+                 Column("field", String(KEY_CHARS), primary_key=True),
                  Column("raw", BigInteger, nullable=False),
                  Column("noise", BigInteger, nullable=False),
                  Index("ix_shadow_fields_bucket", "bucket"))
@@ -80,9 +82,9 @@ latency_t = Table("shadow_latency", metadata, *_key(),
                   Index("ix_shadow_latency_bucket", "bucket"))
 samples_t = Table("shadow_samples", metadata,
                   Column("id", Integer, primary_key=True, autoincrement=True),
-                  Column("capability", String(200), nullable=False),
-                  Column("route", String(500), nullable=False),
-                  Column("field", String(500), nullable=False),
+                  Column("capability", String(NAME_CHARS), nullable=False),
+                  Column("route", String(KEY_CHARS), nullable=False),
+                  Column("field", String(KEY_CHARS), nullable=False),
                   Column("at", Float, nullable=False),
                   Column("data", Text, nullable=False),
                   Index("ix_shadow_samples_key", "capability", "route", "field", "id"),
@@ -196,7 +198,8 @@ class ShadowStore:
 
     def count(self, capability: str, route: str, name: str, amount: int = 1,
               at: float | None = None) -> None:
-        key = (capability, route, _bucket(at), name)
+        key = (_fit(capability, NAME_CHARS), _fit(route, KEY_CHARS), _bucket(at),
+               _fit(name, NAME_CHARS))
         with self._lock:
             self._counters[key] = self._counters.get(key, 0) + amount
 
@@ -204,7 +207,7 @@ class ShadowStore:
                      now: float | None = None) -> bool:
         """Reserve a sample slot for this field, if it still needs one."""
         now = time.time() if now is None else now
-        key = (capability, route, field_key)
+        key = (_fit(capability, NAME_CHARS), _fit(route, KEY_CHARS), _fit(field_key, KEY_CHARS))
         with self._lock:
             taken, last = self._sample_quota.get(key, (0, 0.0))
             if taken < self.samples_per_field or now - last >= SAMPLE_REFRESH_S:
@@ -213,9 +216,13 @@ class ShadowStore:
             return False
 
     def record(self, obs: Observation) -> None:
+        capability, route = _fit(obs.capability, NAME_CHARS), _fit(obs.route, KEY_CHARS)
+        raw_fields = {_fit(f, KEY_CHARS) for f in obs.raw_fields}
+        noise_fields = (None if obs.noise_fields is None
+                        else {_fit(f, KEY_CHARS) for f in obs.noise_fields})
         bucket = _bucket(obs.at)
-        base = (obs.capability, obs.route, bucket)
-        raw = sorted(obs.raw_fields)
+        base = (capability, route, bucket)
+        raw = sorted(raw_fields)
         if len(raw) > MAX_SIGNATURE_FIELDS:
             raw = raw[:MAX_SIGNATURE_FIELDS] + [OVERFLOW_FIELD]
         signature = json.dumps(raw, ensure_ascii=False)
@@ -224,11 +231,11 @@ class ShadowStore:
             self._add_counter(base + ("compared",), 1)
             if obs.status_mismatch:
                 self._add_counter(base + ("status_mismatch",), 1)
-            for f in obs.raw_fields:
+            for f in raw_fields:
                 self._fields.setdefault(base + (f,), [0, 0])[0] += 1
-            if obs.noise_fields is not None:
+            if noise_fields is not None:
                 self._add_counter(base + ("noise_samples",), 1)
-                for f in obs.noise_fields:
+                for f in noise_fields:
                     self._fields.setdefault(base + (f,), [0, 0])[1] += 1
             sig = self._signatures.setdefault(base + (digest,), [obs.status_mismatch, signature, 0])
             sig[2] += 1
@@ -238,8 +245,9 @@ class ShadowStore:
                 self._latency[lkey] = self._latency.get(lkey, 0) + 1
             if obs.sample is not None:
                 for f in obs.sample_fields:
-                    self._samples.append({"capability": obs.capability, "route": obs.route,
-                                          "field": f, "at": obs.at, "data": obs.sample})
+                    self._samples.append({"capability": capability, "route": route,
+                                          "field": _fit(f, KEY_CHARS), "at": obs.at,
+                                          "data": obs.sample})
 
     def _add_counter(self, key: tuple, amount: int) -> None:
         self._counters[key] = self._counters.get(key, 0) + amount
@@ -364,6 +372,11 @@ class ShadowStore:
                 scoped(samples_t, sm.capability, sm.route, sm.field, sm.at, sm.data)
                 .order_by(sm.id.desc()))]
         return snap
+
+
+def _fit(text: str, limit: int) -> str:
+    """Keys longer than their column are cut (marked), so one odd key cannot fail a flush."""
+    return text if len(text) <= limit else text[:limit - 1] + "…"
 
 
 def _bucket(at: float | None) -> int:

@@ -176,3 +176,20 @@ def test_writer_creates_the_sqlite_folder(tmp_path):
     store.record(observation(raw={"$.a"}))
     store.close()
     assert (tmp_path / "var" / "deeper" / "shadow.sqlite3").exists()
+
+
+def test_overlong_keys_are_cut_not_fatal(pg_url):
+    """PostgreSQL enforces column lengths: an odd 600-character route must not fail flushes."""
+    store = ShadowStore(pg_url)
+    store.create_schema()
+    route, field = "/r/" + "x" * 600, "$." + "y" * 700
+    for i in range(12):
+        store.record(observation(route=route, raw={field}, noise=set(), at=AT + i,
+                                 sample_fields=(field,) if i == 0 else ()))
+    store.count("catalog", route, "skipped:" + "z" * 300, at=AT)
+    store.flush()
+    r = build_report(store, now=AT + 100)["capabilities"][0]["routes"][0]
+    assert r["route"] == route[:499] + "…" and r["compared"] == 12
+    assert r["fields"][0]["field"] == field[:499] + "…"
+    assert r["fields"][0]["verdict"] == "reported" and r["samples"]
+    store.close()
