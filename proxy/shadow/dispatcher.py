@@ -52,6 +52,7 @@ DESCRIPTIONS = {
     "strangler_shadow_skipped_total": "Planned shadows not sent, by reason.",
     "strangler_shadow_compared_total": "Shadow answers compared.",
     "strangler_shadow_errors_total": "Shadows that failed (timeout, connect, compare...), by kind.",
+    "strangler_shadow_latency_seconds": "Shadow requests: start to last byte, by target side.",
 }
 
 
@@ -196,6 +197,9 @@ class ShadowDispatcher:
         if isinstance(shadow, BaseException):
             self._error(decision, error_kind(shadow))
             return
+        self.metrics.observe("strangler_shadow_latency_seconds",
+                             {"capability": capability, "side": plan.target_side},
+                             shadow.latency_s)
         second = results[1] if noise and not isinstance(results[1], BaseException) else None
         if noise and second is None:
             self._error(decision, "noise-" + error_kind(results[1]))

@@ -127,6 +127,9 @@ async def test_introduced_bug_found_at_route_and_field_noise_cancelled(shop):
     assert shop.catalog.url + sample["target"] in sample["curl"]["service"]
     assert r["latency"]["legacy"]["count"] == r["latency"]["service"]["count"] == PRODUCTS
     assert r["latency"]["service"]["p50"] > 0
+    histogram = shop.dispatcher.metrics.histograms[(
+        "strangler_shadow_latency_seconds", (("capability", "catalog"), ("side", "service")))]
+    assert sum(histogram[:-1]) == 2 * PRODUCTS  # one per shadow call, both routes
 
     clean = route_of(report, "/api/categories")
     assert clean["match_rate"] == 100.0 and clean["compared"] == PRODUCTS
