@@ -23,7 +23,7 @@ from proxy.exchange import Exchange
 from proxy.shadow.dispatcher import ShadowDispatcher
 from proxy.shadow.formats import render
 from proxy.shadow.report import build_report
-from proxy.shadow.store import ShadowStore
+from proxy.shadow.store import ShadowStore, metadata
 from proxy.shadow_settings import ShadowSettings
 from tests.conftest import free_port
 from tests.proxy.shadow.shadow_helpers import backend_at, price_and_description_bug, serve
@@ -179,28 +179,52 @@ async def test_post_is_shadowed_as_a_dry_run_without_side_effects(shop):
     assert "X-Strangler-Dry-Run: 1" in r["samples"][0]["curl"]["service"]
 
 
-async def test_sensitive_values_never_reach_the_store(shop, tmp_path):
-    secrets = ["s3cr3t-bearer", "cookie-value-42", "hunter2", "query-token-7",
-               "4111111111111111", "4111 1111 1111 1111"]
-    decision = shop.decision("/api/products", dry_run=True)
+SECRETS = ["s3cr3t-bearer", "cookie-value-42", "hunter2", "query-token-7",
+           "4111111111111111", "4111 1111 1111 1111"]
+
+
+async def send_secrets(shop, dispatcher: ShadowDispatcher) -> None:
+    """A write and a read carrying credentials, a password and a card number."""
     body = json.dumps({"sku": "SEC-1", "name": "Card 4111 1111 1111 1111", "price": 5,
                        "category": "lighting", "description": "password=hunter2",
                        "password": "hunter2"})
     headers = (("Content-Type", "application/json"), ("Authorization", "Bearer s3cr3t-bearer"),
                ("Cookie", "sid=cookie-value-42"))
-    await shop.shadow(decision, "POST", "/api/products?token=query-token-7",
-                      body=body.encode(), headers=headers)
-    await shop.shadow(shop.decision("/api/products/{id}"), "GET",
-                      "/api/products/1?token=query-token-7", headers=headers)
+    dispatcher.submit(await shop.call(shop.decision("/api/products", dry_run=True), "POST",
+                                      "/api/products?token=query-token-7",
+                                      body=body.encode(), headers=headers))
+    dispatcher.submit(await shop.call(shop.decision("/api/products/{id}"), "GET",
+                                      "/api/products/1?token=query-token-7", headers=headers))
+    await dispatcher.drain()
+
+
+async def test_sensitive_values_never_reach_the_sqlite_file(shop, tmp_path):
+    await send_secrets(shop, shop.dispatcher)
     r = route_of(await shop.report(), "/api/products")
     assert r["compared"] == 1 and r["samples"]  # a sample was stored
     shop.store.engine.dispose()
     with shop.store.engine.connect() as conn:
         conn.execute(text("PRAGMA wal_checkpoint(FULL)"))
     raw_db = b"".join(p.read_bytes() for p in tmp_path.glob("shadow.sqlite3*"))
-    for secret in secrets:
+    for secret in SECRETS:
         assert secret.encode() not in raw_db, secret
     assert b"[REDACTED]" in raw_db
+
+
+async def test_sensitive_values_never_reach_postgresql(shop, pg_url):
+    store = ShadowStore(pg_url)
+    store.create_schema()
+    async with ShadowDispatcher(store) as dispatcher:
+        await send_secrets(shop, dispatcher)
+    store.flush()
+    with store.engine.connect() as conn:
+        stored = "\n".join(
+            str(tuple(row)) for table in metadata.sorted_tables
+            for row in conn.execute(table.select()))
+    store.close()
+    assert "[REDACTED]" in stored and "curl" in stored
+    for secret in SECRETS:
+        assert secret not in stored, secret
 
 
 async def test_failed_comparison_is_an_error_not_a_crash(shop):
