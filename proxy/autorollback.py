@@ -79,6 +79,8 @@ class GateWatch:
         if table is None:
             return
         now = time.time() if now is None else now
+        if not self._since:     # workers started with zero counts: traffic before the first
+            self._samples.append((self.runtime.started_at, {}))      # tick counts too
         self._samples.append((now, _raw(self.runtime.merged_metrics(), table)))
         while self._samples and self._samples[0][0] < now - self.window_s - self.interval_s:
             self._samples.popleft()
@@ -87,7 +89,8 @@ class GateWatch:
             key = (cap.stage, cap.percent, cap.legacy.name, cap.service and cap.service.name)
             prior = self._since.get(cap.name)
             if prior is None or prior[0] != key:
-                self._since[cap.name] = prior = (key, now)
+                first = prior is None and self._samples[0][1] == {}
+                self._since[cap.name] = prior = (key, self._samples[0][0] if first else now)
             start = max(prior[1], now - self.window_s)
             shadow, lag = await self._slow_figures(cap, start, now)
             figures[cap.name] = _window(self._samples, cap.name, start, shadow, lag)

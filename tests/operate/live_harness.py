@@ -43,7 +43,7 @@ async def upstream(name: str, failing: bool = False):
 
 
 def write_rules(path: Path, legacy: int, service: int, percent: float,
-                min_requests: int = 20) -> Path:
+                min_requests: int = 20, shadow: float = 0) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(f"""version: 1
 backends:
@@ -63,7 +63,7 @@ capabilities:
       percent: {percent:g}
       steps: [10, 50, 100]
     shadow:
-      percent: 0
+      percent: {shadow:g}
     gates:
       max_error_rate_delta: 5%
       max_p99_ratio: 100
@@ -111,9 +111,14 @@ async def wait_for(proxy: RunningProxy, predicate, what: str, timeout: float = 3
         await asyncio.sleep(0.2)
 
 
-def service_requests(status: dict) -> int:
+def requests_on(status: dict, side: str) -> int:
+    """Requests on SIDE in catalog's gate figures (0 before the watcher's first reading)."""
     entry = status["gates"]["capabilities"].get("catalog")
-    return entry["figures"]["service"]["requests"] if entry else 0
+    return entry["figures"][side]["requests"] if entry else 0
+
+
+def service_requests(status: dict) -> int:
+    return requests_on(status, "service")
 
 
 def token_file(tmp_path: Path, proxy: RunningProxy) -> str:

@@ -1,0 +1,80 @@
+"""`strangler report CAP`: rollout state, live figures, history, CDC and the shadow report (from
+the shadow results a real proxy wrote) as one document, in every format."""
+from __future__ import annotations
+
+import asyncio
+import json
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import free_port
+from tests.operate.live_harness import (OVERRIDE_SECRET, requests_on, token_file, traffic, upstream,
+                                        wait_for, write_rules)
+from tests.proxy.harness import proxy_process
+
+
+@pytest.fixture(autouse=True)
+def environment(monkeypatch):
+    monkeypatch.setenv("STRANGLER_OVERRIDE_SECRET", OVERRIDE_SECRET)
+    monkeypatch.setenv("STRANGLER_OPERATOR", "tester")
+    monkeypatch.delenv("STRANGLER_PROXIES", raising=False)
+
+
+async def test_report_is_one_document_in_every_format(tmp_path: Path, cli):
+    async with upstream("legacy") as (legacy, _), \
+            upstream("service", failing=True) as (service, _):
+        rules = write_rules(tmp_path / "rules" / "canary.yaml", legacy, service, percent=0,
+                            shadow=100)
+        assert cli("rollout", "catalog", "0.5", "--rules", str(rules),
+                   "--reason", "first step").code == 0
+        store = f"sqlite:///{tmp_path / 'shadow.sqlite3'}"     # where proxy_process writes
+        async with proxy_process(rules, workers=2, log=tmp_path / "proxy.log") as (proxy, _):
+            await traffic(proxy, 30)           # shadowed to the service (pinned reads are not)
+            await wait_for(proxy, lambda s: requests_on(s, "legacy") >= 20, "figures")
+            base = ("report", "catalog", "--rules", str(rules), "--store", store,
+                    "--proxy", proxy.admin_url, "--token-file", token_file(tmp_path, proxy))
+            doc = {}
+            for _ in range(50):            # the shadow store flushes about once a second
+                doc = json.loads(cli(*base, "--format", "json").out)
+                if doc["shadow"]["capabilities"] and \
+                        doc["shadow"]["capabilities"][0]["compared"] >= 20:
+                    break
+                await asyncio.sleep(0.2)
+            assert doc["capability"] == "catalog"
+            assert doc["rollout"]["stage"] == "canary" and doc["rollout"]["percent"] == 0.5
+            assert doc["rollout"]["figures"]["legacy"]["requests"] >= 20
+            assert [e["why"] for e in doc["history"]] == ["first step"]
+            [shadow] = doc["shadow"]["capabilities"]
+            assert shadow["compared"] >= 20 and shadow["matched"] == 0    # the service 500s
+
+            text = cli(*base).out
+            assert text.startswith("Capability catalog (rules ")
+            assert "stage canary, writes legacy, rollout 0.5 % (next step 10 %)" in text
+            assert "#1 " in text and "tester: catalog: rollout percent 0 -> 0.5 (first step)" in text
+            assert "Shadow report" in text and "capability catalog: match rate 0.00 %" in text
+
+            markdown = cli(*base, "--format", "markdown").out
+            assert markdown.startswith("# Capability catalog") and "# Shadow report" in markdown
+
+            out = tmp_path / "handover.html"
+            written = cli(*base, "--format", "html", "--output", str(out))
+            assert written.code == 0 and written.out == f"report written to {out}\n"
+            html = out.read_text()
+            assert html.count("<html") == 1
+            assert html.index("<h1>Capability catalog") < html.index("<h1>Shadow report")
+
+
+def test_report_without_proxies_or_shadow_results_still_hands_over(tmp_path: Path, cli):
+    rules = write_rules(tmp_path / "rules" / "canary.yaml", free_port(), free_port(), percent=10)
+    missing = tmp_path / "none.sqlite3"
+    result = cli("report", "catalog", "--rules", str(rules), "--store", f"sqlite:///{missing}")
+    assert result.code == 0, result.err
+    assert "live figures: none (no proxy given: pass --proxy)" in result.out
+    assert "history: no recorded change" in result.out
+    assert "No shadow results yet." in result.out
+    assert not missing.exists()                 # reading never creates a store
+    bad = cli("report", "catalgo", "--rules", str(rules), "--store", f"sqlite:///{missing}")
+    assert bad.code == 2 and "unknown capability" in bad.err
+    window = cli("report", "catalog", "--rules", str(rules), "--since", "soon")
+    assert window.code == 2 and "is not a duration" in window.err

@@ -1,0 +1,78 @@
+"""`strangler status` over the rule file alone and with real proxies: live figures per side, each
+proxy's rules version, a proxy on other rules marked."""
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+
+from proxy.rules import load_table
+from tests.conftest import free_port
+from tests.operate.live_harness import (OVERRIDE_SECRET, requests_on, service_requests, token_file, traffic,
+                                        upstream, wait_for, write_rules)
+from tests.proxy.harness import proxy_process
+
+
+@pytest.fixture(autouse=True)
+def environment(monkeypatch):
+    monkeypatch.setenv("STRANGLER_OVERRIDE_SECRET", OVERRIDE_SECRET)
+    monkeypatch.delenv("STRANGLER_PROXIES", raising=False)
+
+
+def test_status_without_proxies_shows_the_rules_and_dashes(tmp_path: Path, cli):
+    rules = write_rules(tmp_path / "rules" / "canary.yaml", free_port(), free_port(), percent=10)
+    result = cli("status", "--rules", str(rules))
+    assert result.code == 0, result.err
+    header, row = result.out.splitlines()[:2]
+    assert header.split()[:4] == ["CAPABILITY", "STAGE", "WRITES", "PERCENT"]
+    assert row.split()[:6] == ["catalog", "canary", "legacy", "10", "->", "50"]
+    assert "- | -" not in row and row.split()[6:10] == ["-", "-", "-", "-"]
+    assert "no proxy given" in result.out
+    assert "\033[" not in result.out            # not a terminal: no colour
+    doc = json.loads(cli("status", "--rules", str(rules), "--json").out)
+    assert doc["proxies"] == [] and doc["capabilities"][0]["figures"] is None
+    assert doc["capabilities"][0]["next_step"] == 50
+
+
+async def test_status_sums_live_figures_and_marks_a_proxy_on_old_rules(tmp_path: Path, cli,
+                                                                       monkeypatch):
+    async with upstream("legacy") as (legacy, _), upstream("service") as (service, _):
+        rules = write_rules(tmp_path / "rules" / "canary.yaml", legacy, service, percent=10)
+        old = tmp_path / "old" / "canary.yaml"
+        old.parent.mkdir()
+        shutil.copy(rules, old)
+        write_rules(rules, legacy, service, percent=50)     # the file moved on; `old` did not
+        async with proxy_process(rules, workers=2, log=tmp_path / "a.log") as (a, _), \
+                proxy_process(old, workers=2, log=tmp_path / "b.log") as (b, _):
+            monkeypatch.setenv("STRANGLER_ADMIN_TOKEN", a.token)
+            monkeypatch.setenv("STRANGLER_PROXIES", a.admin_url)
+            await traffic(a, 30, pin="service")
+            await traffic(a, 20, pin="legacy")
+            await wait_for(a, lambda s: service_requests(s) >= 30
+                           and requests_on(s, "legacy") >= 20, "figures")
+            result = cli("status", "--rules", str(rules))
+            assert result.code == 0, result.err
+            row = result.out.splitlines()[1]
+            assert row.split()[:6] == ["catalog", "canary", "legacy", "50", "->", "100"]
+            assert "0.00 | 0.00" in row                  # error rates, legacy | service
+            assert row.split()[-1] == "pass"
+            version = load_table(rules, environ={}).version
+            assert f"proxy {a.admin_url} serves rules {version}\n" in result.out
+
+            doc = json.loads(cli("status", "--rules", str(rules), "--json").out)
+            figures = doc["capabilities"][0]["figures"]
+            assert (figures["legacy"]["requests"], figures["service"]["requests"]) == (20, 30)
+            assert doc["capabilities"][0]["verdict"]["state"] == "pass"
+
+            # Proxy b serves the old copy: its own token, and it stands out.
+            monkeypatch.setenv("STRANGLER_PROXIES", f"{a.admin_url},{b.admin_url}")
+            both = cli("status", "--rules", str(rules), "--token-file", token_file(tmp_path, b))
+            assert both.code == 2 and f"the admin token was refused by {a.admin_url}" in both.err
+            monkeypatch.setenv("STRANGLER_ADMIN_TOKEN", b.token)
+            only_b = cli("status", "--rules", str(rules), "--proxy", b.admin_url, "--json")
+            [proxy] = json.loads(only_b.out)["proxies"]
+            assert proxy["stale"] and proxy["version"] == load_table(old, environ={}).version
+            text = cli("status", "--rules", str(rules), "--proxy", b.admin_url).out
+            assert f"proxy {b.admin_url} serves rules {proxy['version']}  OLD RULES" in text
