@@ -217,7 +217,9 @@ class Flight:
 
     def dispatch(self, backend: Any, fresh: bool = False) -> None:
         self.backend = backend
-        pool = self.engine.pool_for(self.state, backend)
+        pool = self.state.pools.get(backend.name)
+        if pool is None or pool.backend is not backend:
+            pool = self.engine.pool_for(self.state, backend)
         breaker = self.state.breakers.get(backend.name)
         if breaker is not None and not breaker.allow():
             self.fail("breaker-open")

@@ -179,8 +179,8 @@ class ClientConnection(asyncio.Protocol):
 
     def on_message_complete(self) -> None:
         flight = self.receiving
-        if not flight.finished:
-            flight.client_body_done()
+        if not flight.finished and (flight.chunked or not flight.body_done):
+            flight.client_body_done()            # (bodiless requests are done already)
 
     # -- engine side ------------------------------------------------------------------------
     def _stop(self, status: int, message: str) -> None:
@@ -231,7 +231,7 @@ class ClientConnection(asyncio.Protocol):
             return
         if self.flights:
             self.loop.call_soon(self._next)
-        if len(self.flights) <= 1:
+        if self.paused and len(self.flights) <= 1:
             self.resume("pipeline")
 
     def _next(self) -> None:

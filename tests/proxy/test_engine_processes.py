@@ -7,6 +7,9 @@ import hashlib
 import os
 import signal
 import time
+from pathlib import Path
+
+import aiohttp
 
 from tests.proxy.harness import client, proxy_process, rss_kib, rules_doc, write_rules
 from tests.proxy.upstreams import upstream
@@ -75,11 +78,19 @@ async def test_two_workers_sighup_killed_worker_and_totals(tmp_path):
             await asyncio.gather(*loaders)
             assert len(codes) > 10 and set(codes) == {200}
 
-            # A crashed worker is restarted; the port keeps answering meanwhile.
+            # A crashed worker is restarted; once it is gone (connections the kernel had queued
+            # to it die with it), the port keeps answering from the other worker meanwhile.
             os.kill(pids[0], signal.SIGKILL)
-            for _ in range(20):
-                async with http.get(proxy.url + "/echo", headers={"Connection": "close"}) as resp:
-                    assert resp.status == 200
+
+            async def gone():
+                status = Path(f"/proc/{pids[0]}/status")
+                assert not status.exists() or "\nState:\tZ" in status.read_text()
+            await eventually(gone)
+            # (a fresh client: `http` still pools keep-alive connections to the dead worker)
+            async with client(connector=aiohttp.TCPConnector(force_close=True)) as fresh:
+                for _ in range(20):
+                    async with fresh.get(proxy.url + "/echo") as resp:
+                        assert resp.status == 200
 
             async def restarted():
                 st = await status_of(http, proxy)
