@@ -113,3 +113,16 @@ def test_json_declared_but_not_json_falls_back_to_text():
     left = Answer(200, JSON, b"oops")
     right = Answer(200, JSON, b"oops")
     assert diff_answers(left, right, S) == []
+
+
+def test_null_missing_and_nested_type_changes_are_told_apart():
+    left = {"a": None, "b": 1, "items": [{"tags": ["x"]}, {"tags": []}]}
+    right = {"b": None, "items": [{"tags": "x"}, {"tags": [], "new": True}], "a2": 0}
+    assert kinds(diff_json(left, right, S)) == {
+        ("$.a", "missing"), ("$.b", "type"), ("$.items[*].tags", "type"),
+        ("$.items[*].new", "extra"), ("$.a2", "extra")}
+
+
+def test_empty_bodies_and_top_level_arrays():
+    assert diff_answers(Answer(204, JSON, b""), Answer(204, JSON, b""), S) == []
+    assert kinds(diff_answers(answer([1, 2]), answer([1, 2, 3]), S)) == {("$", "length")}

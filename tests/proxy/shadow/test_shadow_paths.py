@@ -38,3 +38,12 @@ def test_pattern_matching(pattern, location, expected):
 def test_malformed_patterns_say_so(bad):
     with pytest.raises(ValueError, match="path"):
         compile_path(bad)
+
+
+def test_descent_then_wildcard():
+    """As in JSONPath, `[*]` is every child, of an array or an object."""
+    pattern = compile_path("$..[*].price")
+    assert pattern.matches(("items", 0, "price"))
+    assert pattern.matches(("a", "b", 3, "price"))
+    assert pattern.matches(("a", "price"))
+    assert not pattern.matches(("price",))
