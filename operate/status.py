@@ -51,8 +51,28 @@ def _exists(url: str) -> bool:
 class Live:
     """What the proxies report, summed per capability."""
     proxies: list[ProxyStatus] = field(default_factory=list)
+    client: AdminClient | None = None
 
     def figures(self, capability: str) -> Figures | None:
+        """Summed gate figures; the shadow counts over the same window from /admin/shadow when
+        the proxies did not read them (they do only for a canary gated on shadow match)."""
+        figures = self._summed(capability)
+        if figures is None or figures.shadow_compared or self.client is None:
+            return figures
+        compared, matched = self._shadow(capability, figures.window_s)
+        return Figures(figures.legacy, figures.service, compared, matched, figures.cdc_lag_s,
+                       figures.window_s)
+
+    def _shadow(self, capability: str, window_s: float) -> tuple[int, int]:
+        try:
+            report = self.client.shadow(self.proxies[0].url, capability,
+                                        since=f"{max(1, round(window_s))}s")
+        except OperatorError:           # shadowing off there (404) or its store down (503)
+            return 0, 0
+        caps = [c for c in report["capabilities"] if c.get("name") == capability]
+        return (int(caps[0]["compared"]), int(caps[0]["matched"])) if caps else (0, 0)
+
+    def _summed(self, capability: str) -> Figures | None:
         parts = []
         for p in self.proxies:
             entry = p.gates.get("capabilities", {}).get(capability)
@@ -87,7 +107,7 @@ class Live:
 
 
 def live_from(client: AdminClient | None) -> Live:
-    return Live(client.statuses() if client is not None else [])
+    return Live(client.statuses(), client) if client is not None else Live()
 
 
 def capability_view(cap: CompiledCapability, live: Live,

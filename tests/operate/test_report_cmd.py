@@ -48,6 +48,11 @@ async def test_report_is_one_document_in_every_format(tmp_path: Path, cli):
             [shadow] = doc["shadow"]["capabilities"]
             assert shadow["compared"] >= 20 and shadow["matched"] == 0    # the service 500s
 
+            # status shows the same shadow results, over its gate window.
+            row = cli("status", *base[2:4], "--proxy", proxy.admin_url, "--token-file",
+                      token_file(tmp_path, proxy)).out.splitlines()[1]
+            assert "0.00%" in row.split(), row
+
             text = cli(*base).out
             assert text.startswith("Capability catalog (rules ")
             assert "stage canary, writes legacy, rollout 0.5 % (next step 10 %)" in text

@@ -76,3 +76,12 @@ async def test_status_sums_live_figures_and_marks_a_proxy_on_old_rules(tmp_path:
             assert proxy["stale"] and proxy["version"] == load_table(old, environ={}).version
             text = cli("status", "--rules", str(rules), "--proxy", b.admin_url).out
             assert f"proxy {b.admin_url} serves rules {proxy['version']}  OLD RULES" in text
+
+
+def test_every_live_command_explains_itself(cli, capsys):
+    for command, words in (("status", "OLD RULES"), ("promote", "exit 3"),
+                           ("report", "hand-over document")):
+        with pytest.raises(SystemExit) as done:
+            cli(command, "--help")
+        assert done.value.code == 0
+        assert words in capsys.readouterr().out
