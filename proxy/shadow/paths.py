@@ -8,6 +8,7 @@ position or per id, and the number of field keys stays bounded.
 
 Patterns understood (a practical subset of JSONPath):
 `$.a.b`, `$['a b']`, `$..name` (any depth), `$.items[*].price`, `$.items[0]`, `$.*`.
+As in JSONPath, `[*]` and `.*` both mean every child, of an array or of an object.
 A pattern matches a location exactly; callers that ignore a subtree stop descending once a
 location matches.
 """
