@@ -132,9 +132,20 @@ class UpstreamPool:
                 conn = await asyncio.wait_for(waiter, timeout)
             except asyncio.TimeoutError:
                 raise PoolExhausted(self.backend.name) from None
+            except asyncio.CancelledError:
+                # Handed a connection (or a free slot) just as the request was abandoned:
+                # pass it on rather than leak it.
+                if waiter.done() and not waiter.cancelled():
+                    handed = waiter.result()
+                    if handed is not None:
+                        self.release(handed, True)
+                    else:
+                        self._wake()
+                raise
             finally:
                 if not waiter.done():
                     waiter.cancel()
+                    self.waiters.remove(waiter)
             if conn is not None and not fresh:
                 return conn
             if conn is not None:

@@ -107,3 +107,25 @@ async def test_slow_backend_cannot_take_every_connection(tmp_path):
                     assert resp.status == 200
             assert await third == 503
             assert await asyncio.gather(*slow) == [200, 200]
+
+
+async def test_abandoned_waiters_do_not_leak_pool_slots(tmp_path):
+    async with upstream("legacy") as legacy, upstream("service") as service:
+        rules = write_rules(tmp_path / "r.yaml", rules_doc(
+            legacy.url, service.url, max_connections=1, prefixes=("/api/",)))
+        async with running_proxy(rules) as proxy, client() as http:
+            slow = asyncio.create_task(http.post(proxy.url + "/api/slow?delay=0.4", data=b"w"))
+            await asyncio.sleep(0.1)
+            # Clients that give up while waiting for the one service connection.
+            for _ in range(3):
+                reader, writer = await asyncio.open_connection("127.0.0.1", proxy.port)
+                writer.write(b"POST /api/products HTTP/1.1\r\nHost: t\r\nContent-Length: 1\r\n\r\nw")
+                await writer.drain()
+                await asyncio.sleep(0.05)
+                writer.close()
+            assert (await slow).status == 200
+            for _ in range(3):                   # the slot is still there for later writes
+                async with http.post(proxy.url + "/api/products", data=b"w") as resp:
+                    assert resp.status == 200
+            pool = proxy.runtime.workers[0].engine.state.pools["svc"]
+            assert pool.size == 1 and not pool.waiters
