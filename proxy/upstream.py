@@ -145,6 +145,7 @@ class UpstreamPool:
             finally:
                 if not waiter.done():
                     waiter.cancel()
+                if waiter in self.waiters:        # timed out or abandoned: stop queueing
                     self.waiters.remove(waiter)
             if conn is not None and not fresh:
                 return conn
