@@ -26,8 +26,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 from concurrent.futures import ThreadPoolExecutor
-from functools import partial
+from functools import lru_cache, partial
 from typing import Callable
 
 import aiohttp
@@ -37,10 +38,11 @@ from proxy.exchange import Exchange, ShadowSink
 from proxy.metrics import Metrics
 from proxy.shadow.compare import STATUS, Answer, diff_answers
 from proxy.shadow.noise import NoiseSampler
+from proxy.shadow.paths import compile_paths
 from proxy.shadow.replay import Replayed, error_kind, replay
 from proxy.shadow.samples import build_sample
 from proxy.shadow.store import Observation, ShadowStore, default_store_url
-from proxy.shadow_settings import ShadowSettings
+from proxy.shadow_settings import CompareSettings, ShadowSettings
 
 log = logging.getLogger(__name__)
 
@@ -175,6 +177,9 @@ class ShadowDispatcher:
         if plan is None:
             return
         settings: ShadowSettings = plan.compare or _DEFAULT_SETTINGS
+        if settings_problem(settings.compare) is not None:
+            self._error(decision, "bad-compare-settings")
+            return
         unsafe = ex.method.upper() not in SAFE_METHODS
         if unsafe and not (plan.dry_run and plan.target.honours_dry_run):
             self.skip(decision, "unsafe-method")
@@ -259,3 +264,20 @@ def _make_sink(store_url: str, options: dict, metrics: Metrics) -> ShadowDispatc
 
 def _size(exchange: Exchange) -> int:
     return len(exchange.request_body) + len(exchange.response_body)
+
+
+@lru_cache(maxsize=64)
+def settings_problem(compare: CompareSettings) -> str | None:
+    """Why these compare settings cannot work (said once in the log), or None.
+
+    The rules check catches most mistakes; this keeps one that slips through from failing
+    every comparison with a traceback each."""
+    try:
+        compile_paths(compare.ignore)
+        compile_paths(compare.unordered_arrays)
+        for pattern in compare.text_patterns:
+            re.compile(pattern)
+    except (ValueError, re.error) as exc:
+        log.error("shadow: compare settings unusable, shadows not compared: %s", exc)
+        return str(exc)
+    return None

@@ -24,7 +24,7 @@ from proxy.shadow.dispatcher import ShadowDispatcher
 from proxy.shadow.formats import render
 from proxy.shadow.report import build_report
 from proxy.shadow.store import ShadowStore, metadata
-from proxy.shadow_settings import ShadowSettings
+from proxy.shadow_settings import CompareSettings, ShadowSettings
 from tests.conftest import free_port
 from tests.proxy.shadow.shadow_helpers import backend_at, price_and_description_bug, serve
 
@@ -402,3 +402,14 @@ async def test_html_page_change_found_while_its_footer_time_is_noise(shop, tmp_p
     assert verdicts["html:html>body>footer>p"] == "noise"
     assert [f for f, v in verdicts.items() if v != "noise"] == ["html:html>body>main>h1"]
     assert r["match_rate"] == 0.0
+
+
+async def test_unusable_compare_settings_are_one_clear_error(shop, caplog):
+    broken = replace(SETTINGS, compare=CompareSettings(ignore=("$.items[",)))
+    decision = shop.decision("/api/categories", settings=broken)
+    for _ in range(3):
+        await shop.shadow(decision, "GET", "/api/categories")
+    r = route_of(await shop.report(), "/api/categories")
+    assert r["errors"] == {"bad-compare-settings": 3} and r["compared"] == 0
+    said = [m for m in caplog.messages if "compare settings unusable" in m]
+    assert len(said) == 1 and "$.items[" in said[0]
