@@ -93,9 +93,12 @@ def run_status(args: argparse.Namespace) -> int:
         print(json.dumps(doc, indent=2))
         return 0
     headers, rows = live_status.rows(doc)
-    for row in rows:
-        row[-1] = paint(row[-1], STATE_COLOURS[row[-1]]) if row[-1] in STATE_COLOURS else row[-1]
-    print(table(headers, rows, width=120))
+    lines = table(headers, rows, width=120).splitlines()
+    for i, line in enumerate(lines[1:], 1):      # colour after layout: codes have no width
+        head, _, verdict = line.rpartition("  ")
+        if verdict in STATE_COLOURS:
+            lines[i] = f"{head}  {paint(verdict, STATE_COLOURS[verdict])}"
+    print("\n".join(lines))
     print(f"\nrules {doc['rules']['path']} version {doc['rules']['version']}")
     if not doc["proxies"]:
         print("no proxy given: live columns are empty (pass --proxy URL or set "
@@ -103,6 +106,8 @@ def run_status(args: argparse.Namespace) -> int:
     for p in doc["proxies"]:
         mark = paint("  OLD RULES: reload it or check its log", "red") if p["stale"] else ""
         print(f"proxy {p['url']} serves rules {p['version']}{mark}")
+        for w in p["workers_on_other_rules"]:
+            print(paint(f"  worker {w['pid']} serves rules {w['rules_version']}", "red"))
     for a in doc["autorollbacks"]:
         print(paint(f"automatic rollback of {a['capability']} by {a['who']} "
                     f"(history #{a['history_id']}): {'; '.join(a['reasons'])}", "red"))

@@ -53,10 +53,17 @@ def promote(rules_path: str | Path, capability: str, client: AdminClient | None,
     if client is None and not force:
         raise OperatorError("no proxy to read live figures from; pass --proxy URL (repeatable) "
                             "or set STRANGLER_PROXIES, or override with --force --reason TEXT")
-    verdict = _verdict(rules.version, cap, client) if client is not None else None
+    verdict, unjudged = None, "no proxy given"
+    if client is not None:
+        try:
+            verdict = _verdict(rules.version, cap, client)
+        except OperatorError as exc:
+            if not force:
+                raise
+            unjudged = str(exc)              # --force: an unreachable proxy does not block
     if not force and verdict is not None and verdict.state != PASS:
         return Promotion(capability, verdict, None)
-    figures = "; ".join(verdict.reasons) if verdict else "no live figures"
+    figures = "; ".join(verdict.reasons) if verdict else f"no live figures ({unjudged})"
     why = (f"forced ({verdict.state if verdict else 'unjudged'}): {reason.strip()}; {figures}"
            if force else f"gates pass: {figures}")
     change = actions.rollout(rules_path, capability, step, Actor(who, why),

@@ -5,6 +5,7 @@ shadow results)."""
 from __future__ import annotations
 
 import time
+from dataclasses import asdict
 from html import escape
 from pathlib import Path
 from typing import Any
@@ -13,7 +14,7 @@ from operate import history
 from operate.actions import find_capability
 from operate.admin_client import AdminClient
 from operate.rule_edit import compile_rules, read_rules
-from operate.status import capability_view, cdc_lag_s, live_from
+from operate.status import capability_view, cdc_directions, cdc_lag_s, live_from
 from proxy.shadow.formats import render as render_shadow
 from proxy.shadow.report import build_report, report_from_snapshot
 from proxy.shadow.store import ShadowStore, Snapshot
@@ -29,7 +30,8 @@ def build(rules_path: str | Path, capability: str, store_url: str,
           client: AdminClient | None, since_s: float | None = None) -> dict[str, Any]:
     rules = read_rules(rules_path)
     cap = find_capability(compile_rules(rules), capability)
-    view = capability_view(cap, live_from(client), cdc_lag_s(capability))
+    cdc = cdc_directions(capability)
+    view = capability_view(cap, live_from(client), cdc_lag_s(capability) if cdc else None)
     log = [e for e in history.entries(history.history_dir(rules.path))
            if e.get("capability") == capability][-HISTORY_LINES:]
     shadow = shadow_report(store_url, capability, since_s)
@@ -37,6 +39,7 @@ def build(rules_path: str | Path, capability: str, store_url: str,
             "rollout": view, "proxies": list(client.urls) if client else [],
             "history": [{k: e.get(k) for k in ("id", "at", "who", "why", "command", "summary")}
                         for e in log],
+            "cdc": [asdict(d) for d in cdc] if cdc else None,
             "shadow": shadow}
 
 
@@ -75,6 +78,13 @@ def lines(doc: dict[str, Any]) -> list[str]:
                    f"{f['legacy']['requests']} requests, service {f['service']['requests']}")
         out.append(f"gates: {v['state']}")
         out += [f"  {c['gate']}: {c['state']}: {c['detail']}" for c in v["checks"]]
+    for d in doc["cdc"] or []:
+        out.append(f"CDC {d['direction']} ({d['consumer']}): DLQ {d['dlq_size']}, retained WAL "
+                   f"{'n/a' if d['retained_wal_bytes'] is None else d['retained_wal_bytes']}")
+        out += [f"  {t['table']}: {t['events']} events, lag "
+                f"{'-' if t['lag_ms'] is None else t['lag_ms']} ms, idle "
+                f"{'-' if t['idle_s'] is None else round(t['idle_s'], 1)} s"
+                for t in d["tables"]]
     out.append("history (newest last):" if doc["history"] else "history: no recorded change")
     out += [f"  #{e['id']} {e['at']} {e['who']}: {e['summary']}"
             + (f" ({e['why']})" if e.get("why") else "") for e in doc["history"]]

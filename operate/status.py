@@ -21,9 +21,9 @@ from strangler.db import normalise_url
 from strangler.errors import OperatorError
 
 
-def cdc_lag_s(capability: str) -> float | None:
-    """The newest applied event's lag in the write direction (seconds), from cdc.status; None
-    when the capability has no CDC config (routing_rules/cdc/CAP.yaml) or it cannot be read."""
+def cdc_directions(capability: str) -> list[Any] | None:
+    """cdc.status for the capability's write direction (the one that must keep up); None when
+    it has no CDC config (routing_rules/cdc/CAP.yaml), nothing ran yet, or it cannot be read."""
     from cdc.config import config_path, load_config
     if not config_path(capability).is_file():
         return None
@@ -34,11 +34,15 @@ def cdc_lag_s(capability: str) -> float | None:
         config = load_config(capability)
         if not all(_exists(side.url) for side in (config.legacy, config.service)):
             return None                       # nothing ran yet: do not create SQLite files
-        directions = cdc_status.gather(config, interval_s=0,
-                                       directions=(config.write_direction,))
+        return cdc_status.gather(config, interval_s=0, directions=(config.write_direction,))
     except (OperatorError, SQLAlchemyError, OSError):
         return None
-    lags = [t.lag_ms for d in directions for t in d.tables if t.lag_ms is not None]
+
+
+def cdc_lag_s(capability: str) -> float | None:
+    """The newest applied event's lag in the write direction, in seconds (None: unmeasured)."""
+    lags = [t.lag_ms for d in cdc_directions(capability) or [] for t in d.tables
+            if t.lag_ms is not None]
     return max(lags) / 1000 if lags else None
 
 
@@ -133,6 +137,9 @@ def gather(rules_path: str | Path, client: AdminClient | None) -> dict[str, Any]
     return {"rules": {"path": str(rules_path), "version": table.version},
             "proxies": [{"url": p.url, "version": p.version,
                          "stale": p.version != table.version,
+                         "workers_on_other_rules": [
+                             w for w in p.raw.get("workers") or []
+                             if w.get("rules_version") not in (None, p.version)],
                          "last_reload_error": p.raw["rules"].get("last_reload_error")}
                         for p in live.proxies],
             "capabilities": [capability_view(c, live, cdc_lag_s(c.name))

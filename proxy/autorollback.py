@@ -91,6 +91,7 @@ class GateWatch:
             if prior is None or prior[0] != key:
                 first = prior is None and self._samples[0][1] == {}
                 self._since[cap.name] = prior = (key, self._samples[0][0] if first else now)
+                self._slow.pop(cap.name, None)     # shadow counts of the old step are stale
             start = max(prior[1], now - self.window_s)
             shadow, lag = await self._slow_figures(cap, start, now)
             figures[cap.name] = _window(self._samples, cap.name, start, shadow, lag)

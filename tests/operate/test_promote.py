@@ -119,3 +119,11 @@ def test_bad_input_gets_one_line_and_changes_nothing(tmp_path: Path, cli, snapsh
     result = cli("promote", "catalog", "--rules", str(broken), "--force", "--reason", "x")
     assert result.code == 2 and "sideways" in result.err
     assert snapshot(rules) == before
+    # --force is the way through when no proxy answers: recorded with why it was not judged.
+    forced = cli("promote", "catalog", "--rules", str(rules), "--proxy", dead, "--token-file",
+                 str(token), "--force", "--reason", "proxies down, canary verified by hand")
+    assert forced.code == 0, forced.err
+    [entry] = entries(history_dir(rules))
+    assert entry["why"].startswith("forced (unjudged): proxies down, canary verified by hand; "
+                                   f"no live figures (proxy at {dead} is unreachable")
+    assert percent_in(rules) == 50
