@@ -30,8 +30,9 @@ def register(subparsers) -> None:
     report.add_argument("--since", help="only results from this window, e.g. 15m, 1h, 7d")
     report.add_argument("--format", choices=FORMATS, default="text")
     report.add_argument("--fail-under", type=float, metavar="PERCENT",
-                        help="exit 1 when a route's match rate is below PERCENT (e.g. 99.5), "
-                             "or when there is no comparison at all")
+                        help="exit 1 when a capability's match rate, or that of a route with "
+                             "enough comparisons, is below PERCENT (e.g. 99.5), or when there "
+                             "is no comparison at all")
     report.add_argument("--output", "-o", help="write the report to this file instead of stdout")
     report.set_defaults(func=run_report)
 

@@ -82,10 +82,21 @@ def test_gate(store):
     fill(store, n=20)
     store.flush()
     report = build_report(store, now=AT + 100)
-    failures = gate(report, 99.5)
-    assert len(failures) == 1 and "/api/products/{id}" in failures[0]
+    assert gate(report, 99.5) == [
+        "catalog: match rate 50.00 % < 99.5 % (20/40)",
+        "catalog /api/products/{id}: match rate 0.00 % < 99.5 % (0/20)"]
+    assert gate(report, 40) == ["catalog /api/products/{id}: match rate 0.00 % < 40 % (0/20)"]
     assert gate(report, 0) == []
     assert gate({"capabilities": []}, 50) != []  # no evidence never passes
+
+
+def test_gate_judges_routes_only_with_enough_comparisons(store):
+    fill(store, n=40)
+    store.record(observation(route="/api/products", raw={"$.generated_at"}, at=AT))  # one write
+    store.flush()
+    report = build_report(store, now=AT + 100)
+    assert _route(report, "/api/products")["match_rate"] == 0.0  # pending: not yet known
+    assert gate(report, 40) == ["catalog /api/products/{id}: match rate 0.00 % < 40 % (0/40)"]
 
 
 def test_all_formats_show_route_fields_rates_and_curl(store):
