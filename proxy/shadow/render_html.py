@@ -104,7 +104,8 @@ def _route_section(r: dict[str, Any]) -> str:
         parts.append("</table><div class='sbs'>")
         for side in ("legacy", "service"):
             a = s[side]
-            parts.append(f"<div><b>{side}</b> — status {a['status']}, {a['latency_ms']} ms"
+            parts.append(f"<div><b>{side}</b> — status {escape(str(a['status']))}, "
+                         f"{escape(str(a['latency_ms']))} ms"
                          f"<pre>{escape(_pretty(a['body']))}</pre></div>")
         parts.append("</div>")
         parts.append(f"<p>Reproduce against the service:</p><pre>{escape(s['curl']['service'])}"
