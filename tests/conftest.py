@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import socket
+import time
 import uuid
 
 import pytest
@@ -58,15 +59,30 @@ def pg_database(pg_admin_url):
     yield make
     with admin.connect() as conn:
         for name in created:
+            _drop_database(conn, name)
+    admin.dispose()
+
+
+def _drop_database(conn, name: str, attempts: int = 40) -> None:
+    """Drop a test database, its replication slots first.
+
+    A walsender still counts as active for a moment after its client went away, so the slot
+    and the database are retried until they are released (bounded, then the error surfaces).
+    """
+    for attempt in range(attempts):
+        try:
             conn.execute(text(
-                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
-                "WHERE datname = :n AND pid <> pg_backend_pid()"), {"n": name})
-            # Replication slots pin a database; drop any the test left behind.
+                "SELECT pg_terminate_backend(active_pid) FROM pg_replication_slots "
+                "WHERE database = :n AND active"), {"n": name})
             conn.execute(text(
                 "SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots "
                 "WHERE database = :n AND NOT active"), {"n": name})
-            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}"'))
-    admin.dispose()
+            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+            return
+        except Exception:
+            if attempt == attempts - 1:
+                raise
+            time.sleep(0.25)
 
 
 @pytest.fixture
