@@ -126,6 +126,11 @@ def test_kill_9_of_apply_and_of_capture_mid_stream_loses_and_duplicates_nothing(
     assert f'strangler_cdc_dlq_size{{capability="{cap}",direction="to_service"}} 0' in status.stdout
     assert f'strangler_cdc_events_total{{capability="{cap}",direction="to_service",table="products"}}' in status.stdout
     assert "strangler_cdc_retained_wal_bytes" in status.stdout
+    table = cli("status", cap, "--config", str(path), "--interval", "0")
+    assert table.returncode == 0, table.stderr
+    assert any(line.split()[:2] == ["to_service", "products"] and int(line.split()[2]) > 3000
+               for line in table.stdout.splitlines()), table.stdout
+    assert "to_service  slot active, retained WAL" in table.stdout and "DLQ 0" in table.stdout
     assert capture.stop() == 0 and apply.stop() == 0          # SIGTERM: a clean stop
 
 
