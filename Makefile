@@ -11,7 +11,7 @@ export STRANGLER_TEST_KAFKA ?= 127.0.0.1:$(STRANGLER_KAFKA_PORT)
 PYTEST_ARGS ?=
 BENCH_ARGS ?=
 
-.PHONY: demo test services services-down venv clean bench
+.PHONY: demo test services services-down test-tools venv clean bench
 
 venv: $(STAMP)
 
@@ -30,7 +30,11 @@ services-down:
 	-scripts/kafka.sh stop
 	-scripts/postgres.sh stop
 
-test: $(STAMP) services
+# Tools the suite drives besides the services: headless Chromium for the HTML report test.
+test-tools:
+	scripts/chromium.sh
+
+test: $(STAMP) services test-tools
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 # The proxy benchmark needs wrk and nginx (installed from Debian if missing), not PG or Kafka.
