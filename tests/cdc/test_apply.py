@@ -1,23 +1,26 @@
 """Apply against a real PostgreSQL service schema: mapping, idempotence, stale skip, offsets, TOAST, truncate, origin."""
 from __future__ import annotations
 
+import uuid
+
 import pytest
 from sqlalchemy import text
 
 from cdc.apply import Applier
 from cdc.mapping import TO_SERVICE, UNAVAILABLE
 from cdc.store import TargetStore
-from cdc_apply_helpers import Events, category, create_service_schema, mapping, product, rows
+from cdc_apply_helpers import Events, cleanup_cdc, category, create_service_schema, mapping, product, rows
 from strangler.db import make_engine
 
 
 @pytest.fixture
-def service(pg_url):
+def service(pg_url, pg_admin_url):
     create_service_schema(pg_url)
     store = TargetStore(pg_url)
-    applier = Applier(store, mapping(), TO_SERVICE, "catalog_apply")
-    yield pg_url, applier
+    consumer = f"apply_{uuid.uuid4().hex[:8]}"        # its replication origin is unique too
+    yield pg_url, Applier(store, mapping(), TO_SERVICE, consumer)
     store.close()
+    cleanup_cdc(pg_admin_url, consumer, None)
 
 
 def test_insert_maps_columns_prices_and_lookups_within_one_batch(service):
@@ -100,7 +103,7 @@ def test_truncate_empties_the_target_and_older_events_stay_out(service):
 
 def test_applied_transactions_carry_a_replication_origin_so_capture_drops_them(service):
     url, applier = service
-    assert applier.origin and applier.origin.startswith("strangler_catalog_apply_")
+    assert applier.origin and applier.origin == f"strangler_{applier.consumer}_0"
     engine = make_engine(url, isolation_level="AUTOCOMMIT")
     with engine.connect() as conn:
         conn.execute(text("SELECT pg_create_logical_replication_slot('echo_probe', 'test_decoding')"))

@@ -1,21 +1,25 @@
 """Poison events reach the dead-letter table with their reason while the rest of the batch applies."""
 from __future__ import annotations
 
+import uuid
+
 import pytest
 
 from cdc import dlq
 from cdc.apply import Applier
 from cdc.mapping import TO_SERVICE
 from cdc.store import TargetStore
-from cdc_apply_helpers import Events, category, create_service_schema, mapping, product, rows
+from cdc_apply_helpers import Events, cleanup_cdc, category, create_service_schema, mapping, product, rows
 
 
 @pytest.fixture
-def service(pg_url):
+def service(pg_url, pg_admin_url):
     create_service_schema(pg_url)
     store = TargetStore(pg_url)
-    yield pg_url, Applier(store, mapping(), TO_SERVICE, "catalog_apply")
+    consumer = f"apply_{uuid.uuid4().hex[:8]}"        # its replication origin is unique too
+    yield pg_url, Applier(store, mapping(), TO_SERVICE, consumer)
     store.close()
+    cleanup_cdc(pg_admin_url, consumer, None)
 
 
 def test_poison_goes_to_the_dlq_and_later_events_still_apply(service):
@@ -31,7 +35,7 @@ def test_poison_goes_to_the_dlq_and_later_events_still_apply(service):
     outcome = applier.apply(batch)
     assert outcome.applied == 3
     assert rows(url, "SELECT id FROM products ORDER BY id") == [(1,), (5,)]
-    letters = dlq.letters(applier.store, "catalog_apply")
+    letters = dlq.letters(applier.store, applier.consumer)
     assert [(lt.offset, lt.kind) for lt in letters] == [
         (3, "constraint"), (4, "unmappable"), (5, "lookup"), (6, "unmappable")]
     assert "ck_products_price_cents" in letters[0].reason
@@ -49,7 +53,7 @@ def test_lookup_letters_apply_once_the_referenced_row_arrives(service):
     applier.apply([ev.insert("categories", category(2))])
     assert dlq.retry_lookups(applier) == 1
     assert rows(url, "SELECT id, category_slug FROM products") == [(1, "cat-2")]
-    assert dlq.size(applier.store, "catalog_apply") == 0
+    assert dlq.size(applier.store, applier.consumer) == 0
 
 
 def test_replay_keeps_a_letter_that_still_fails_and_skips_a_stale_one(service):
@@ -59,9 +63,9 @@ def test_replay_keeps_a_letter_that_still_fails_and_skips_a_stale_one(service):
                    ev.insert("products", product(1, price="-5.00")),
                    ev.insert("products", product(2, price="-5.00"))])
     applier.apply([ev.update("products", None, product(2, price="7.00"))])   # row 2 moved on
-    letters = dlq.letters(applier.store, "catalog_apply")
+    letters = dlq.letters(applier.store, applier.consumer)
     result = dlq.replay(applier, letters)
     assert "ck_products_price_cents" in result[letters[0].id]
     assert result[letters[1].id] is None                      # stale now: skipped, letter resolved
     assert rows(url, "SELECT id, price_cents FROM products") == [(2, 700)]
-    assert [(lt.id, lt.attempts) for lt in dlq.letters(applier.store, "catalog_apply")] == [(letters[0].id, 2)]
+    assert [(lt.id, lt.attempts) for lt in dlq.letters(applier.store, applier.consumer)] == [(letters[0].id, 2)]
