@@ -64,8 +64,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("capability", metavar="CAP")
     p.add_argument("--format", choices=FORMATS, default="text")
     p.add_argument("--output", "-o", metavar="FILE", help="write the document here, not stdout")
-    p.add_argument("--store", help=f"shadow results store URL (default ${STORE_ENV} or "
-                                   f"{default_store_url()})")
+    p.add_argument("--store", help="shadow results store URL (default: ask the first --proxy; "
+                                   f"without proxies ${STORE_ENV} or {default_store_url()})")
     p.add_argument("--since", help="shadow results from this window only, e.g. 15m, 1h, 7d")
 
 
@@ -163,7 +163,7 @@ def run_report(args: argparse.Namespace) -> int:
         raise OperatorError(str(exc)) from None
     client = _client(args)
     try:
-        doc = handover.build(rules_path(args), args.capability, args.store or default_store_url(),
+        doc = handover.build(rules_path(args), args.capability, args.store,
                              client, since_s)
     finally:
         if client is not None:

@@ -17,7 +17,7 @@ from operate.rule_edit import compile_rules, read_rules
 from operate.status import capability_view, cdc_directions, cdc_lag_s, live_from
 from proxy.shadow.formats import render as render_shadow
 from proxy.shadow.report import build_report, report_from_snapshot
-from proxy.shadow.store import ShadowStore, Snapshot
+from proxy.shadow.store import ShadowStore, Snapshot, default_store_url
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import SQLAlchemyError
 from strangler.db import normalise_url
@@ -26,15 +26,21 @@ from strangler.errors import OperatorError
 HISTORY_LINES = 10
 
 
-def build(rules_path: str | Path, capability: str, store_url: str,
+def build(rules_path: str | Path, capability: str, store_url: str | None,
           client: AdminClient | None, since_s: float | None = None) -> dict[str, Any]:
+    """STORE_URL None: the shadow report comes from the first proxy's /admin/shadow (the store
+    it writes, wherever that is), else from the default store."""
     rules = read_rules(rules_path)
     cap = find_capability(compile_rules(rules), capability)
     cdc = cdc_directions(capability)
     view = capability_view(cap, live_from(client), cdc_lag_s(capability) if cdc else None)
     log = [e for e in history.entries(history.history_dir(rules.path))
            if e.get("capability") == capability][-HISTORY_LINES:]
-    shadow = shadow_report(store_url, capability, since_s)
+    if store_url is None and client is not None and client.urls:
+        shadow = client.shadow(client.urls[0], capability,
+                               None if since_s is None else f"{max(1, round(since_s))}s")
+    else:
+        shadow = shadow_report(store_url or default_store_url(), capability, since_s)
     return {"capability": capability, "rules_version": rules.version,
             "rollout": view, "proxies": list(client.urls) if client else [],
             "history": [{k: e.get(k) for k in ("id", "at", "who", "why", "command", "summary")}

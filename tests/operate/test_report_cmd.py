@@ -48,6 +48,11 @@ async def test_report_is_one_document_in_every_format(tmp_path: Path, cli):
             [shadow] = doc["shadow"]["capabilities"]
             assert shadow["compared"] >= 20 and shadow["matched"] == 0    # the service 500s
 
+            # Without --store the proxy serves its own shadow results (/admin/shadow).
+            via_proxy = json.loads(cli(*base[:4], *base[6:], "--format", "json",
+                                       "--since", "1h").out)
+            assert via_proxy["shadow"]["capabilities"][0]["compared"] >= shadow["compared"]
+
             # status shows the same shadow results, over its gate window.
             row = cli("status", *base[2:4], "--proxy", proxy.admin_url, "--token-file",
                       token_file(tmp_path, proxy)).out.splitlines()[1]
