@@ -56,9 +56,12 @@ _DDL = {
 }
 
 
+_KEY_ENCODER = json.JSONEncoder(sort_keys=True, separators=(",", ":"), default=str)
+
+
 def key_text(key: dict[str, Any]) -> str:
     """A row key as stable text (what row positions are stored under)."""
-    return json.dumps(key, sort_keys=True, separators=(",", ":"), default=str)
+    return _KEY_ENCODER.encode(key)
 
 
 def q(name: str) -> str:
@@ -163,7 +166,7 @@ class TargetStore:
         cur = self.cursor()
         if self.is_pg:
             self._extras.execute_values(cur, f"INSERT INTO {q(table)} ({cols}) VALUES %s {conflict}",
-                                        rows, page_size=1000)
+                                        rows, page_size=5000)
         else:
             marks = ", ".join("?" for _ in columns)
             cur.executemany(f"INSERT INTO {q(table)} ({cols}) VALUES ({marks}) {conflict}", rows)
