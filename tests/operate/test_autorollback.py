@@ -32,7 +32,7 @@ async def test_two_proxies_roll_a_failing_canary_back_once_and_both_follow(tmp_p
         async with proxy_process(rules, workers=2, log=tmp_path / "a.log") as (a, _), \
                 proxy_process(rules, workers=2, log=tmp_path / "b.log") as (b, _):
             # Healthy traffic: the gates hold, nothing moves.
-            assert set(await traffic(a, 60)) == {200}
+            assert set(await traffic(a, 80)) == {200}
             healthy = await wait_for(a, lambda s: service_requests(s) >= 20, "healthy figures")
             assert healthy["gates"]["capabilities"]["catalog"]["verdict"]["state"] == "pass"
             assert percent_in(rules) == 50

@@ -24,13 +24,14 @@ def environment(monkeypatch):
 async def test_report_is_one_document_in_every_format(tmp_path: Path, cli):
     async with upstream("legacy") as (legacy, _), \
             upstream("service", failing=True) as (service, _):
+        # Canary at 0 %: legacy answers every read, a copy of each goes to the service.
         rules = write_rules(tmp_path / "rules" / "canary.yaml", legacy, service, percent=0,
-                            shadow=100)
-        assert cli("rollout", "catalog", "0.5", "--rules", str(rules),
+                            shadow=50)
+        assert cli("shadow", "on", "catalog", "--rules", str(rules),
                    "--reason", "first step").code == 0
         store = f"sqlite:///{tmp_path / 'shadow.sqlite3'}"     # where proxy_process writes
         async with proxy_process(rules, workers=2, log=tmp_path / "proxy.log") as (proxy, _):
-            await traffic(proxy, 30)           # shadowed to the service (pinned reads are not)
+            await traffic(proxy, 30)           # shadowed (pinned reads would not be)
             await wait_for(proxy, lambda s: requests_on(s, "legacy") >= 20, "figures")
             base = ("report", "catalog", "--rules", str(rules), "--store", store,
                     "--proxy", proxy.admin_url, "--token-file", token_file(tmp_path, proxy))
@@ -42,7 +43,7 @@ async def test_report_is_one_document_in_every_format(tmp_path: Path, cli):
                     break
                 await asyncio.sleep(0.2)
             assert doc["capability"] == "catalog"
-            assert doc["rollout"]["stage"] == "canary" and doc["rollout"]["percent"] == 0.5
+            assert doc["rollout"]["stage"] == "canary" and doc["rollout"]["percent"] == 0
             assert doc["rollout"]["figures"]["legacy"]["requests"] >= 20
             assert [e["why"] for e in doc["history"]] == ["first step"]
             [shadow] = doc["shadow"]["capabilities"]
@@ -60,8 +61,8 @@ async def test_report_is_one_document_in_every_format(tmp_path: Path, cli):
 
             text = cli(*base).out
             assert text.startswith("Capability catalog (rules ")
-            assert "stage canary, writes legacy, rollout 0.5 % (next step 10 %)" in text
-            assert "#1 " in text and "tester: catalog: rollout percent 0 -> 0.5 (first step)" in text
+            assert "stage canary, writes legacy, rollout 0 % (next step 10 %)" in text
+            assert "#1 " in text and "tester: catalog: shadow on, percent 50 -> 100 (first step)" in text
             assert "Shadow report" in text and "capability catalog: match rate 0.00 %" in text
 
             markdown = cli(*base, "--format", "markdown").out
