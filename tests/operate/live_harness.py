@@ -20,17 +20,19 @@ HEALTH = web.AppKey("health", dict)
 
 async def _products(request: web.Request) -> web.Response:
     health = request.app[HEALTH]
+    if health["delay_s"]:
+        await asyncio.sleep(health["delay_s"])
     if health["failing"]:
         return web.json_response({"error": "broken release"}, status=500)
     return web.json_response({"items": [], "by": health["name"]})
 
 
 @asynccontextmanager
-async def upstream(name: str, failing: bool = False):
+async def upstream(name: str, failing: bool = False, delay_s: float = 0.0):
     """An HTTP server on a free port answering /api/products; yields (port, health dict):
-    set health["failing"] = True to make it answer 500."""
+    set health["failing"] = True to make it answer 500, health["delay_s"] to slow it down."""
     app = web.Application()
-    app[HEALTH] = {"name": name, "failing": failing}
+    app[HEALTH] = {"name": name, "failing": failing, "delay_s": delay_s}
     app.router.add_get("/api/products", _products)
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()
@@ -43,7 +45,7 @@ async def upstream(name: str, failing: bool = False):
 
 
 def write_rules(path: Path, legacy: int, service: int, percent: float,
-                min_requests: int = 20, shadow: float = 0) -> Path:
+                min_requests: int = 20, shadow: float = 0, max_p99_ratio: float = 100) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(f"""version: 1
 backends:
@@ -66,7 +68,7 @@ capabilities:
       percent: {shadow:g}
     gates:
       max_error_rate_delta: 5%
-      max_p99_ratio: 100
+      max_p99_ratio: {max_p99_ratio:g}
       min_requests: {min_requests}
 default: legacy
 override:

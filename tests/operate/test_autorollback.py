@@ -13,7 +13,7 @@ from operate.history import entries, history_dir
 from proxy.rules import load_table
 from tests.operate.live_harness import (OVERRIDE_SECRET, admin_status, service_requests, token_file,
                                         traffic, upstream, wait_for, write_rules)
-from tests.proxy.harness import proxy_process
+from tests.proxy.harness import proxy_process, running_proxy
 
 
 def percent_in(rules: Path) -> float:
@@ -72,3 +72,25 @@ async def test_two_proxies_roll_a_failing_canary_back_once_and_both_follow(tmp_p
             await traffic(a, 40)
             assert percent_in(rules) == 0 and len(entries(history_dir(rules))) == 1
 
+
+
+async def test_a_slow_service_breaks_the_p99_gate_and_the_proxy_rolls_it_back(tmp_path: Path):
+    async with upstream("legacy") as (legacy, _), \
+            upstream("service", delay_s=0.3) as (service, _):
+        rules = write_rules(tmp_path / "rules" / "canary.yaml", legacy, service, percent=10,
+                            max_p99_ratio=3)
+        async with running_proxy(rules) as proxy:
+            statuses = await asyncio.gather(traffic(proxy, 30, pin="service"),
+                                            traffic(proxy, 30, pin="legacy"))
+            assert set(statuses[0] + statuses[1]) == {200}
+            status = await wait_for(proxy, lambda s: s["gates"]["last_autorollback"] is not None,
+                                    "the p99 rollback")
+            last = status["gates"]["last_autorollback"]
+            assert last["gates"] == ["p99"] and last["who"].startswith("proxy:")
+            assert "p99: service " in last["reasons"][0]
+            assert percent_in(rules) == 0
+            [entry] = entries(history_dir(rules))
+            assert entry["id"] == last["history_id"] and "p99" in entry["why"]
+            # Served at once (the proxy reloads after its own edit), never raised again.
+            await wait_for(proxy, lambda s: s["capabilities"]["catalog"]["percent"] == 0,
+                           "the reload")
