@@ -94,3 +94,37 @@ async def test_a_slow_service_breaks_the_p99_gate_and_the_proxy_rolls_it_back(tm
             # Served at once (the proxy reloads after its own edit), never raised again.
             await wait_for(proxy, lambda s: s["capabilities"]["catalog"]["percent"] == 0,
                            "the reload")
+
+
+def test_fallbacks_count_against_the_service_and_figures_are_windowed(tmp_path: Path):
+    """The watcher's arithmetic on real worker metrics: a read the service failed and legacy
+    answered is a service request and error, not a legacy one; figures are differences from
+    the window's first reading."""
+    from collections import deque
+
+    from proxy.autorollback import _raw, _window
+    from proxy.metrics import Metrics
+    rules = write_rules(tmp_path / "rules.yaml", 1, 2, percent=50)
+    table = load_table(rules, environ={})
+
+    def reading(ok_service: int, fallbacks: int, legacy_ok: int) -> dict:
+        m = Metrics()
+        base = (("backend", "catalog"), ("capability", "catalog"))
+        m.inc("strangler_requests_total", base + (("side", "service"), ("status", "200")),
+              ok_service)
+        m.inc("strangler_requests_total", (("backend", "legacy"), ("capability", "catalog"),
+                                           ("side", "legacy"), ("status", "200")),
+              legacy_ok + fallbacks)
+        m.inc("strangler_fallbacks_total", (("capability", "catalog"), ("reason", "5xx")),
+              fallbacks)
+        for _ in range(ok_service):
+            m.observe("strangler_request_duration_seconds", base, 0.004)
+        return _raw(m, table)
+
+    samples = deque([(100.0, reading(10, 0, 10)), (160.0, reading(40, 10, 50))])
+    figures = _window(samples, "catalog", 100.0, (0, 0), None)
+    assert (figures.service.requests, figures.service.errors) == (40, 10)
+    assert (figures.legacy.requests, figures.legacy.errors) == (40, 0)
+    assert figures.service.p99_s == 0.005 and figures.window_s == 60.0
+    whole = _window(deque([(0.0, {})] + list(samples)), "catalog", 0.0, (3, 2), 1.5)
+    assert whole.service.requests == 50 and whole.shadow_matched == 2 and whole.cdc_lag_s == 1.5
