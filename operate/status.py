@@ -167,7 +167,8 @@ def rows(doc: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
                     _pair(*(None if f[s]["p99_s"] is None else f[s]["p99_s"] * 1000
                             for s in ("legacy", "service")), "{:g}ms"),
                     "-" if f["shadow_match"] is None else f"{f['shadow_match']:.2f}%"]
-        verdict = c["verdict"]["state"] if c["verdict"] else "-"
+        # The gates decide promotion, which happens in canary only.
+        verdict = c["verdict"]["state"] if c["verdict"] and c["stage"] == "canary" else "-"
         out.append([c["name"], c["stage"], c["writes"], percent, *live, lag, c["breaker"],
                     verdict])
     return headers, out
