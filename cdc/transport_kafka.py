@@ -164,11 +164,13 @@ class KafkaSource:
                     raise TransportError(f"consume failed: {err.str()}")
                 continue    # broker down, topic not yet in the metadata...: librdkafka retries by itself
             raw_key, raw_value = msg.key(), msg.value()
-            value = json.loads(raw_value) if raw_value is not None else None
+            # str first: json.loads(bytes) sniffs the encoding each time; ours is always UTF-8.
+            value = json.loads(raw_value.decode()) if raw_value is not None else None
             position = _position(msg.headers(), value)
             topic = msg.topic()
             out.append(Record(topic, msg.partition(), msg.offset(),
-                              ChangeEvent(topic, json.loads(raw_key) if raw_key else None, value, position)))
+                              ChangeEvent(topic, json.loads(raw_key.decode()) if raw_key else None, value,
+                                          position)))
         return out
 
     def committed(self, offsets: dict[tuple[str, int], int]) -> None:
