@@ -10,16 +10,17 @@ from html import escape
 from pathlib import Path
 from typing import Any
 
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import SQLAlchemyError
+
 from operate import history
 from operate.actions import find_capability
 from operate.admin_client import AdminClient
 from operate.rule_edit import compile_rules, read_rules
-from operate.status import capability_view, cdc_directions, cdc_lag_s, live_from
+from operate.status import capability_view, cdc_directions, lag_of, live_from
 from proxy.shadow.formats import render as render_shadow
 from proxy.shadow.report import build_report, report_from_snapshot
 from proxy.shadow.store import ShadowStore, Snapshot, default_store_url
-from sqlalchemy.engine import make_url
-from sqlalchemy.exc import SQLAlchemyError
 from strangler.db import normalise_url
 from strangler.errors import OperatorError
 
@@ -33,7 +34,7 @@ def build(rules_path: str | Path, capability: str, store_url: str | None,
     rules = read_rules(rules_path)
     cap = find_capability(compile_rules(rules), capability)
     cdc = cdc_directions(capability)
-    view = capability_view(cap, live_from(client), cdc_lag_s(capability) if cdc else None)
+    view = capability_view(cap, live_from(client), lag_of(cdc))
     log = [e for e in history.entries(history.history_dir(rules.path))
            if e.get("capability") == capability][-HISTORY_LINES:]
     if store_url is None and client is not None and client.urls:
@@ -73,8 +74,8 @@ def lines(doc: dict[str, Any]) -> list[str]:
     out = [f"stage {r['stage']}, writes {r['writes']}, rollout {r['percent']:g} %"
            + (f" (next step {r['next_step']:g} %)" if r["next_step"] is not None else ""),
            "gates: " + ", ".join(f"{k} {v}" for k, v in r["gates"].items() if v is not None),
-           "CDC lag: " + ("n/a (not measured: no CDC config or no applied event)" if r["cdc_lag_s"] is None
-                          else f"{r['cdc_lag_s']:.1f} s")]
+           "CDC lag: " + ("n/a (not measured: no CDC config or no applied event)"
+                          if r["cdc_lag_s"] is None else f"{r['cdc_lag_s']:.1f} s")]
     f, v = r["figures"], r["verdict"]
     if f is None:
         out.append("live figures: none (no proxy given: pass --proxy)")

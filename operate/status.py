@@ -41,8 +41,11 @@ def cdc_directions(capability: str) -> list[Any] | None:
 
 def cdc_lag_s(capability: str) -> float | None:
     """The newest applied event's lag in the write direction, in seconds (None: unmeasured)."""
-    lags = [t.lag_ms for d in cdc_directions(capability) or [] for t in d.tables
-            if t.lag_ms is not None]
+    return lag_of(cdc_directions(capability))
+
+
+def lag_of(directions: list[Any] | None) -> float | None:
+    lags = [t.lag_ms for d in directions or [] for t in d.tables if t.lag_ms is not None]
     return max(lags) / 1000 if lags else None
 
 

@@ -31,7 +31,8 @@ def test_status_sends_the_bearer_token_and_reads_the_version(client):
 
 @respx.mock
 def test_connection_refused_says_unreachable_and_how_to_start_it(client):
-    respx.get(f"{URL}/admin/status").mock(side_effect=httpx.ConnectError("[Errno 111] Connection refused"))
+    refused = httpx.ConnectError("[Errno 111] Connection refused")
+    respx.get(f"{URL}/admin/status").mock(side_effect=refused)
     with pytest.raises(OperatorError) as exc:
         client.status(URL)
     assert str(exc.value).startswith(f"proxy at {URL} is unreachable (connection refused)")

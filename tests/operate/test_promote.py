@@ -87,7 +87,8 @@ async def test_promote_refuses_a_failing_service_and_force_needs_a_reason(tmp_pa
 
             forced = cli(*args, "--force", "--reason", "TICKET-7 errors are a known test stub")
             assert forced.code == 0, forced.err
-            assert forced.out.splitlines()[-1].startswith("forced: catalog: rollout percent 0 -> 10")
+            last_line = forced.out.splitlines()[-1]
+            assert last_line.startswith("forced: catalog: rollout percent 0 -> 10")
             [entry] = entries(history_dir(rules))
             assert entry["why"].startswith("forced (fail): TICKET-7 errors are a known test stub;")
             assert percent_in(rules) == 10

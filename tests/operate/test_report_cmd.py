@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import free_port
-from tests.operate.live_harness import (OVERRIDE_SECRET, requests_on, token_file, traffic, upstream,
-                                        wait_for, write_rules)
+from tests.operate.live_harness import (OVERRIDE_SECRET, requests_on, token_file, traffic,
+                                        upstream, wait_for, write_rules)
 from tests.proxy.harness import proxy_process
 
 
@@ -62,7 +62,8 @@ async def test_report_is_one_document_in_every_format(tmp_path: Path, cli):
             text = cli(*base).out
             assert text.startswith("Capability catalog (rules ")
             assert "stage canary, writes legacy, rollout 0 % (next step 10 %)" in text
-            assert "#1 " in text and "tester: catalog: shadow on, percent 50 -> 100 (first step)" in text
+            assert "#1 " in text
+            assert "tester: catalog: shadow on, percent 50 -> 100 (first step)" in text
             assert "Shadow report" in text and "capability catalog: match rate 0.00 %" in text
 
             markdown = cli(*base, "--format", "markdown").out

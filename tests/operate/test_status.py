@@ -10,8 +10,8 @@ import pytest
 
 from proxy.rules import load_table
 from tests.conftest import free_port
-from tests.operate.live_harness import (OVERRIDE_SECRET, requests_on, service_requests, token_file, traffic,
-                                        upstream, wait_for, write_rules)
+from tests.operate.live_harness import (OVERRIDE_SECRET, requests_on, service_requests,
+                                        token_file, traffic, upstream, wait_for, write_rules)
 from tests.proxy.harness import proxy_process
 
 
