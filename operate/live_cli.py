@@ -9,6 +9,7 @@ and `report` show the rule file alone. Exit codes: 0 ok, 1 gates fail, 2 operato
 from __future__ import annotations
 
 import argparse
+import inspect
 import json
 import os
 import sys
@@ -44,7 +45,8 @@ def _common(p: argparse.ArgumentParser, json_flag: bool = True) -> None:
 
 def _add(subparsers, name: str, func, json_flag: bool = True) -> argparse.ArgumentParser:
     doc = func.__doc__
-    p = subparsers.add_parser(name, help=doc.splitlines()[0].rstrip("."), description=doc,
+    p = subparsers.add_parser(name, help=doc.splitlines()[0].rstrip("."),
+                              description=inspect.cleandoc(doc),
                               formatter_class=argparse.RawDescriptionHelpFormatter)
     _common(p, json_flag)
     p.set_defaults(func=func)
@@ -75,12 +77,12 @@ def _client(args: argparse.Namespace) -> AdminClient | None:
 
 
 def run_status(args: argparse.Namespace) -> int:
-    """Show every capability: stage, writes, percent and next step, live figures per side.
+    """Show every capability of the rules with the live figures of the running proxies.
 
-    Live columns (legacy | service), summed over every proxy given and counted since the
-    capability's last rollout change (at most 5 minutes): requests per minute, error rate,
-    p99; then the shadow match rate the gates see, CDC lag, breaker state, and the gate
-    verdict. Each proxy's rules version is listed; one serving other rules than the file is
+    Per capability: stage, writes, percent and next step. Live columns (legacy | service),
+    summed over every proxy given and counted since the capability's last rollout change (at
+    most 5 minutes): requests per minute, error rate, p99; then the shadow match rate, CDC
+    lag, breaker state, and the gate verdict (canary only). Each proxy's rules version is listed; one serving other rules than the file is
     marked "OLD RULES" (it missed a reload). Without proxies, the live columns show "-".
     """
     client = _client(args)
@@ -155,8 +157,13 @@ def run_promote(args: argparse.Namespace) -> int:
 
 
 def run_report(args: argparse.Namespace) -> int:
-    """Write the hand-over document for CAP: rollout state and gates, live figures, the recent
-    history, CDC lag, and the shadow report (text, markdown, html or json)."""
+    """Write the hand-over document for CAP: rollout, gates, history, CDC and shadow results.
+
+    One document an operator can hand over: rollout state and gates, the live figures of the
+    proxies given, the newest history entries, the CDC write direction's figures, and the
+    shadow report (from the first proxy's /admin/shadow, or --store), as text, markdown, html
+    or json.
+    """
     try:
         since_s = parse_window(args.since) if args.since else None
     except ValueError as exc:
