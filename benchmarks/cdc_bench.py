@@ -21,6 +21,7 @@ import argparse
 import json
 import os
 import random
+import shutil
 import signal
 import statistics
 import subprocess
@@ -400,6 +401,7 @@ def main(changes: int = 100_000, snapshot_rows: int = 100_000, rate: int = 1000,
                 except subprocess.TimeoutExpired:
                     p.kill()
         _cleanup(cap, [legacy, service, scratch])
+        shutil.rmtree(tmp, ignore_errors=True)
 
 
 def _cleanup(cap: str, dbs: list[str]) -> None:
