@@ -115,6 +115,9 @@ class Applier:
         offsets: dict[tuple[str, int], int] = {}
         for r in records:
             offsets[(r.topic, r.partition)] = max(offsets.get((r.topic, r.partition), 0), r.offset + 1)
+        # Lookups are cached for one batch only: other writers of the target (the service itself,
+        # once it owns writes) may change the rows they read.
+        self._cache.clear()
         try:
             self.store.begin()
             outcome = self._run(records, isolate=False)
