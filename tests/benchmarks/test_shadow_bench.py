@@ -1,0 +1,60 @@
+"""The shadow benchmark's own pieces: its two rule tables differ only in the shadow share, the
+counters are read from the proxy's real /metrics rendering, and the verdicts apply the issue's
+bars to ratios of the same run."""
+from __future__ import annotations
+
+import yaml
+
+from benchmarks.shadow_bench import (BENCH_PATH, Figures, render, rules_document, shadow_totals,
+                                     verdicts)
+from proxy.metrics import Metrics, render as render_metrics
+from proxy.rules import check_rules
+from proxy.shadow.dispatcher import DESCRIPTIONS
+
+
+def test_rule_tables_shadow_every_request_or_none_to_the_other_upstream(tmp_path):
+    plans = {}
+    for percent in (0, 100):
+        path = tmp_path / f"rules-{percent}.yaml"
+        path.write_text(yaml.safe_dump(rules_document("http://127.0.0.1:9", "http://127.0.0.1:10",
+                                                      percent)))
+        report = check_rules(path)
+        assert report.errors == []
+        decision = report.table.decide("GET", BENCH_PATH, "", {})
+        assert decision.capability == "catalog" and decision.backend.url == "http://127.0.0.1:9"
+        plans[percent] = decision.shadow
+    assert plans[0] is None
+    assert plans[100].target.url == "http://127.0.0.1:10"
+    assert plans[100].compare.noise_percent == 0
+
+
+def test_shadow_totals_sum_each_counter_over_its_labels():
+    metrics = Metrics()
+    for name, text in DESCRIPTIONS.items():
+        metrics.describe(name, text)
+    metrics.inc("strangler_shadow_submitted_total", {"capability": "catalog"}, 7)
+    metrics.inc("strangler_shadow_dropped_total", {"capability": "catalog", "reason": "queue-full"}, 2)
+    metrics.inc("strangler_shadow_dropped_total", {"capability": "other", "reason": "shutdown"}, 1)
+    metrics.inc("strangler_shadow_compared_total", {"capability": "catalog"}, 5)
+    metrics.observe("strangler_shadow_latency_seconds", {"capability": "catalog", "side": "service"},
+                    0.002)
+    assert shadow_totals(render_metrics(metrics)) == {
+        "submitted": 7, "compared": 5, "dropped": 3, "errors": 0, "skipped": 0}
+
+
+def figures(name: str, p50: float, p99: float, dropped: float = 0) -> Figures:
+    return Figures(name, 1000.0, p50, p99, 50.0, [],
+                   {"submitted": 10, "compared": 10, "dropped": dropped, "errors": 0, "skipped": 0})
+
+
+def test_verdicts_hold_shadowing_to_the_bars_against_no_shadowing_of_the_same_run():
+    paced = [figures("0% shadow", 1.0, 4.0), figures("100% shadow", 1.09, 5.2)]
+    overload = [figures("0% shadow", 2.0, 10.0), figures("100% shadow", 3.0, 20.0, dropped=50),
+                figures("100% to a slow service", 2.3, 12.0, dropped=900)]
+    passed = verdicts(paced, overload)
+    assert passed == {"paced p50": True, "paced p99": False, "overload shadows dropped": True,
+                      "overload p50 (slow target)": False, "overload p99 (slow target)": True}
+    table = render({"peak_rps": 9000.0, "pause_ms": 1, "paced": paced, "overload": overload},
+                   passed)
+    assert "paced 100%/0%                p50 1.090x  p99 1.300x" in table
+    assert "  paced p99                     FAIL" in table
