@@ -21,8 +21,9 @@ import httptools
 
 from proxy.decision import Decision
 from proxy.exchange import Exchange
-from proxy.headers import (STATUS_LINES, client_response_head, header_pairs, parse_head_headers,
-                           split_response_headers, upstream_request_head, valid_request_id)
+from proxy.headers import (STATUS_LINES, client_response_head, header_pairs, http_date_line,
+                           parse_head_headers, split_response_headers, upstream_request_head,
+                           valid_request_id)
 from proxy.upstream import PoolExhausted, UpstreamConnection, UpstreamPool
 
 if TYPE_CHECKING:
@@ -48,12 +49,13 @@ class _Stop(Exception):
     """Raised inside a response parser callback to stop parsing this response."""
 
 
-def canned_response(status: int, message: str, *, keep_alive: bool) -> bytes:
+def canned_response(status: int, message: str, *, keep_alive: bool, request_id: bytes) -> bytes:
+    """The proxy's own answer (refusals, upstream errors), with Date and the request's id."""
     body = (message + "\n").encode()
-    return (f"HTTP/1.1 {status} {REASONS.get(status, 'Error')}\r\n"
-            "Content-Type: text/plain; charset=utf-8\r\n"
-            f"Content-Length: {len(body)}\r\n"
-            f"{'' if keep_alive else 'Connection: close' + chr(13) + chr(10)}\r\n").encode() + body
+    return (f"HTTP/1.1 {status} {REASONS.get(status, 'Error')}\r\n".encode() + http_date_line()
+            + b"Content-Type: text/plain; charset=utf-8\r\n"
+            + b"Content-Length: %d\r\nX-Request-Id: %b\r\n" % (len(body), request_id)
+            + (b"" if keep_alive else b"Connection: close\r\n") + b"\r\n" + body)
 
 
 class Flight:
@@ -83,6 +85,7 @@ class Flight:
     decision: Decision | None = None
     backend: Any = None
     request_id = ""
+    request_id_b = b""
     conn: UpstreamConnection | None = None
     acquiring: asyncio.Task | None = None
     deadline = 0.0
@@ -194,6 +197,7 @@ class Flight:
         self.decision = decision
         rid = self.lower.get("x-request-id")
         self.request_id = rid if rid and valid_request_id(rid) else engine.new_request_id()
+        self.request_id_b = self.request_id.encode("latin-1")
         sink = engine.sink
         if sink is not None:
             if decision.shadow_skipped:
@@ -272,7 +276,7 @@ class Flight:
             trusted=self.client.peer in self.state.trusted, strip=self.state.strip,
             upgrade=self.upgrade,
             framing=framing, fallback_host=conn.pool.host_header,
-            request_id=self.request_id.encode("latin-1"))
+            request_id=self.request_id_b)
         parts = [self.head]
         body = self.replay if self.replay is not None else self.body_parts
         if self.chunked:
@@ -350,7 +354,7 @@ class Flight:
         self.client_keep = keep = (self.keep_alive and self.body_done and self.upgrade is None
                                    and not self.engine.closing)
         self.pending_out = client_response_head(status, parts, via, framing=framing,
-                                                keep_alive=keep)
+                                                keep_alive=keep, request_id=self.request_id_b)
         self.head_sent = True
         if head_only:
             self._finish(reuse=True)
@@ -400,7 +404,8 @@ class Flight:
         self.status = 101
         parts, _, _, via = split_response_headers(self.resp_lines, upgrade=True)
         self.client.transport.write(client_response_head(
-            101, parts, via, framing=b"", keep_alive=True, upgrade=True) + rest)
+            101, parts, via, framing=b"", keep_alive=True, request_id=self.request_id_b,
+            upgrade=True) + rest)
         self.conn = None
         conn.flight = None
         self._done(keep_alive=False, tunnel=conn)
@@ -499,7 +504,12 @@ class Flight:
                 and self.upgrade is None)
         if self.capture is not None:
             self._skip_shadow("error-answer")
-        self.client.transport.write(canned_response(status, message, keep_alive=keep))
+        if not self.request_id_b:                 # refused before routing: no id chosen yet
+            rid = self.lower.get("x-request-id")
+            self.request_id = rid if rid and valid_request_id(rid) else self.engine.new_request_id()
+            self.request_id_b = self.request_id.encode("latin-1")
+        self.client.transport.write(canned_response(status, message, keep_alive=keep,
+                                                    request_id=self.request_id_b))
         self._done(keep)
 
     def client_failed(self, status: int, message: str) -> None:

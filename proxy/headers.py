@@ -3,12 +3,14 @@
 Follows RFC 9110 §7.6: hop-by-hop headers and every header named in `Connection` are removed
 in both directions; `Via` is appended; `X-Forwarded-*` are set for the upstream, and incoming
 ones are kept only when the peer is a configured trusted proxy. `traceparent`/`tracestate` pass
-through untouched; `X-Request-Id` is generated when absent.
+through untouched; `X-Request-Id` is generated when absent and echoed to the client.
 """
 from __future__ import annotations
 
 import ipaddress
 import os
+import time
+from email.utils import formatdate
 from http import HTTPStatus
 from typing import Iterable
 
@@ -22,8 +24,9 @@ HOP_BY_HOP = frozenset({
 FORWARDED = frozenset({b"x-forwarded-for", b"x-forwarded-proto", b"x-forwarded-host", b"forwarded"})
 ALWAYS_DROPPED = HOP_BY_HOP | {b"close", b""}
 SIMPLE_CONNECTION = frozenset({b"keep-alive", b"close"})   # name nothing else: nothing to do
-# First bytes of the response header names we act on (hop-by-hop, Content-Length, Via).
-MAYBE_SPECIAL = frozenset(b"ckptuvCKPTUV")
+# First bytes of the response header names we act on (hop-by-hop, Content-Length, Via,
+# X-Request-Id).
+MAYBE_SPECIAL = frozenset(b"ckptuvxCKPTUVX")
 VIA = b"1.1 strangler"
 REQUEST_ID = b"x-request-id"
 _DROP, _FORWARDED, _HOST, _VIA = "drop", "forwarded", "host", "via"
@@ -178,6 +181,8 @@ def split_response_headers(lines: list[bytes], upgrade: bool = False
         if lname == b"via":
             via = value.strip() if via is None else via + b", " + value.strip()
             continue
+        if lname == REQUEST_ID:
+            continue                              # the client gets ours (the upstream's too)
         out.append(line)
     if named:
         named = named - {b"upgrade"} if upgrade else named
@@ -186,13 +191,13 @@ def split_response_headers(lines: list[bytes], upgrade: bool = False
 
 
 def client_response_head(status: int, lines: list[bytes], via: bytes | None, *, framing: bytes,
-                         keep_alive: bool, upgrade: bool = False) -> bytes:
+                         keep_alive: bool, request_id: bytes, upgrade: bool = False) -> bytes:
     """The response head for the client from `split_response_headers` lines, with our framing
-    (b"Content-Length: n\r\n", b"Transfer-Encoding: chunked\r\n" or b""), Via and Connection.
-    The reason phrase is the standard one (RFC 9112 §4: clients ignore it)."""
+    (b"Content-Length: n\r\n", b"Transfer-Encoding: chunked\r\n" or b""), Via, X-Request-Id
+    and Connection. The reason phrase is the standard one (RFC 9112 §4: clients ignore it)."""
     lines[0] = STATUS_LINES.get(status) or b"HTTP/1.1 %d Unknown" % status
     lines.append(b"Via: " + (VIA if via is None else via + b", " + VIA))
-    tail = b"\r\n" + framing
+    tail = b"\r\nX-Request-Id: " + request_id + b"\r\n" + framing
     if upgrade:
         tail += b"Connection: upgrade\r\n"
     elif not keep_alive:
@@ -208,6 +213,23 @@ def header_pairs(lines: list[bytes]) -> tuple[tuple[str, str], ...]:
         pairs.append((name.decode("latin-1"), value.strip().decode("latin-1")))
     return tuple(pairs)
 
+
+class HttpDate:
+    """The `Date` header line for the proxy's own answers, formatted once per second."""
+
+    def __init__(self) -> None:
+        self._second = -1
+        self._line = b""
+
+    def __call__(self) -> bytes:
+        now = int(time.time())
+        if now != self._second:
+            self._second = now
+            self._line = b"Date: " + formatdate(now, usegmt=True).encode() + b"\r\n"
+        return self._line
+
+
+http_date_line = HttpDate()
 
 STATUS_LINES = {s.value: b"HTTP/1.1 %d %b" % (s.value, s.phrase.encode()) for s in HTTPStatus}
 

@@ -29,6 +29,7 @@ async def test_request_headers_rewritten(tmp_path):
                 assert resp.status == 200
                 assert resp.headers["Via"] == "1.1 strangler"
                 echoed = await resp.json()
+                answered_id = resp.headers.getall("X-Request-Id")
     assert echoed["target"] == "/echo?x=1"
     for gone in ("X-Drop-Me", "Keep-Alive", "TE", "Proxy-Authorization", "Forwarded"):
         assert header(echoed, gone) == [], gone
@@ -41,6 +42,7 @@ async def test_request_headers_rewritten(tmp_path):
     assert header(echoed, "tracestate") == ["a=b,c=d"]
     assert header(echoed, "X-Kept") == ["yes"]
     assert re.fullmatch(r"[0-9a-f]{32}", header(echoed, "X-Request-Id")[0])
+    assert answered_id == header(echoed, "X-Request-Id")   # the client learns the id too
 
 
 async def test_trusted_proxy_headers_appended_and_request_id_kept(tmp_path):
@@ -52,6 +54,7 @@ async def test_trusted_proxy_headers_appended_and_request_id_kept(tmp_path):
                     "X-Forwarded-Host": "shop.example", "X-Request-Id": "req-42",
                     "Via": "1.1 edge"}) as resp:
                 echoed = await resp.json()
+                assert resp.headers.getall("X-Request-Id") == ["req-42"]
     assert header(echoed, "X-Forwarded-For") == ["203.0.113.9, 127.0.0.1"]
     assert header(echoed, "X-Forwarded-Proto") == ["https"]
     assert header(echoed, "X-Forwarded-Host") == ["shop.example"]

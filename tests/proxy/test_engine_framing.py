@@ -6,6 +6,7 @@ import re
 import pytest
 
 from proxy.settings import Limits
+from tests.conftest import free_port
 from tests.proxy.harness import raw_exchange, rules_doc, running_proxy, write_rules
 from tests.proxy.upstreams import upstream
 
@@ -79,6 +80,18 @@ async def test_not_an_open_proxy(tmp_path, request_bytes, status):
             raw = await raw_exchange(proxy.port, request_bytes)
     assert statuses(raw) == [status] and not raw.endswith(STILL_OPEN)
     assert sum(legacy.hits.values()) == 0
+    # The proxy's own answers carry a Date (RFC 9110 §6.6.1) and the request's id.
+    assert re.search(rb"\r\nDate: \w{3}, \d{2} \w{3} \d{4} \d{2}:\d{2}:\d{2} GMT\r\n", raw), raw
+    assert re.search(rb"\r\nX-Request-Id: [0-9a-f]{32}\r\n", raw), raw
+
+
+async def test_error_answer_echoes_the_clients_request_id(tmp_path):
+    dead = write_rules(tmp_path / "r.yaml", rules_doc(f"http://127.0.0.1:{free_port()}"))
+    async with running_proxy(dead) as proxy:
+        raw = await raw_exchange(proxy.port, b"GET /echo HTTP/1.1\r\nHost: t\r\n"
+                                             b"X-Request-Id: client-7\r\nConnection: close\r\n\r\n")
+    assert statuses(raw) == [502], raw
+    assert b"\r\nX-Request-Id: client-7\r\n" in raw and b"\r\nDate: " in raw
 
 
 LIMITS = Limits(max_header_bytes=2048, max_headers=20, max_body_bytes=10_000)

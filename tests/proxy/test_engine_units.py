@@ -61,11 +61,13 @@ def test_upstream_head_and_response_head():
     assert head.endswith(b"\r\n\r\n")
     parts, cl, te, via = split_response_headers([
         b"Transfer-Encoding: chunked", b"Connection: keep-alive, X-Secret", b"X-Secret: s",
-        b"Content-Length: 5", b"X-A: 1", b"Via: 1.1 app", b"Keep-Alive: timeout=5"])
+        b"Content-Length: 5", b"X-A: 1", b"Via: 1.1 app", b"Keep-Alive: timeout=5",
+        b"x-request-id: upstream-made"])
     assert (cl, te, via) == (b"5", True, b"1.1 app")
-    resp = client_response_head(200, parts, via, framing=b"Content-Length: 5\r\n", keep_alive=False)
+    resp = client_response_head(200, parts, via, framing=b"Content-Length: 5\r\n", keep_alive=False,
+                                request_id=b"rid")
     assert resp == (b"HTTP/1.1 200 OK\r\nX-A: 1\r\nVia: 1.1 app, 1.1 strangler\r\n"
-                    b"Content-Length: 5\r\nConnection: close\r\n\r\n")
+                    b"X-Request-Id: rid\r\nContent-Length: 5\r\nConnection: close\r\n\r\n")
 
 
 def test_trusted_proxies():
