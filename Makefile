@@ -24,7 +24,7 @@ demo: $(STAMP)
 
 services:
 	scripts/postgres.sh start
-	scripts/kafka.sh start
+	scripts/kafka.sh start --fresh
 
 services-down:
 	-scripts/kafka.sh stop

@@ -1,12 +1,14 @@
 #!/usr/bin/env bash
 # A single-node Apache Kafka broker (KRaft, no ZooKeeper) on loopback for the test suite.
 #
-#   scripts/kafka.sh start|stop|status
+#   scripts/kafka.sh start [--fresh] | stop | status
 #
 # The broker's jars come from Maven Central (scripts/kafka/pom.xml) into a cache outside git, so
 # nothing but Java and Maven is needed; both are installed from Debian's packages if missing.
-# `start` is idempotent: a broker that is already up and answering is left alone; a broker that
-# is not running starts afresh, with no topics (its data only ever serves tests).
+# `start` is idempotent: a broker that is already up and answering is left alone. A stopped broker
+# restarts on its existing log dir, topics and data intact, as a real broker restart does;
+# `start --fresh` (what `make test` uses) starts a stopped broker on an empty, newly formatted
+# log dir instead, so test topics cannot pile up across runs.
 set -euo pipefail
 
 here=$(cd "$(dirname "$0")" && pwd)
@@ -114,10 +116,10 @@ logger.broker.level = info
 LOG
 }
 
-fresh_log_dir() {
-  # The broker exists for tests, which make uniquely named topics and never delete them: every
-  # start begins from an empty, newly formatted log dir, so topics cannot pile up across runs
-  # and every `make test` (CI included) meets the same broker.
+format_log_dir() {
+  # With --fresh, or when the log dir was never formatted, start from an empty, newly formatted
+  # log dir; otherwise keep it, so a restarted broker still has its topics and offsets.
+  if [ "$fresh" != 1 ] && [ -f "$data/logs/meta.properties" ]; then return; fi
   rm -rf "$data/logs"
   mkdir -p "$data/logs"
   local cluster_id=-
@@ -171,7 +173,7 @@ start() {
     ensure_tools
     ensure_jars
     write_config
-    fresh_log_dir
+    format_log_dir
     : > "$data/log/kafka.out"; : > "$data/log/server.log"   # a failure shows this run's lines only
     # setsid: the broker outlives the shell (and make) that started it.
     setsid java -Xms256m -Xmx512m -XX:+UseG1GC -XX:MaxGCPauseMillis=20 \
@@ -226,9 +228,11 @@ serialised() {
   "$@"
 }
 
+fresh=0
+[ "${2:-}" = --fresh ] && fresh=1
 case "${1:-}" in
   start) serialised start ;;
   stop) serialised stop ;;
   status) status ;;
-  *) echo "usage: $0 start|stop|status" >&2; exit 2 ;;
+  *) echo "usage: $0 start [--fresh] | stop | status" >&2; exit 2 ;;
 esac
