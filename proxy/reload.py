@@ -1,8 +1,8 @@
 """The rules as the running proxy knows them: load off the event loop, keep the last good table.
 
 A failed load never replaces the table that is serving; its problems (file:line [rule] message)
-are kept as `last_error` for /admin/status and the log. `watch()` polls the rule files' mtime
-and size (1 s by default) and calls back on change; SIGHUP and POST /admin/reload call `load()`
+are kept as `last_error` for /admin/status and the log. `watch()` polls the rule files' inode,
+mtime and size (1 s by default) and calls back on change; SIGHUP and POST /admin/reload call `load()`
 directly. Loads are serialised so two triggers cannot race.
 """
 from __future__ import annotations
@@ -38,15 +38,17 @@ def problems_of(exc: Exception) -> tuple[str, ...]:
 
 
 def fingerprint(path: Path) -> tuple:
-    """mtime and size of the rule file(s): cheap to poll, changes on every save."""
+    """Inode, mtime and size of the rule file(s): cheap to poll, changes on every save. The
+    inode catches an atomic replace (write a temp file, rename it over) that keeps the size and
+    lands within the file system's mtime granularity."""
     files = sorted(path.glob("*.y*ml")) if path.is_dir() else [path]
     out = []
     for f in files:
         try:
             st = f.stat()
-            out.append((str(f), st.st_mtime_ns, st.st_size))
+            out.append((str(f), st.st_ino, st.st_mtime_ns, st.st_size))
         except OSError:
-            out.append((str(f), None, None))
+            out.append((str(f), None, None, None))
     return tuple(out)
 
 
@@ -84,7 +86,7 @@ class RulesSource:
             return LoadResult(True, table.version), table
 
     async def watch(self, interval_s: float, on_change: Callable[[], Awaitable[Any]]) -> None:
-        """Poll the files; call `on_change()` when their mtime or size moved."""
+        """Poll the files; call `on_change()` when their inode, mtime or size moved."""
         self._seen = self._seen or fingerprint(self.path)
         while True:
             await asyncio.sleep(interval_s)

@@ -1,6 +1,7 @@
 """Pure parts of the engine: breaker state machine, metrics exposition, header rewriting."""
 from __future__ import annotations
 
+import os
 import time
 
 from proxy.breaker import CLOSED, HALF_OPEN, OPEN, Breaker
@@ -8,6 +9,7 @@ from proxy.decision import BreakerSpec
 from proxy.headers import (TrustedProxies, client_response_head, split_response_headers,
                            upstream_request_head)
 from proxy.metrics import Metrics, merge, render
+from proxy.reload import fingerprint
 from proxy.settings import parse_networks
 
 
@@ -74,3 +76,18 @@ def test_trusted_proxies():
     trusted = TrustedProxies(parse_networks(["10.0.0.0/8", "::1"]))
     assert "10.1.2.3" in trusted and "::1" in trusted
     assert "192.168.1.1" not in trusted and "not-an-ip" not in trusted
+
+
+def test_fingerprint_sees_an_atomic_replace_with_same_size_and_mtime(tmp_path):
+    rules = tmp_path / "rules.yaml"
+    rules.write_text("version: 1\n")
+    before = fingerprint(rules)
+    stat = rules.stat()
+    tmp = tmp_path / "rules.tmp"
+    tmp.write_text("version: 2\n")                    # same size
+    os.utime(tmp, ns=(stat.st_atime_ns, stat.st_mtime_ns))   # same mtime (coarse clocks)
+    keep_alive = tmp_path / "old"                     # the old inode stays allocated,
+    os.link(rules, keep_alive)                        # so the new file cannot reuse its number
+    os.replace(tmp, rules)
+    assert rules.stat().st_mtime_ns == stat.st_mtime_ns and rules.stat().st_size == stat.st_size
+    assert fingerprint(rules) != before
