@@ -8,6 +8,7 @@ from functools import partial
 from aiohttp import web
 
 from extracted_services.catalog import migrate, seed
+from extracted_services.catalog.fault import fault_middlewares
 from extracted_services.catalog.handlers import routes
 from extracted_services.catalog.keys import DATABASE_URL, ENGINE
 from extracted_services.catalog.middleware import errors_as_json
@@ -17,7 +18,8 @@ from strangler.db import make_engine
 
 def create_app(database_url: str, *, seed_products: int | None = None) -> web.Application:
     """The service on `database_url`, migrated at start-up; seeded when empty and asked to."""
-    app = web.Application(middlewares=[errors_as_json], client_max_size=MAX_BODY_BYTES)
+    app = web.Application(middlewares=[*fault_middlewares(), errors_as_json],
+                          client_max_size=MAX_BODY_BYTES)
     app[DATABASE_URL] = database_url
     app.cleanup_ctx.append(partial(_database, seed_products=seed_products))
     app.add_routes(routes)
