@@ -14,6 +14,8 @@ from proxy.rules import units
 from proxy.rules.merge import Located, Merged
 from proxy.rules.paths import template_problem
 from proxy.rules.problems import WARNING, Problem
+# The module, not the name: proxy.shadow.paths itself imports proxy.rules (a cycle).
+from proxy.shadow import paths as shadow_paths
 
 # Which write owner each stage allows (canary may have either).
 STAGE_WRITES = {"legacy": ("legacy",), "shadow": ("legacy",), "canary": ("legacy", "service"),
@@ -224,9 +226,16 @@ def _check_shadow(d: dict[str, Any], stage: str, merged: Merged, err: Report) ->
         if key in shadow:
             p = _check_percent(shadow[key], f"shadow.{key}", ("shadow", key), err)
             percent = p if key == "percent" and p is not None else percent
-    for i, pattern in enumerate(shadow.get("compare", {}).get("text_patterns", [])):
+    compare = shadow.get("compare") or {}
+    for i, pattern in enumerate(compare.get("text_patterns", [])):
         _check_regex(pattern, f"shadow.compare.text_patterns[{i}]",
                      ("shadow", "compare", "text_patterns", i), err)
+    for key in ("ignore", "unordered_arrays"):
+        for i, path in enumerate(compare.get(key, [])):
+            try:
+                shadow_paths.compile_path(path)
+            except ValueError as exc:
+                err(f"shadow.compare.{key}[{i}]: {exc}", "shadow", "compare", key, i)
     if stage in ("legacy", "retired") and percent:
         err(f"shadow is ignored in stage {stage}", "shadow", severity=WARNING)
     if stage == "shadow" and not percent:

@@ -263,3 +263,15 @@ def test_trusted_proxies_compile_to_networks(rules_file) -> None:
     table = load_table(rules_file(HEAD + cap() + "trusted_proxies: [10.0.0.0/8, 192.168.1.7, '::1']\n"),
                        environ={})
     assert [str(n) for n in table.trusted_proxies] == ["10.0.0.0/8", "192.168.1.7/32", "::1/128"]
+
+
+def test_malformed_shadow_compare_paths_cite_the_line(rules_file) -> None:
+    path = rules_file(HEAD + cap().replace("    shadow: {percent: 100}\n", "") + (
+        "    shadow:\n      percent: 100\n      compare:\n"
+        "        ignore: ['$.updated_at', '$.a[']\n"
+        "        unordered_arrays:\n          - '$.items[*'\n"))
+    found = errors(path)      # the schema lets these through; the shadow's own parser does not
+    assert [(p.line, p.rule) for p in found] == [(15, "catalog"), (17, "catalog")]
+    assert found[0].message == ("shadow.compare.ignore[1]: path '$.a[': cannot read from "
+                                "position 3 ('[')")
+    assert found[1].message.startswith("shadow.compare.unordered_arrays[0]: path '$.items[*'")
