@@ -40,7 +40,8 @@ async def status(request: web.Request) -> web.Response:
 
 async def reload(request: web.Request) -> web.Response:
     result = await request.app[RUNTIME].reload("admin")
-    body = {"ok": result.ok, "version": result.version, "problems": list(result.problems)}
+    body = {"ok": result.ok, "version": result.version, "problems": list(result.problems),
+            "restarting_workers": list(result.restarting)}
     return web.json_response(body, status=200 if result.ok else 422, dumps=_dumps)
 
 

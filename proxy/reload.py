@@ -24,6 +24,7 @@ class LoadResult:
     ok: bool
     version: str
     problems: tuple[str, ...] = ()
+    restarting: tuple[int, ...] = ()   # workers (by index) that load the rules as they start
 
 
 def load_in_thread(path: Path) -> Awaitable[Any]:

@@ -148,13 +148,17 @@ class Runtime:
         if not result.ok:
             return result
         outcomes = await asyncio.gather(*(w.reload(table) for w in self.workers))
-        problems = tuple(p for _, errs in outcomes for p in errs)
+        # A worker that is (re)starting (None) loads the current rules as it comes up.
+        restarting = tuple(i for i, o in enumerate(outcomes) if o is None)
+        problems = tuple(p for o in outcomes if o is not None for p in o[1])
         if problems:
             self.rules.last_error = problems
             log.error("reload (%s): some workers kept their old rules: %s", trigger, problems)
-            return LoadResult(False, result.version, problems)
-        log.info("reload (%s): serving rules %s", trigger, result.version)
-        return result
+            return LoadResult(False, result.version, problems, restarting)
+        log.info("reload (%s): serving rules %s%s", trigger, result.version,
+                 f" (workers {list(restarting)} restarting, they load it as they start)"
+                 if restarting else "")
+        return LoadResult(True, result.version, restarting=restarting)
 
     def merged_metrics(self):
         merged = merge(s["metrics"] for w in self.workers for s in w.snapshots())

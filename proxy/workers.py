@@ -114,6 +114,8 @@ class ProcessWorker:
         self.retired: list[dict[str, Any]] = []   # counters of earlier incarnations
         self.restarts = 0
         self.stopping = False
+        self.live = False                         # ready and not exited: it can take a reload
+        self.reload_pending = False               # a reload came while it was (re)starting
         self.started_at = 0.0
         self._ready: asyncio.Future | None = None
         self._reload: asyncio.Future | None = None
@@ -143,7 +145,11 @@ class ProcessWorker:
             while self.conn.poll():
                 kind, *payload = self.conn.recv()
                 if kind == "ready" and not self._ready.done():
+                    self.live = True
                     self._ready.set_result(None)
+                    if self.reload_pending:       # it may have read the file before the save
+                        self.reload_pending = False
+                        self.conn.send(("reload",))
                 elif kind == "failed" and not self._ready.done():
                     self._ready.set_exception(RuntimeError(payload[0]))
                 elif kind == "metrics":
@@ -154,6 +160,7 @@ class ProcessWorker:
             self._on_exit()
 
     def _on_exit(self) -> None:
+        self.live = False
         loop = asyncio.get_running_loop()
         loop.remove_reader(self.conn.fileno())
         self.conn.close()
@@ -163,7 +170,8 @@ class ProcessWorker:
         if self._ready is not None and not self._ready.done():
             self._ready.set_exception(RuntimeError("worker exited during start; see its log"))
         if self._reload is not None and not self._reload.done():
-            self._reload.set_result(("", ("worker exited",)))
+            self.reload_pending = True            # its restart loads the current rules
+            self._reload.set_result(None)
         self._exited.set()
         if self.stopping:
             return
@@ -183,14 +191,23 @@ class ProcessWorker:
         except Exception as exc:
             log.error("worker %d failed to restart: %s", self.index, exc)
 
-    async def reload(self, table: Any = None) -> tuple[str, tuple[str, ...]]:
-        """Tell the worker to build the new table itself (off its loop) and swap it in."""
+    async def reload(self, table: Any = None) -> tuple[str, tuple[str, ...]] | None:
+        """Tell the worker to build the new table itself (off its loop) and swap it in.
+
+        None when the worker is (re)starting: it loads the rule file as it starts, and once it
+        is ready it is told to reload again, in case it read the file before this change."""
+        if not self.live:
+            self.reload_pending = True
+            return None
         loop = asyncio.get_running_loop()
         self._reload = loop.create_future()
         try:
             self.conn.send(("reload",))
             return await asyncio.wait_for(self._reload, RELOAD_TIMEOUT_S)
-        except (OSError, asyncio.TimeoutError) as exc:
+        except OSError:                           # it died just now; the restart loads the rules
+            self.reload_pending = True
+            return None
+        except asyncio.TimeoutError as exc:
             return "", (f"worker {self.index} did not reload: {exc!r}",)
 
     def snapshots(self) -> list[dict[str, Any]]:
@@ -198,7 +215,8 @@ class ProcessWorker:
 
     def info(self) -> dict[str, Any]:
         alive = self.process is not None and self.process.is_alive()
-        return {"pid": self.pid, "alive": alive, "restarts": self.restarts,
+        return {"pid": self.pid, "alive": alive, "restarting": not self.live and not self.stopping,
+                "restarts": self.restarts,
                 "rules_version": self.latest["version"] if self.latest else None}
 
     async def stop(self, grace_s: float) -> None:

@@ -86,6 +86,14 @@ async def test_two_workers_sighup_killed_worker_and_totals(tmp_path):
                 status = Path(f"/proc/{pids[0]}/status")
                 assert not status.exists() or "\nState:\tZ" in status.read_text()
             await eventually(gone)
+            # A reload while it restarts is fine: the live worker swaps, the restarting one
+            # loads the file as it starts (it comes back only after a back-off and a spawn).
+            write_rules(rules, rules_doc(legacy.url, service.url, stage="cutover",
+                                         prefixes=("/api/", "/v2/")))
+            async with http.post(proxy.admin_url + "/admin/reload", headers=proxy.auth) as resp:
+                reloaded = await resp.json()
+            assert resp.status == 200, reloaded
+            assert reloaded["ok"] and reloaded["restarting_workers"] == [0], reloaded
             # (a fresh client: `http` still pools keep-alive connections to the dead worker)
             async with client(connector=aiohttp.TCPConnector(force_close=True)) as fresh:
                 for _ in range(20):
@@ -96,7 +104,8 @@ async def test_two_workers_sighup_killed_worker_and_totals(tmp_path):
                 st = await status_of(http, proxy)
                 worker = st["workers"][0]
                 assert worker["restarts"] == 1 and worker["alive"] and worker["pid"] != pids[0]
-                assert worker["rules_version"] == st["rules"]["version"]
+                assert worker["rules_version"] == st["rules"]["version"] == reloaded["version"]
+                assert not worker["restarting"] and st["rules"]["last_reload_error"] is None
                 return st
             await eventually(restarted)
         assert proc.returncode == 0
