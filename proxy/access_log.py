@@ -1,7 +1,9 @@
 """Structured access log: one JSON object per line, written by a background thread.
 
-The event loop only puts a small dict on a queue (`logging.handlers.QueueHandler`); a
-`QueueListener` thread formats and writes it, so a slow disk never stalls forwarding.
+The event loop only puts the entry dict on a `queue.SimpleQueue` (about 0.2 µs; a
+`logging.Logger` call with a QueueHandler cost ~5 µs per request in record building alone).
+One thread formats what has queued up and writes it with one `write` per batch, so a slow disk
+never stalls forwarding and a busy proxy does not pay a syscall per line.
 Never logged: Authorization, cookies, the override secret (no headers are logged at all), and
 query values whose names look sensitive.
 """
@@ -9,12 +11,12 @@ from __future__ import annotations
 
 import json
 import logging
-import logging.handlers
 import queue
 import re
 import sys
+import threading
 from datetime import datetime, timezone
-from typing import Any
+from typing import Any, TextIO
 
 SENSITIVE_QUERY = re.compile(r"(?i)(pass|secret|token|key|auth|session|sig|card|cvv|code)")
 REDACTED = "***"
@@ -31,44 +33,55 @@ def redact_query(query: str) -> str:
     return "&".join(parts)
 
 
-class _JsonLines(logging.Formatter):
-    """Runs on the listener thread: the ISO timestamp is made here, not on the event loop."""
-
-    def format(self, record: logging.LogRecord) -> str:
-        entry = record.msg
-        ts = entry.get("ts")
-        if isinstance(ts, float):
-            entry["ts"] = datetime.fromtimestamp(ts, timezone.utc).isoformat(timespec="milliseconds")
-        return json.dumps(entry, separators=(",", ":"), default=str)
+log = logging.getLogger("strangler.proxy")
+BATCH = 1024                     # lines per write at most
+_STOP = object()
 
 
-class _DictQueueHandler(logging.handlers.QueueHandler):
-    """Queue the record as is: formatting happens on the listener thread."""
-
-    def prepare(self, record: logging.LogRecord) -> logging.LogRecord:
-        return record
+def format_entry(entry: dict[str, Any]) -> str:
+    """One JSON line; the ISO timestamp is made here (on the writer thread), not on the loop."""
+    ts = entry.get("ts")
+    if isinstance(ts, float):
+        entry["ts"] = datetime.fromtimestamp(ts, timezone.utc).isoformat(timespec="milliseconds")
+    return json.dumps(entry, separators=(",", ":"), default=str) + "\n"
 
 
 class AccessLog:
     """`target` is a file path or "-" for stdout. Call `close()` to flush on shutdown."""
 
     def __init__(self, target: str) -> None:
-        if target == "-":
-            handler: logging.Handler = logging.StreamHandler(sys.stdout)
-        else:
-            handler = logging.FileHandler(target, encoding="utf-8")
-        handler.setFormatter(_JsonLines())
+        self._out: TextIO = sys.stdout if target == "-" else open(target, "a", encoding="utf-8")
         self._queue: queue.SimpleQueue = queue.SimpleQueue()
-        self._listener = logging.handlers.QueueListener(self._queue, handler)
-        self._handler = handler
-        self._logger = logging.Logger("strangler.access", logging.INFO)
-        self._logger.propagate = False
-        self._logger.addHandler(_DictQueueHandler(self._queue))
-        self._listener.start()
+        self._thread = threading.Thread(target=self._write_batches, name="strangler-access-log",
+                                        daemon=True)
+        self._thread.start()
 
     def write(self, entry: dict[str, Any]) -> None:
-        self._logger.info(entry)
+        self._queue.put(entry)
+
+    def _write_batches(self) -> None:
+        get, get_nowait = self._queue.get, self._queue.get_nowait
+        while True:
+            batch = [get()]
+            while len(batch) < BATCH:
+                try:
+                    batch.append(get_nowait())
+                except queue.Empty:
+                    break
+            stop = batch[-1] is _STOP        # close() queues it last: nothing follows it
+            if stop:
+                batch.pop()
+            if batch:
+                try:
+                    self._out.write("".join(map(format_entry, batch)))
+                    self._out.flush()
+                except OSError as exc:          # a full disk loses lines, never the proxy
+                    log.error("access log: %d lines not written: %s", len(batch), exc)
+            if stop:
+                return
 
     def close(self) -> None:
-        self._listener.stop()
-        self._handler.close()
+        self._queue.put(_STOP)
+        self._thread.join()
+        if self._out is not sys.stdout:
+            self._out.close()
