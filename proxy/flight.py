@@ -205,18 +205,17 @@ class Flight:
             if decision.shadow is not None:
                 self.capture = []
                 self.replay_limit = decision.shadow.max_body_bytes
-        if self.method in RETRY_METHODS:
-            self.replay_limit = max(self.replay_limit, engine.limits.replay_buffer_bytes)
-        if self.replay_limit and max(self.content_length or 0, self.body_len) <= self.replay_limit \
-                and not (self.body_done and not self.body_len):
-            # Keep the body for a retry/shadow, starting with what arrived while queued
-            # (bodiless requests are replayable as they are).
-            self.replay = list(self.body_parts)
-            self.replay_len = self.body_len
-        if self.capture is not None and not (self.body_done and not self.body_len) and (
-                self.replay is None
-                or max(self.content_length or 0, self.body_len) > decision.shadow.max_body_bytes):
-            self._skip_shadow("body-too-large")
+        if self.body_len or not self.body_done:   # bodiless requests are replayable as they are
+            if self.method in RETRY_METHODS:
+                self.replay_limit = max(self.replay_limit, engine.limits.replay_buffer_bytes)
+            size = max(self.content_length or 0, self.body_len)
+            if self.replay_limit and size <= self.replay_limit:
+                # Keep the body for a retry/shadow, starting with what arrived while queued.
+                self.replay = list(self.body_parts)
+                self.replay_len = self.body_len
+            if self.capture is not None and (self.replay is None
+                                             or size > decision.shadow.max_body_bytes):
+                self._skip_shadow("body-too-large")
         self.dispatch(decision.backend)
 
     def dispatch(self, backend: Any, fresh: bool = False) -> None:
@@ -277,19 +276,22 @@ class Flight:
             upgrade=self.upgrade,
             framing=framing, fallback_host=conn.pool.host_header,
             request_id=self.request_id_b)
-        parts = [self.head]
         body = self.replay if self.replay is not None else self.body_parts
-        if self.chunked:
-            parts += [b"%x\r\n%b\r\n" % (len(p), p) for p in body]
-            if self.body_done:
-                parts.append(b"0\r\n\r\n")
+        if body or self.chunked:
+            parts = [self.head]
+            if self.chunked:
+                parts += [b"%x\r\n%b\r\n" % (len(p), p) for p in body]
+                if self.body_done:
+                    parts.append(b"0\r\n\r\n")
+            else:
+                parts += body
+            self.body_parts = []
+            if self.buffered:
+                self.buffered = 0
+                self.client.resume("buffer")
+            conn.transport.write(b"".join(parts))
         else:
-            parts += body
-        self.body_parts = []
-        if self.buffered:
-            self.buffered = 0
-            self.client.resume("buffer")
-        conn.transport.write(b"".join(parts))
+            conn.transport.write(self.head)      # the common case: a bodiless request
         now = conn.last_activity = self.loop.time()
         self.deadline = now + self.backend.total_timeout_s
         self.engine.inflight.add(self)           # the engine's timeout sweep watches it
