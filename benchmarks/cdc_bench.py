@@ -225,7 +225,7 @@ def _config_file(directory: Path, cap: str, legacy: str, service: str) -> Path:
     path.write_text(f"version: 1\ncapability: {cap}\nlegacy:\n  url: {_url(legacy)}\n  topic_prefix: {cap}_legacy\n"
                     f"service:\n  url: {_url(service)}\n  topic_prefix: {cap}_catalog\nwrites: legacy\n"
                     f"transport:\n  kind: kafka\n  bootstrap: {KAFKA}\n  partitions: 3\n"
-                    f"apply:\n  batch_size: 5000\ntables:\n{tables}")
+                    f"apply:\n  batch_size: 5000\n  members: 2\ntables:\n{tables}")
     return path
 
 

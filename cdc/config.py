@@ -71,6 +71,7 @@ class CdcConfig:
     transport: Transport
     batch_size: int
     mapping: Mapping
+    apply_members: int = 1          # consumer-group members applying each direction (Kafka only)
 
     def route(self, direction: str) -> Route:
         forward = direction == TO_SERVICE
@@ -101,6 +102,22 @@ def config_path(capability: str, path: str | None = None) -> Path:
     return Path(path) if path else RULES_DIR / f"{capability}.yaml"
 
 
+def rules_owner(rules: Path, capability: str) -> str:
+    """Who owns the capability's writes, as the routing rules the proxy serves say."""
+    from proxy.rules import load_table
+    from proxy.rules.problems import RulesError
+    try:
+        table = load_table(rules)
+    except RulesError as exc:
+        raise OperatorError(f"{rules}: the routing rules named by `rules:` do not load ({exc}); "
+                            "fix them (strangler rules validate) or the path") from None
+    for cap in table.capabilities:
+        if cap.name == capability:
+            return cap.writes
+    raise OperatorError(f"{rules}: no capability {capability!r} in the routing rules; add it or point "
+                        "`rules:` at the rules that route it")
+
+
 def load_config(capability: str, path: str | None = None) -> CdcConfig:
     p = config_path(capability, path)
     if not p.is_file():
@@ -128,7 +145,13 @@ def load_config(capability: str, path: str | None = None) -> CdcConfig:
         return Side(url=url, topic_prefix=str(_expand(node.get("topic_prefix", name))),
                     schema=str(_expand(node.get("schema", default_schema))))
 
-    writes = doc.get("writes", "legacy")
+    if doc.get("rules") is not None:
+        if "writes" in doc:
+            raise where.fail(doc, "writes", "writes", "the routing rules named by `rules:` own the write "
+                             "owner; remove writes: from this file (`strangler writes` edits the rules)")
+        writes = rules_owner(p.parent / str(_expand(doc["rules"])), str(doc.get("capability", capability)))
+    else:
+        writes = doc.get("writes", "legacy")
     if writes not in ("legacy", "service"):
         raise where.fail(doc, "writes", "writes", f"{writes!r}: use legacy or service")
     tnode = doc.get("transport") or {}
@@ -138,10 +161,16 @@ def load_config(capability: str, path: str | None = None) -> CdcConfig:
     try:
         partitions = int(_expand(tnode.get("partitions", 3)))
         batch_size = int(_expand((doc.get("apply") or {}).get("batch_size", 2000)))
+        members = int(_expand((doc.get("apply") or {}).get("members", 1)))
     except ValueError as exc:
-        raise OperatorError(f"{p}: transport.partitions / apply.batch_size: {exc}") from None
+        raise OperatorError(f"{p}: transport.partitions / apply.batch_size / apply.members: {exc}") from None
+    if members < 1 or (members > 1 and kind != "kafka"):
+        raise where.fail(doc.get("apply"), "members", "apply.members",
+                         f"{members}: use 1, or more only with transport kind kafka (the embedded log "
+                         "has a single reader)")
     transport = Transport(kind=kind, bootstrap=str(_expand(tnode.get("bootstrap", "127.0.0.1:19092"))),
                           partitions=partitions, path=str(_expand(tnode.get("path", "var/cdc-log.db"))))
     return CdcConfig(path=str(p), capability=str(doc.get("capability", capability)),
                      legacy=side("legacy"), service=side("service"), writes=writes,
-                     transport=transport, batch_size=batch_size, mapping=mapping)
+                     transport=transport, batch_size=batch_size, mapping=mapping,
+                     apply_members=members)

@@ -64,7 +64,12 @@ def make_capture(config: CdcConfig, route: Route, sink: EventSink):
 
 
 def make_applier(config: CdcConfig, route: Route) -> Applier:
-    return Applier(TargetStore(route.target.url), config.mapping, route.direction, route.name)
+    store = TargetStore(route.target.url)
+    try:
+        return Applier(store, config.mapping, route.direction, route.name)
+    except BaseException:
+        store.close()           # else its session (and replication origin) outlives the failure
+        raise
 
 
 @dataclass
@@ -83,8 +88,9 @@ class ApplyStats:
 class ApplyLoop:
     """poll -> apply (rows + offsets in one transaction) -> tell the transport; forever."""
 
-    def __init__(self, config: CdcConfig, route: Route) -> None:
+    def __init__(self, config: CdcConfig, route: Route, *, retry_lookups: bool = True) -> None:
         self.config, self.route = config, route
+        self.retry_lookups = retry_lookups      # one member per direction retries dead letters
         self.stats = ApplyStats()
         self.caught_up = threading.Event()       # set whenever a poll comes back empty
 
@@ -124,7 +130,7 @@ class ApplyLoop:
                 self.stats.record(outcome)
             else:
                 self.caught_up.set()
-            if time.monotonic() - last_retry >= LOOKUP_RETRY_S:
+            if self.retry_lookups and time.monotonic() - last_retry >= LOOKUP_RETRY_S:
                 last_retry = time.monotonic()
                 self.stats.events += dlq.retry_lookups(applier)
 
@@ -167,7 +173,10 @@ class Pipeline:
                  snapshot: bool = True) -> None:
         self.config = config
         self.routes = [config.route(d) for d in directions]
-        self.applies = [ApplyLoop(config, r) for r in self.routes] if "apply" in parts else []
+        # Several members of one consumer group share a direction's partitions: one member's
+        # database round trip overlaps another's decoding and mapping.
+        self.applies = [ApplyLoop(config, r, retry_lookups=i == 0) for r in self.routes
+                        for i in range(config.apply_members)] if "apply" in parts else []
         self.sinks = [make_sink(config) for _ in self.routes] if "capture" in parts else []
         # Only legacy -> service starts with a snapshot: it fills the new store. Legacy already
         # holds the data, and a snapshot of the service re-sent to it could overwrite legacy writes

@@ -101,6 +101,7 @@ class TargetStore:
             self.errors = (sqlite3.IntegrityError, sqlite3.DataError, sqlite3.InterfaceError,
                            sqlite3.ProgrammingError)
         self.in_tx = False
+        self._types: dict[str, dict[str, str]] = {}     # PostgreSQL: table -> column -> type
         self.marked = False             # set below, once the marker table exists
         self.begin()
         cur = self.conn.cursor()
@@ -165,11 +166,23 @@ class TargetStore:
                        if updates else "NOTHING"))
         cur = self.cursor()
         if self.is_pg:
-            self._extras.execute_values(cur, f"INSERT INTO {q(table)} ({cols}) VALUES %s {conflict}",
-                                        rows, page_size=5000)
+            # One statement whatever the batch size: a column of values per array, unnested by the
+            # server (about 1.5x the rate of a multi-row VALUES list, which the server must parse).
+            cur.execute(f"INSERT INTO {q(table)} ({cols}) SELECT * FROM {self._unnest(table, columns)} "
+                        f"{conflict}", [list(c) for c in zip(*rows)])
         else:
             marks = ", ".join("?" for _ in columns)
             cur.executemany(f"INSERT INTO {q(table)} ({cols}) VALUES ({marks}) {conflict}", rows)
+
+    def _unnest(self, table: str, columns: Sequence[str]) -> str:
+        """`unnest(%s::type[], ...)`, one typed array parameter per column of `table`."""
+        types = self._types.get(table)
+        if types is None:
+            cur = self.cursor()
+            cur.execute("SELECT attname, format_type(atttypid, atttypmod) FROM pg_attribute "
+                        "WHERE attrelid = %s::regclass AND attnum > 0 AND NOT attisdropped", (q(table),))
+            types = self._types[table] = dict(cur.fetchall())
+        return "unnest(" + ", ".join(f"%s::{types[c]}[]" for c in columns) + ")"
 
     def execute_many(self, sql: str, rows: list[tuple]) -> None:
         cur = self.cursor()
@@ -179,6 +192,12 @@ class TargetStore:
             cur.executemany(sql, rows)
 
     def delete(self, table: str, key: Sequence[str], keys: list[tuple]) -> None:
+        if self.is_pg:      # one statement for the whole batch
+            match = " AND ".join(f"t.{q(k)} = d.{q(k)}" for k in key)
+            self.cursor().execute(f"DELETE FROM {q(table)} AS t USING {self._unnest(table, key)} "
+                                  f"AS d({', '.join(q(k) for k in key)}) WHERE {match}",
+                                  [list(c) for c in zip(*keys)])
+            return
         where = " AND ".join(f"{q(k)} = {self.ph}" for k in key)
         self.execute_many(f"DELETE FROM {q(table)} WHERE {where}", keys)
 
@@ -196,17 +215,17 @@ class TargetStore:
     # --- bookkeeping --------------------------------------------------------------------------
     def positions(self, tbl: str, pks: Iterable[str]) -> dict[str, int]:
         pks = list(pks)
-        found: dict[str, int] = {}
         cur = self.cursor()
+        if self.is_pg:
+            cur.execute(f"SELECT pk, position FROM {POSITIONS} WHERE tbl = %s AND pk = ANY(%s::text[])",
+                        (tbl, pks))
+            return dict(cur.fetchall())
+        found: dict[str, int] = {}
         for i in range(0, len(pks), 500):
             chunk = pks[i:i + 500]
-            if self.is_pg:
-                cur.execute(f"SELECT pk, position FROM {POSITIONS} WHERE tbl = %s AND pk = ANY(%s)",
-                            (tbl, chunk))
-            else:
-                marks = ", ".join("?" for _ in chunk)
-                cur.execute(f"SELECT pk, position FROM {POSITIONS} WHERE tbl = ? AND pk IN ({marks})",
-                            (tbl, *chunk))
+            marks = ", ".join("?" for _ in chunk)
+            cur.execute(f"SELECT pk, position FROM {POSITIONS} WHERE tbl = ? AND pk IN ({marks})",
+                        (tbl, *chunk))
             found.update(cur.fetchall())
         return found
 

@@ -12,15 +12,15 @@ committed to Kafka afterwards, only so standard lag tooling can see it.
 """
 from __future__ import annotations
 
-import json
 import threading
 from typing import Any, Callable
 
+import orjson
 from confluent_kafka import (OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, Producer,
                              TopicPartition)
 from confluent_kafka.admin import AdminClient, NewTopic
 
-from cdc.envelope import encode
+from cdc.envelope import decode, encode
 from cdc.events import ChangeEvent
 from cdc.records import Record
 
@@ -72,7 +72,9 @@ def ensure_topics(bootstrap: str, topics: list[str], partitions: int, replicatio
 
 
 def _dumps(obj: Any) -> bytes:
-    return json.dumps(obj, separators=(",", ":"), ensure_ascii=False, default=str).encode()
+    """Compact UTF-8 JSON: the same bytes json.dumps(separators=(",", ":"), ensure_ascii=False)
+    gives for a key, so a row keeps its partition across versions."""
+    return orjson.dumps(obj, default=str)
 
 
 class KafkaSink:
@@ -152,8 +154,20 @@ class KafkaSource:
         stored = self._stored_offsets()
         for p in partitions:
             p.offset = stored.get((p.topic, p.partition), OFFSET_BEGINNING)
+            if p.offset >= 0 and p.offset > self._end(consumer, p):
+                # Past the end of the log: the topic was deleted and re-created (or its broker lost
+                # its data), so the stored offset names nothing in this log. Read it whole: positions
+                # make every event already applied a no-op.
+                p.offset = OFFSET_BEGINNING
         consumer.assign(partitions)
         self.assigned = [(p.topic, p.partition) for p in partitions]
+
+    @staticmethod
+    def _end(consumer: Consumer, p: TopicPartition) -> float:
+        try:
+            return consumer.get_watermark_offsets(p, timeout=5, cached=False)[1]
+        except KafkaException:      # broker unreachable: trust the stored offset
+            return float("inf")
 
     def poll(self, max_records: int, timeout_s: float) -> list[Record]:
         out: list[Record] = []
@@ -164,12 +178,11 @@ class KafkaSource:
                     raise TransportError(f"consume failed: {err.str()}")
                 continue    # broker down, topic not yet in the metadata...: librdkafka retries by itself
             raw_key, raw_value = msg.key(), msg.value()
-            # str first: json.loads(bytes) sniffs the encoding each time; ours is always UTF-8.
-            value = json.loads(raw_value.decode()) if raw_value is not None else None
+            value = decode(raw_value)
             position = _position(msg.headers(), value)
             topic = msg.topic()
             out.append(Record(topic, msg.partition(), msg.offset(),
-                              ChangeEvent(topic, json.loads(raw_key.decode()) if raw_key else None, value,
+                              ChangeEvent(topic, decode(raw_key) if raw_key else None, value,
                                           position)))
         return out
 
