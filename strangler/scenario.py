@@ -15,6 +15,7 @@ Every wait is a condition with a bounded timeout (`ScenarioError` names what did
 from __future__ import annotations
 
 import asyncio
+import ctypes
 import json
 import os
 import secrets
@@ -44,6 +45,7 @@ CAPABILITY = "catalog"
 WHO = "scenario"
 BROKEN_RELEASE = "error-rate:0.5"     # the broken release fails half its reads
 MIN_MATCH = 99.5                      # shadow match rate (%) needed before canary and cutover
+_PR_SET_PDEATHSIG = 1                 # from <sys/prctl.h>
 MIN_COMPARED = 300                    # shadow comparisons needed before judging the match rate
 
 
@@ -81,12 +83,20 @@ class Outcome:
     prices_seen: dict[str, dict[int, float]] = field(default_factory=dict)
     history: list[dict[str, Any]] = field(default_factory=list)
     history_text: str = ""
+    fallbacks: dict[str, int] = field(default_factory=dict)   # step -> reads legacy covered
 
 
 def free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
+
+
+def _die_with_parent() -> None:
+    """In the child, before exec (Linux): SIGTERM when the scenario dies, even by SIGKILL, so an
+    interrupted run leaves nothing holding ports or replication slots."""
+    if sys.platform == "linux":
+        ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
 
 
 class Child:
@@ -101,7 +111,8 @@ class Child:
             self.proc = subprocess.Popen(
                 [sys.executable, "-m", "strangler", *self.argv], cwd=ROOT,
                 env={**os.environ, "PYTHONUNBUFFERED": "1", **self.env},
-                stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+                stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
+                preexec_fn=_die_with_parent)
         return self
 
     def running(self) -> bool:
@@ -176,6 +187,7 @@ class Scenario:
         self._t0 = time.monotonic()
         self._step_t = self._t0
         self._load: Load | None = None
+        self._rolled_back_after = 0          # history id before the broken release
 
     # ---- set-up and tear-down -----------------------------------------------------------------
 
@@ -304,6 +316,17 @@ class Scenario:
         entry = self._gates(await self._admin("/admin/status"))
         return entry.get("figures", {}).get("service", {}).get("requests", 0) if entry else 0
 
+    async def _fallbacks(self) -> int:
+        """Reads of the catalog the service failed and legacy answered, since the proxy started
+        (`strangler_fallbacks_total` summed over reasons and workers)."""
+        async with aiohttp.ClientSession(headers={"Authorization": f"Bearer {self.token}"}) as s:
+            async with s.get(self.admin_url + "/metrics") as resp:
+                resp.raise_for_status()
+                lines = (await resp.text()).splitlines()
+        return int(sum(float(line.rsplit(" ", 1)[1]) for line in lines
+                       if line.startswith("strangler_fallbacks_total{")
+                       and f'capability="{CAPABILITY}"' in line))
+
     async def _shadow(self) -> dict[str, Any]:
         report = await self._admin(f"/admin/shadow?capability={CAPABILITY}")
         caps = [c for c in report["capabilities"] if c["name"] == CAPABILITY]
@@ -398,26 +421,42 @@ class Scenario:
         for _ in range(2):
             self.step("promote", await self._promote())
 
-        await _until("service traffic at 25 %", self._service_requests_at_least(150), 60)
+        # The gates count a read legacy covered for the service as a service error, so a crash
+        # is judged against the healthy traffic of the step: enough of it first, or a few
+        # seconds of outage alone would trip the automatic rollback.
+        await _until("service traffic at 25 %", self._service_requests_at_least(800), 90)
+        before = await self._fallbacks()
         await asyncio.to_thread(self.children["catalog"].kill9)
         crashed = self._load.report.requests
         self._start_release()
         await self._healthy("catalog", self.ports["catalog"])
+        covered = self.outcome.fallbacks["crash"] = await self._fallbacks() - before
         self.step("crash: kill -9 + restart", f"{self._load.report.requests - crashed} requests "
-                  "during the outage, served by fallback")
+                  f"during the outage, {covered} service reads answered by legacy (fallback)")
         self.step("price edit (writes: legacy)", await self._edit_price(5, 24.50))
+        history = await asyncio.to_thread(self._history)
+        if any(str(e.get("who", "")).startswith("proxy") for e in history):
+            raise ScenarioError("the crash alone made the proxy roll the canary back: more "
+                                "healthy traffic before the crash, or a looser error gate")
+        self._rolled_back_after = max((e["id"] for e in history), default=0)
 
         await asyncio.to_thread(self.children["catalog"].stop)
+        before = await self._fallbacks()
         self._start_release(BROKEN_RELEASE)
         await self._healthy("catalog", self.ports["catalog"])
         self.step("deploy broken release", f"{FAULT_ENV}={BROKEN_RELEASE}")
         rolled = await _until("the proxy's automatic rollback", self._autorollback, 90, every=0.5)
-        self.step("automatic rollback", f"{rolled['who']}: {rolled['summary']}")
+        self.step("automatic rollback", f"{rolled['who']}: {rolled['summary']} ({rolled['why']})")
 
         await asyncio.to_thread(self.children["catalog"].stop)
+        # Counted once the broken release is gone: the workers' counters reach /metrics a
+        # moment after the requests.
+        covered = self.outcome.fallbacks["broken release"] = await self._fallbacks() - before
         self._start_release()
         await self._healthy("catalog", self.ports["catalog"])
-        self.step("deploy fixed release", "catalog restarted without the fault")
+        self.step("deploy fixed release", f"catalog restarted without the fault; the broken "
+                  f"release's {covered} failed reads were answered by legacy "
+                  f"(fallbacks {before} -> {before + covered})")
         await self._act(actions.rollout, 1, why="fixed release deployed")
         fixed_from = await self._shadow()
         self.step("canary 1 % again", "rollout 0 -> 1")
@@ -460,8 +499,10 @@ class Scenario:
         return doc["entries"] if isinstance(doc, dict) else doc
 
     async def _autorollback(self) -> dict[str, Any] | None:
+        """The proxy's rollback entry written after the broken release was deployed."""
         entries = await asyncio.to_thread(self._history)
-        return next((e for e in entries if str(e.get("who", "")).startswith("proxy")), None)
+        return next((e for e in entries if str(e.get("who", "")).startswith("proxy")
+                     and e["id"] > self._rolled_back_after), None)
 
     async def _final_checks(self) -> None:
         drained = await self._drain("to_legacy")
@@ -518,43 +559,32 @@ def checks(outcome: Outcome) -> list[tuple[str, bool, str]]:
     ]
 
 
-# ---- `strangler scenario`: the same run on screen, on SQLite with the embedded transport ------
+# ---- `strangler demo --scenario`: the same run on screen, on SQLite, no broker -------------------
 
 SCREEN_DIR = Path("var") / "scenario"
 
 
-def register(subparsers: Any) -> None:
-    parser = subparsers.add_parser("scenario", help=run_cli.__doc__.splitlines()[0],
-                                   description=run_cli.__doc__)
-    parser.add_argument("--products", type=int, default=40, metavar="N",
-                        help="products seeded into both stores (default 40)")
-    parser.add_argument("--users", type=int, default=300, metavar="N",
-                        help="virtual users of the load (default 300, 6 at a time)")
-    parser.set_defaults(func=run_cli)
-
-
-def run_cli(args: Any) -> int:
-    """Show one whole extraction of the catalog under load, step by step, then the checks.
-
-    Starts its own legacy shop, catalog service, proxy (2 workers) and CDC pipeline on free
-    loopback ports, on fresh SQLite files under var/scenario/ with the embedded transport (no
-    broker); prints one line per step as it happens. Exit 0 when every check holds, else 1.
-    """
+def show(products: int) -> int:
+    """Run the scenario on fresh SQLite files under var/scenario/ with the embedded transport,
+    printing one line per step as it happens, then the history and the checks. 0: every check
+    holds; 1: one does not, or a step's condition never came (logs: var/scenario/*.log)."""
     from strangler.db import sqlite_url
     from strangler.errors import OperatorError
-    if args.products < 10 or args.users < 1:
-        raise OperatorError("--products must be >= 10 and --users >= 1")
-    shutil.rmtree(SCREEN_DIR, ignore_errors=True)     # every run starts from fresh stores
-    stores = Stores(sqlite_url(SCREEN_DIR / "legacy.db"), sqlite_url(SCREEN_DIR / "catalog.db"))
+    if products < 10:
+        raise OperatorError(f"--products must be >= 10 for the scenario, got {products}")
+    base = SCREEN_DIR.resolve()      # the children run from the checkout, wherever this is
+    shutil.rmtree(base, ignore_errors=True)           # every run starts from fresh stores
+    base.mkdir(parents=True)
+    stores = Stores(sqlite_url(base / "legacy.db"), sqlite_url(base / "catalog.db"))
 
     async def main() -> Outcome:
-        async with Scenario(SCREEN_DIR.resolve(), stores, products=args.products,
-                            users=args.users, say=lambda line: print(line, flush=True)) as s:
-            return await s.run()
+        async with Scenario(base, stores, products=products,
+                            say=lambda line: print(line, flush=True)) as scenario:
+            return await scenario.run()
     try:
         outcome = asyncio.run(main())
     except ScenarioError as exc:
-        print(f"scenario stopped: {exc}\n(logs of every process: {SCREEN_DIR}/*.log)",
+        print(f"scenario stopped: {exc}\n(logs of every process: {base}/*.log)",
               file=sys.stderr)
         return 1
     print("\n" + outcome.history_text.rstrip() + "\n\nchecks:")

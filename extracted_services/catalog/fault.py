@@ -1,13 +1,15 @@
 """Test-only fault injection: a deliberately broken release of the catalog service.
 
-`STRANGLER_CATALOG_FAULT=error-rate:0.5` makes the service answer 500 to that share of its GETs
-(evenly spaced, not random, so a run is repeatable). The end-to-end scenario
+`STRANGLER_CATALOG_FAULT=error-rate:0.5` makes the service answer 500 to that share of its API
+GETs, drawn at random (evenly spaced failures would fall in step with interleaved callers, e.g.
+always on the proxy's shadow copies and never on client reads). The end-to-end scenario
 (`strangler/scenario.py`) starts a "broken release" this way to prove the proxy's automatic
 rollback; unset (the default), the middleware is not installed at all.
 """
 from __future__ import annotations
 
 import os
+import random
 
 from aiohttp import web
 
@@ -27,17 +29,14 @@ def fault_middlewares(setting: str | None = None) -> list:
     if kind != "error-rate" or not 0 < rate <= 1:
         raise ValueError(f"{FAULT_ENV}={setting!r} is not understood; use error-rate:R "
                          "with 0 < R <= 1, or unset it")
-    seen = {"reads": 0, "failed": 0}
 
     @web.middleware
     async def broken_release(request: web.Request, handler):
-        if request.method == "GET" and request.path.startswith("/api/"):
-            seen["reads"] += 1
-            if seen["failed"] < seen["reads"] * rate:
-                seen["failed"] += 1
-                return web.json_response(
-                    {"error": {"code": "internal", "message": f"injected fault ({FAULT_ENV})"}},
-                    status=500)
+        if request.method == "GET" and request.path.startswith("/api/") \
+                and random.random() < rate:
+            return web.json_response(
+                {"error": {"code": "internal", "message": f"injected fault ({FAULT_ENV})"}},
+                status=500)
         return await handler(request)
 
     return [broken_release]

@@ -44,6 +44,9 @@ async def test_catalog_extraction_under_load_loses_no_request_and_ends_with_iden
     load = outcome.load
     assert load.requests > 500 and load.count("checkout", 201) > 0, load.summary()
     assert load.failures == [], load.failures[:5]
+    # ...because the proxy's fallback answered from legacy what the crashed and the broken
+    # release could not.
+    assert outcome.fallbacks["crash"] > 0 and outcome.fallbacks["broken release"] > 0
 
     assert outcome.verify_code == 0, outcome.verify_output
     assert len(outcome.price_edits) >= 3
