@@ -3,10 +3,12 @@
 Shadows never hurt the client: `submit` and `skip` only do `put_nowait` and counter updates;
 when the queue is full — by count, or by the bytes of bodies held — the exchange is dropped and
 counted. A fixed number of consumer
-tasks replay exchanges through the dispatcher's OWN `aiohttp.ClientSession` (its own connector
-and connection limit, `auto_decompress=False`, per-capability timeout), so a slow or dead shadow
-target only ever ties up shadow connections. Comparison, redaction and sampling run in one
-dedicated thread so large bodies do not stall the event loop that serves clients.
+tasks replay exchanges through the dispatcher's OWN connection pools (`replay.ShadowClient`: its
+own connection limit, bodies never decompressed, per-capability timeout), so a slow or dead
+shadow target only ever ties up shadow connections. Comparison, redaction and sampling of large
+answers run in one dedicated thread so large bodies do not stall the event loop that serves
+clients; small ones are compared on the loop, which is cheaper than the handoff (see
+INLINE_COMPARE_BYTES).
 
 Sides. The comparison is always legacy (left) vs service (right):
 - forward shadow (stage `shadow`: legacy answered): replay to the service; for a noise sample,
@@ -31,15 +33,13 @@ from concurrent.futures import ThreadPoolExecutor
 from functools import lru_cache, partial
 from typing import Callable
 
-import aiohttp
-
 from proxy.decision import SAFE_METHODS, SERVICE, Backend, Decision
 from proxy.exchange import Exchange, ShadowSink
 from proxy.metrics import Metrics
 from proxy.shadow.compare import STATUS, Answer, diff_answers
 from proxy.shadow.noise import NoiseSampler
 from proxy.shadow.paths import compile_paths
-from proxy.shadow.replay import Replayed, error_kind, replay
+from proxy.shadow.replay import Replayed, ShadowClient, error_kind, replay
 from proxy.shadow.samples import build_sample
 from proxy.shadow.store import Observation, ShadowStore, default_store_url
 from proxy.shadow_settings import CompareSettings, ShadowSettings
@@ -47,6 +47,11 @@ from proxy.shadow_settings import CompareSettings, ShadowSettings
 log = logging.getLogger(__name__)
 
 _DEFAULT_SETTINGS = ShadowSettings()
+# Answers up to this many bytes (all sides together) are compared on the event loop: that takes
+# tens of microseconds, while handing the work to the comparison thread costs the loop more
+# (the thread takes the GIL just as the loop wants it back: ~200 us of loop time per handoff in
+# benchmarks/shadow_bench.py). Larger ones go to the thread so a big body cannot stall clients.
+INLINE_COMPARE_BYTES = 64 << 10
 
 DESCRIPTIONS = {
     "strangler_shadow_submitted_total": "Exchanges queued for shadowing.",
@@ -78,17 +83,14 @@ class ShadowDispatcher:
         self.noise = NoiseSampler()
         self._queue: asyncio.Queue[Exchange] | None = None
         self._tasks: list[asyncio.Task] = []
-        self._session: aiohttp.ClientSession | None = None
+        self._client: ShadowClient | None = None
         self._executor: ThreadPoolExecutor | None = None
 
     def start(self) -> None:
         if self.owns_store:
             self.store.start()
         self._queue = asyncio.Queue(self.queue_size)
-        connector = aiohttp.TCPConnector(limit=self.max_connections, ttl_dns_cache=300)
-        self._session = aiohttp.ClientSession(
-            connector=connector, auto_decompress=False,
-            skip_auto_headers=("User-Agent", "Accept-Encoding", "Content-Type"))
+        self._client = ShadowClient(self.max_connections)
         self._executor = ThreadPoolExecutor(1, thread_name_prefix="shadow-compare")
         self._tasks = [asyncio.create_task(self._consume(), name=f"shadow-{i}")
                        for i in range(self.workers)]
@@ -108,8 +110,9 @@ class ShadowDispatcher:
             exchange = self._queue.get_nowait()
             self._held_bytes -= _size(exchange)
             self._drop(exchange.decision, "shutdown")
-        if self._session is not None:
-            await self._session.close()
+        if self._client is not None:
+            self._client.close()
+            self._client = None
         if self._executor is not None:
             await asyncio.to_thread(self._executor.shutdown, wait=True)
         self._queue = None
@@ -192,12 +195,18 @@ class ShadowDispatcher:
                                                settings.noise_percent)
         reverse = decision.side == SERVICE
         legacy_backend = plan.target if reverse else decision.backend
-        assert self._session is not None
+        assert self._client is not None
         limits = {"limit": plan.max_body_bytes, "timeout_s": settings.timeout_s}
-        calls = [replay(self._session, ex, plan.target, dry_run=plan.dry_run, **limits)]
+        first = replay(self._client, ex, plan.target, dry_run=plan.dry_run, **limits)
         if noise:
-            calls.append(replay(self._session, ex, legacy_backend, dry_run=False, **limits))
-        results = await asyncio.gather(*calls, return_exceptions=True)
+            results = await asyncio.gather(
+                first, replay(self._client, ex, legacy_backend, dry_run=False, **limits),
+                return_exceptions=True)
+        else:   # the usual case: awaited in place, no task of its own to schedule
+            try:
+                results = [await first]
+            except Exception as exc:
+                results = [exc]
         shadow = results[0]
         if isinstance(shadow, BaseException):
             self._error(decision, error_kind(shadow))
@@ -210,11 +219,16 @@ class ShadowDispatcher:
             self._error(decision, "noise-" + error_kind(results[1]))
         primary = Replayed(Answer(ex.status, ex.response_headers, ex.response_body), ex.latency_s)
         legacy, service = (shadow, primary) if reverse else (primary, shadow)
-        loop = asyncio.get_running_loop()
+        observe = partial(self._observe, ex, settings, legacy, service, second,
+                          legacy_backend, plan.target if not reverse else decision.backend)
+        bodies = (len(legacy.answer.body) + len(service.answer.body)
+                  + (len(second.answer.body) if second is not None else 0))
         try:
-            observation = await loop.run_in_executor(
-                self._executor, self._observe, ex, settings, legacy, service, second,
-                legacy_backend, plan.target if not reverse else decision.backend)
+            if bodies <= INLINE_COMPARE_BYTES:
+                observation = observe()
+            else:
+                observation = await asyncio.get_running_loop().run_in_executor(
+                    self._executor, observe)
         except Exception:
             log.exception("shadow: comparison failed for %s %s", ex.method, decision.route)
             self._error(decision, "compare")
@@ -222,7 +236,7 @@ class ShadowDispatcher:
         self.store.record(observation)
         self.metrics.inc("strangler_shadow_compared_total", {"capability": capability})
 
-    # ---- comparison thread ----------------------------------------------------------------
+    # ---- comparison (thread or loop) ---------------------------------------------------------
     def _observe(self, ex: Exchange, settings: ShadowSettings, legacy: Replayed,
                  service: Replayed, second: Replayed | None, legacy_backend: Backend,
                  service_backend: Backend) -> Observation:

@@ -3,24 +3,33 @@
 The copy carries the primary's headers (Host included, so both sides build the same absolute
 URLs), `X-Strangler-Shadow: 1`, and `X-Strangler-Dry-Run: 1` for writes. The answer is read whole
 up to a size limit; anything short of a comparable answer raises `ShadowError(kind)`.
+
+Why not aiohttp's client: shadow copies run on the worker's event loop, next to the clients'
+requests, so their CPU is taken from the clients. One replay through an `aiohttp.ClientSession`
+cost about 77 us of CPU, through the proxy's own keep-alive pools (`proxy.upstream`, httptools)
+about 25 us (sequential replays of the benchmark's 500-byte answer from nginx); see
+benchmarks/shadow_bench.py for what that does to client latency. `ShadowClient` keeps its pools
+apart from the engine's, so a slow shadow target still only ties up shadow connections.
 """
 from __future__ import annotations
 
 import asyncio
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
-import aiohttp
+import httptools
 
 from proxy.decision import Backend
 from proxy.exchange import Exchange
 from proxy.shadow.compare import Answer
+from proxy.upstream import PoolExhausted, UpstreamConnection, UpstreamPool
 
 DRY_RUN_HEADER = "X-Strangler-Dry-Run"
 SHADOW_HEADER = "X-Strangler-Shadow"
-# Framing and hop-by-hop headers the client session sets itself.
+# Framing and hop-by-hop headers the client sets itself.
 NOT_REPLAYED = frozenset({"content-length", "transfer-encoding", "connection", "expect",
                           "keep-alive", "te", "trailer", "upgrade", DRY_RUN_HEADER.lower()})
+BODILESS = frozenset({"GET", "HEAD", "OPTIONS", "TRACE", "DELETE"})
 
 
 class ShadowError(Exception):
@@ -38,36 +47,183 @@ class Replayed:
     latency_s: float
 
 
-async def replay(session: aiohttp.ClientSession, ex: Exchange, backend: Backend, *,
-                 limit: int, timeout_s: float, dry_run: bool) -> Replayed:
-    headers = [(k, v) for k, v in ex.request_headers if k.lower() not in NOT_REPLAYED]
-    headers.append((SHADOW_HEADER, "1"))
+class ShadowClient:
+    """Keep-alive pools for shadow copies, one per backend, at most `max_connections` each."""
+
+    def __init__(self, max_connections: int) -> None:
+        self.max_connections = max_connections
+        self.loop = asyncio.get_running_loop()
+        self._pools: dict[tuple[str, int], UpstreamPool] = {}
+
+    def pool(self, backend: Backend) -> UpstreamPool:
+        pool = self._pools.get((backend.host, backend.port))
+        if pool is None:
+            limit = min(backend.max_connections, self.max_connections)
+            pool = UpstreamPool(replace(backend, max_connections=limit), self.loop)
+            self._pools[(backend.host, backend.port)] = pool
+        return pool
+
+    def close(self) -> None:
+        for pool in self._pools.values():
+            pool.retired = True           # busy connections close when released
+            pool.close_idle()
+        self._pools.clear()
+
+
+class _Paused:
+    """UpstreamConnection tells its exchange's client about upstream back-pressure; a shadow
+    has no client, and its request is written whole at once."""
+
+    def pause(self, reason: str) -> None:
+        pass
+
+    def resume(self, reason: str) -> None:
+        pass
+
+
+class _Call:
+    """One replay on one pooled connection: the response parser's callbacks and the
+    connection's signals (the interface proxy.upstream expects of the exchange it carries)."""
+    __slots__ = ("conn", "head", "limit", "done", "status", "headers", "chunks", "size",
+                 "answered")
+    head_pending = False      # only the engine's Flight keeps the raw response head
+    client = _Paused()
+
+    def __init__(self, conn: UpstreamConnection, head: bool, limit: int,
+                 done: asyncio.Future) -> None:
+        self.conn, self.head, self.limit, self.done = conn, head, limit, done
+        self.status = 0
+        self.headers: list[tuple[str, str]] = []
+        self.chunks: list[bytes] = []
+        self.size = 0
+        self.answered = False     # a byte of the answer arrived (else a lost reused
+                                  # connection was simply stale and is worth a retry)
+
+    # httptools.HttpResponseParser callbacks
+    def on_message_begin(self) -> None:
+        self.answered = True
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        if self.done.done():
+            return
+        self.headers.append((name.decode("latin-1"), value.decode("latin-1")))
+
+    def on_headers_complete(self) -> None:
+        if self.done.done():
+            return
+        self.status = self.conn.parser.get_status_code()
+        if self.status < 200:         # interim (100 Continue...): the real answer follows
+            self.headers = []
+            return
+        length = next((v for k, v in self.headers if k.lower() == "content-length"), None)
+        if length is not None and length.isdigit() and int(length) > self.limit:
+            self._end(ShadowError("response-too-large"), reuse=False)
+        elif self.head:               # a HEAD answer has no body, whatever it announces
+            self._end(None, reuse=False)
+
+    def on_body(self, data: bytes) -> None:
+        if self.done.done():
+            return
+        self.size += len(data)
+        if self.size > self.limit:
+            self._end(ShadowError("response-too-large"), reuse=False)
+        else:
+            self.chunks.append(data)
+
+    def on_message_complete(self) -> None:
+        if self.status >= 200 and not self.done.done():
+            self._end(None, reuse=self.conn.parser.should_keep_alive())
+
+    # UpstreamConnection's signals
+    def upstream_lost(self) -> None:
+        self._end(ShadowError("connect"), reuse=False)
+
+    def upstream_failed(self, kind: str, detail: str) -> None:
+        self._end(ShadowError("protocol"), reuse=False)
+
+    def upstream_stopped(self) -> None:
+        self._end(ShadowError("protocol"), reuse=False)
+
+    def upstream_upgraded(self, rest: bytes) -> None:
+        self._end(ShadowError("protocol"), reuse=False)
+
+    def _end(self, error: ShadowError | None, reuse: bool) -> None:
+        if self.done.done():
+            return
+        self.conn.pool.release(self.conn, reuse)
+        if error is None:
+            self.done.set_result(None)
+        else:
+            self.done.set_exception(error)
+
+    def abandon(self) -> None:
+        """Timed out or cancelled: the connection's framing state is unknown, drop it."""
+        if self.conn.flight is self:
+            self.conn.pool.release(self.conn, False)
+
+
+def request_head(ex: Exchange, pool: UpstreamPool, dry_run: bool) -> bytes:
+    lines = [f"{ex.method} {ex.target} HTTP/1.1"]
+    host = False
+    for name, value in ex.request_headers:
+        lname = name.lower()
+        if lname not in NOT_REPLAYED:
+            lines.append(f"{name}: {value}")
+            host = host or lname == "host"
+    if not host:
+        lines.append("Host: " + pool.host_header.decode())
+    lines.append(f"{SHADOW_HEADER}: 1")
     if dry_run:
-        headers.append((DRY_RUN_HEADER, "1"))
+        lines.append(f"{DRY_RUN_HEADER}: 1")
+    if ex.request_body or ex.method.upper() not in BODILESS:
+        lines.append(f"Content-Length: {len(ex.request_body)}")
+    return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1", "surrogateescape")
+
+
+async def replay(client: ShadowClient, ex: Exchange, backend: Backend, *,
+                 limit: int, timeout_s: float, dry_run: bool) -> Replayed:
+    pool = client.pool(backend)
+    head = request_head(ex, pool, dry_run)
     started = time.perf_counter()
     try:
-        async with session.request(
-                ex.method, backend.url.rstrip("/") + ex.target, headers=headers,
-                data=ex.request_body or None, allow_redirects=False,
-                timeout=aiohttp.ClientTimeout(total=timeout_s)) as resp:
-            if (resp.content_length or 0) > limit:
-                raise ShadowError("response-too-large")
-            chunks, size = [], 0
-            async for chunk in resp.content.iter_any():
-                size += len(chunk)
-                if size > limit:
-                    raise ShadowError("response-too-large")
-                chunks.append(chunk)
-            if dry_run and resp.headers.get(DRY_RUN_HEADER, "").lower() != "rolled-back":
-                raise ShadowError("dry-run-not-honoured")
-            answer = Answer(resp.status, tuple(resp.headers.items()), b"".join(chunks))
-    except asyncio.TimeoutError:
+        async with asyncio.timeout(timeout_s):
+            for fresh in (False, True):
+                call = await _send(client, pool, head + ex.request_body, ex.method, limit, fresh)
+                try:
+                    await call.done
+                except ShadowError as exc:
+                    # A reused connection the backend had closed meanwhile: once more, fresh.
+                    stale = call.conn.reused and not call.answered
+                    if exc.kind == "connect" and stale and not fresh:
+                        continue
+                    raise
+                except BaseException:
+                    call.abandon()
+                    raise
+                break
+    except TimeoutError:
         raise ShadowError("timeout") from None
-    except aiohttp.ClientConnectionError:
+    except PoolExhausted:
+        raise ShadowError("pool-full") from None
+    except OSError:
         raise ShadowError("connect") from None
-    except aiohttp.ClientError:
-        raise ShadowError("protocol") from None
+    if dry_run and next((v for k, v in call.headers if k.lower() == DRY_RUN_HEADER.lower()),
+                        "").lower() != "rolled-back":
+        raise ShadowError("dry-run-not-honoured")
+    answer = Answer(call.status, tuple(call.headers), b"".join(call.chunks))
     return Replayed(answer, time.perf_counter() - started)
+
+
+async def _send(client: ShadowClient, pool: UpstreamPool, payload: bytes, method: str,
+                limit: int, fresh: bool) -> _Call:
+    conn = None if fresh else pool.try_acquire()
+    if conn is None:
+        conn = await pool.acquire(fresh)
+    call = _Call(conn, method.upper() == "HEAD", limit, client.loop.create_future())
+    conn.flight = call
+    conn.parser = httptools.HttpResponseParser(call)
+    conn.transport.write(payload)
+    return call
 
 
 def error_kind(exc: BaseException) -> str:

@@ -33,11 +33,12 @@ def test_shadow_totals_sum_each_counter_over_its_labels():
     for name, text in DESCRIPTIONS.items():
         metrics.describe(name, text)
     metrics.inc("strangler_shadow_submitted_total", {"capability": "catalog"}, 7)
-    metrics.inc("strangler_shadow_dropped_total", {"capability": "catalog", "reason": "queue-full"}, 2)
+    metrics.inc("strangler_shadow_dropped_total",
+                {"capability": "catalog", "reason": "queue-full"}, 2)
     metrics.inc("strangler_shadow_dropped_total", {"capability": "other", "reason": "shutdown"}, 1)
     metrics.inc("strangler_shadow_compared_total", {"capability": "catalog"}, 5)
-    metrics.observe("strangler_shadow_latency_seconds", {"capability": "catalog", "side": "service"},
-                    0.002)
+    metrics.observe("strangler_shadow_latency_seconds",
+                    {"capability": "catalog", "side": "service"}, 0.002)
     assert shadow_totals(render_metrics(metrics)) == {
         "submitted": 7, "compared": 5, "dropped": 3, "errors": 0, "skipped": 0}
 
