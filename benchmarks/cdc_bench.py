@@ -219,13 +219,13 @@ def _wait_for(db: str, sql: str, want: int, timeout_s: float, poll_s: float = 0.
         conn.close()
 
 
-def _config_file(directory: Path, cap: str, legacy: str, service: str) -> Path:
+def _config_file(directory: Path, cap: str, legacy: str, service: str, members: int = 2) -> Path:
     tables = (ROOT / "routing_rules" / "cdc" / "catalog.yaml").read_text().split("\ntables:\n", 1)[1]
     path = directory / f"{cap}.yaml"
     path.write_text(f"version: 1\ncapability: {cap}\nlegacy:\n  url: {_url(legacy)}\n  topic_prefix: {cap}_legacy\n"
                     f"service:\n  url: {_url(service)}\n  topic_prefix: {cap}_catalog\nwrites: legacy\n"
                     f"transport:\n  kind: kafka\n  bootstrap: {KAFKA}\n  partitions: 3\n"
-                    f"apply:\n  batch_size: 5000\n  members: 2\ntables:\n{tables}")
+                    f"apply:\n  batch_size: 5000\n  members: {members}\ntables:\n{tables}")
     return path
 
 
@@ -235,20 +235,25 @@ def _start(cap: str, config: Path, part: str, log: Path) -> subprocess.Popen:
                             start_new_session=True)
 
 
-def _cpu_seconds(pids: dict[str, list[int]]) -> dict[str, float]:
-    """CPU time (user + system) used so far by each group of processes, from /proc."""
+def _cpu_seconds(pids: dict[str, list[int]]) -> dict[str, dict[int, float]]:
+    """CPU time (user + system) used so far by each process of each group, from /proc."""
     tick = os.sysconf("SC_CLK_TCK")
-    out = {}
+    out: dict[str, dict[int, float]] = {}
     for name, group in pids.items():
-        total = 0
+        out[name] = {}
         for pid in group:
             try:
                 fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-                total += int(fields[11]) + int(fields[12])
+                out[name][pid] = (int(fields[11]) + int(fields[12])) / tick
             except (OSError, IndexError, ValueError):
                 pass
-        out[name] = total / tick
     return out
+
+
+def _cpu_used(before: dict[str, dict[int, float]], after: dict[str, dict[int, float]]) -> dict[str, float]:
+    """Per group, CPU seconds between the two readings (a process gone by then counts as idle)."""
+    return {name: sum(after[name].get(pid, start) - start for pid, start in group.items())
+            for name, group in before.items()}
 
 
 def _pids_named(comm: str) -> list[int]:
@@ -268,7 +273,8 @@ def _pct(values: list[float], p: float) -> float:
     return ordered[min(len(ordered) - 1, int(round(p / 100 * (len(ordered) - 1))))]
 
 
-def main(changes: int = 100_000, snapshot_rows: int = 100_000, rate: int = 1000, lag_seconds: float = 10.0) -> int:
+def main(changes: int = 100_000, snapshot_rows: int = 100_000, rate: int = 1000, lag_seconds: float = 10.0,
+         members: int = 2) -> int:
     from cdc.capture_pg import PgCapture
     from cdc.config import load_config
     from cdc.mapping import TO_SERVICE
@@ -284,10 +290,11 @@ def main(changes: int = 100_000, snapshot_rows: int = 100_000, rate: int = 1000,
         _create_db(service, "service")
         _create_db(scratch, "service")
         _seed(legacy, [service, scratch], snapshot_rows)
-        config = load_config(cap, str(_config_file(tmp, cap, legacy, service)))
+        config = load_config(cap, str(_config_file(tmp, cap, legacy, service, members)))
         route = config.route(TO_SERVICE)
         print(f"CDC benchmark: {changes:,} changes, {snapshot_rows:,}-row snapshot, lag at {rate:,}/s "
-              f"for {lag_seconds:g} s; PostgreSQL 15 + Kafka on this machine ({os.cpu_count()} cores)", flush=True)
+              f"for {lag_seconds:g} s, {members} apply member(s); PostgreSQL 15 + Kafka on this machine "
+              f"({os.cpu_count()} cores)", flush=True)
 
         # --- the parts, alone --------------------------------------------------------------------
         gen = Generator(legacy, next_id=10_000_000, update_ids=range(1, snapshot_rows // 2),
@@ -333,7 +340,7 @@ def main(changes: int = 100_000, snapshot_rows: int = 100_000, rate: int = 1000,
         written = time.perf_counter()
         sentinel = gen.insert_one_batch(1)
         seen = _wait_for(service, f"SELECT count(*) FROM products WHERE id = {sentinel}", 1, 600)
-        cpu = {k: v - cpu0[k] for k, v in _cpu_seconds(groups).items()}
+        cpu = _cpu_used(cpu0, _cpu_seconds(groups))
         results["e2e"] = (done + 1) / (seen - t0)
         results["generator under load"] = done / (written - t0)
 
@@ -429,8 +436,9 @@ def cli(argv: list[str] | None = None) -> int:
     parser.add_argument("--snapshot-rows", type=int, default=100_000, help="rows seeded before the snapshot")
     parser.add_argument("--rate", type=int, default=1000, help="changes/s of the lag run")
     parser.add_argument("--lag-seconds", type=float, default=10.0, help="length of the lag run")
+    parser.add_argument("--members", type=int, default=2, help="apply consumer-group members (apply.members)")
     args = parser.parse_args(argv)
-    return main(args.changes, args.snapshot_rows, args.rate, args.lag_seconds)
+    return main(args.changes, args.snapshot_rows, args.rate, args.lag_seconds, args.members)
 
 
 if __name__ == "__main__":

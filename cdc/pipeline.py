@@ -91,6 +91,10 @@ class ApplyLoop:
     def __init__(self, config: CdcConfig, route: Route, *, retry_lookups: bool = True) -> None:
         self.config, self.route = config, route
         self.retry_lookups = retry_lookups      # one member per direction retries dead letters
+        self.dead_letter_topic = None
+        if config.transport.kind == "kafka":
+            from cdc.transport_kafka import DeadLetterTopic
+            self.dead_letter_topic = DeadLetterTopic(config.transport.bootstrap, config.transport.partitions)
         self.stats = ApplyStats()
         self.caught_up = threading.Event()       # set whenever a poll comes back empty
 
@@ -127,6 +131,8 @@ class ApplyLoop:
                 self.caught_up.clear()
                 outcome = applier.apply(records)
                 source.committed(outcome.offsets)
+                if self.dead_letter_topic is not None:
+                    self.dead_letter_topic.send(outcome.dead)
                 self.stats.record(outcome)
             else:
                 self.caught_up.set()
@@ -212,7 +218,7 @@ class Pipeline:
         self.stop.set()
         for t in self.threads:
             t.join(timeout=30)
-        for sink in self.sinks:
+        for sink in [*self.sinks, *(a.dead_letter_topic for a in self.applies)]:
             close = getattr(sink, "close", None)
             if close:
                 close()

@@ -12,8 +12,9 @@ committed to Kafka afterwards, only so standard lag tooling can see it.
 """
 from __future__ import annotations
 
+import logging
 import threading
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 import orjson
 from confluent_kafka import (OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, Producer,
@@ -24,6 +25,10 @@ from cdc.envelope import decode, encode
 from cdc.events import ChangeEvent
 from cdc.records import Record
 
+if TYPE_CHECKING:
+    from cdc.apply import Dead
+
+log = logging.getLogger(__name__)
 POSITION_HEADER = "strangler.position"
 
 PRODUCER_DEFAULTS: dict[str, Any] = {
@@ -106,7 +111,7 @@ class KafkaSink:
             with self._lock:
                 self._errors.append(f"{msg.topic()}: {err.str()}")
 
-    def send(self, event: ChangeEvent) -> None:
+    def send(self, event: ChangeEvent, headers: dict[str, str] | None = None) -> None:
         if self._errors:        # something sent earlier is lost: the sender must resend from durable state
             raise TransportError(f"an earlier event was not delivered ({self._errors[0]}); call reset()")
         if event.topic not in self._topics:
@@ -114,10 +119,11 @@ class KafkaSink:
             self._topics.add(event.topic)
         key = _dumps(event.key) if event.key is not None else None
         value = encode(event.value)
-        headers = [(POSITION_HEADER, str(event.position).encode())]
+        fields = [(POSITION_HEADER, str(event.position).encode())]
+        fields += [(name, text.encode()) for name, text in (headers or {}).items()]
         while True:
             try:
-                self._producer.produce(event.topic, value, key, headers=headers)
+                self._producer.produce(event.topic, value, key, headers=fields)
                 break
             except BufferError:                 # local queue full: let deliveries drain
                 self._producer.poll(0.05)
@@ -136,6 +142,37 @@ class KafkaSink:
 
     def close(self) -> None:
         self._producer.flush(10)
+
+
+class DeadLetterTopic:
+    """Copies each dead letter to `<topic>.dlq` (Kafka Connect's naming), the original key and
+    value with the reason in headers, so Kafka tooling sees poison events too.
+
+    The dead-letter table in the target stays what `strangler cdc dlq` lists and replays: it
+    commits with the offsets that skip the event. The copy is sent once that commit is done; if
+    the broker cannot take it then, it is logged and skipped rather than stopping apply.
+    """
+
+    def __init__(self, bootstrap: str, partitions: int) -> None:
+        self._sink = KafkaSink(bootstrap, partitions=partitions)
+
+    def send(self, dead: list["Dead"]) -> None:
+        if not dead:
+            return
+        try:
+            for d in dead:
+                r = d.record
+                self._sink.send(ChangeEvent(f"{r.topic}.dlq", r.event.key, r.event.value, r.event.position),
+                                {"strangler.dlq.kind": d.kind, "strangler.dlq.reason": d.reason,
+                                 "strangler.dlq.topic": r.topic, "strangler.dlq.partition": str(r.partition),
+                                 "strangler.dlq.offset": str(r.offset)})
+            self._sink.flush(10)
+        except (TransportError, KafkaException) as exc:
+            log.warning("dead letters kept in the table but not copied to Kafka: %s", exc)
+            self._sink.reset()
+
+    def close(self) -> None:
+        self._sink.close()
 
 
 class KafkaSource:

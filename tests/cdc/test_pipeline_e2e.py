@@ -1,6 +1,7 @@
 """End to end through real Kafka between two real PostgreSQL databases (legacy and service schemas)."""
 from __future__ import annotations
 
+import json
 import os
 from decimal import Decimal
 import threading
@@ -88,6 +89,28 @@ def test_snapshot_then_stream_every_op_envelope_toast_and_poison(stores, kafka_b
     finally:
         pipeline.close()
     _check_envelopes(config, kafka_bootstrap)
+    _check_dead_letter_topic(config, kafka_bootstrap)
+
+
+def _check_dead_letter_topic(config, kafka_bootstrap):
+    """The poison event is also on `<topic>.dlq`, as it was sent, with the reason in headers."""
+    from confluent_kafka import Consumer
+    topic = config.route(TO_SERVICE).topic("products")
+    consumer = Consumer({"bootstrap.servers": kafka_bootstrap, "group.id": f"probe{uuid.uuid4().hex[:6]}",
+                         "auto.offset.reset": "earliest"})
+    consumer.subscribe([f"{topic}.dlq"])
+    try:
+        deadline, found = time.monotonic() + 30, []
+        while not found and time.monotonic() < deadline:
+            found = [m for m in consumer.consume(10, 0.5) if m.error() is None]
+    finally:
+        consumer.close()
+    assert len(found) == 1
+    headers = {k: v.decode() for k, v in found[0].headers()}
+    assert json.loads(found[0].key()) == {"id": 900001}
+    assert json.loads(found[0].value())["after"]["name"] == "poison"
+    assert headers["strangler.dlq.kind"] == "constraint" and "no_poison" in headers["strangler.dlq.reason"]
+    assert headers["strangler.dlq.topic"] == topic
 
 
 def _check_envelopes(config, kafka_bootstrap):
