@@ -45,6 +45,8 @@ PRODUCER_DEFAULTS: dict[str, Any] = {
 
 CONSUMER_DEFAULTS: dict[str, Any] = {
     "enable.auto.commit": False,
+    # A stored offset past the end of a partition (topic re-created, broker data lost) names
+    # nothing in this log: read it whole, the stale check makes re-read events no-ops.
     "auto.offset.reset": "earliest",
     "fetch.min.bytes": 1,
     "fetch.wait.max.ms": 50,
@@ -191,20 +193,8 @@ class KafkaSource:
         stored = self._stored_offsets()
         for p in partitions:
             p.offset = stored.get((p.topic, p.partition), OFFSET_BEGINNING)
-            if p.offset >= 0 and p.offset > self._end(consumer, p):
-                # Past the end of the log: the topic was deleted and re-created (or its broker lost
-                # its data), so the stored offset names nothing in this log. Read it whole: positions
-                # make every event already applied a no-op.
-                p.offset = OFFSET_BEGINNING
         consumer.assign(partitions)
         self.assigned = [(p.topic, p.partition) for p in partitions]
-
-    @staticmethod
-    def _end(consumer: Consumer, p: TopicPartition) -> float:
-        try:
-            return consumer.get_watermark_offsets(p, timeout=5, cached=False)[1]
-        except KafkaException:      # broker unreachable: trust the stored offset
-            return float("inf")
 
     def poll(self, max_records: int, timeout_s: float) -> list[Record]:
         out: list[Record] = []

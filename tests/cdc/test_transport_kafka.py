@@ -75,6 +75,22 @@ def test_consumer_starts_each_partition_at_the_stored_offset(kafka_bootstrap, to
     assert [r.offset for r in got] == [7, 8, 9]
 
 
+def test_a_stored_offset_past_the_end_of_the_log_reads_the_log_whole(kafka_bootstrap, topic):
+    """The topic was re-created (or its broker lost data) since apply stored offset 500: that
+    offset names nothing in this log, so the consumer starts over rather than skip to the end."""
+    ensure_topics(kafka_bootstrap, [topic], partitions=1)
+    sink = KafkaSink(kafka_bootstrap, partitions=1)
+    for i in range(4):
+        sink.send(_event(topic, i))
+    sink.flush(30)
+    source = KafkaSource(kafka_bootstrap, f"g{uuid.uuid4().hex[:8]}", [topic], lambda: {(topic, 0): 500})
+    try:
+        got = _drain(source, 4)
+    finally:
+        source.close()
+    assert [r.offset for r in got] == [0, 1, 2, 3]
+
+
 def test_flush_raises_when_the_broker_refuses_an_event(kafka_bootstrap, topic):
     admin = AdminClient({"bootstrap.servers": kafka_bootstrap})
     admin.create_topics([NewTopic(topic, 1, 1, config={"max.message.bytes": "2000"})])[topic].result(30)
