@@ -81,11 +81,17 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--catalog-port", type=int, default=8002)
     parser.add_argument("--products", type=int, default=DEFAULT_PRODUCTS, metavar="N",
                         help=f"products to seed into both stores (default {DEFAULT_PRODUCTS})")
+    parser.add_argument("--scenario", action="store_true",
+                        help="instead, show one whole extraction of the catalog under load, step "
+                             "by step, then its checks (own free ports; strangler/scenario.py)")
     parser.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
     """Start the legacy shop and the catalog service, seeded alike; Ctrl-C stops everything."""
+    if args.scenario:
+        from strangler.scenario import show
+        return show(args.products)
     if args.products < 0:
         raise OperatorError(f"--products must be >= 0, got {args.products}")
     wanted = services(args)

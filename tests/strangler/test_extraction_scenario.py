@@ -12,6 +12,7 @@ from pathlib import Path
 from confluent_kafka.admin import AdminClient
 from sqlalchemy import text
 
+from strangler.cli import main
 from strangler.db import make_engine
 from strangler.scenario import MIN_MATCH, Scenario, Stores, checks, shadow_mismatches
 
@@ -69,3 +70,9 @@ async def test_catalog_extraction_under_load_loses_no_request_and_ends_with_iden
     assert f" {rollbacks[0]['who'][:12]}" in outcome.history_text, outcome.history_text
 
     assert all(held for _, held, _ in checks(outcome)), checks(outcome)
+
+
+def test_demo_scenario_needs_products_to_shop_for(capsys):
+    assert main(["demo", "--scenario", "--products", "5"]) == 2
+    assert capsys.readouterr().err.strip() == (
+        "strangler: error: --products must be >= 10 for the scenario, got 5")
