@@ -99,7 +99,8 @@ class Load:
         """One short visit: browse, then now and then fill a cart and check out."""
         product = 1 + (n * 7) % self.products
         word = SEARCH_WORDS[n % len(SEARCH_WORDS)]
-        await self._call(session, user, "GET", "list", f"/api/products?limit=10&offset={n % 5 * 10}")
+        await self._call(session, user, "GET", "list",
+                         f"/api/products?limit=10&offset={n % 5 * 10}")
         await self._call(session, user, "GET", "search", f"/api/products?q={word}")
         await self._call(session, user, "GET", "product", f"/api/products/{product}")
         await self._call(session, user, "GET", "page", f"/products/{product}")

@@ -366,7 +366,8 @@ class Scenario:
         return result.change.summary
 
     async def _edit_price(self, product: int, price: float) -> str:
-        """An operator's price edit through the proxy's write path; returns who answered."""
+        """An operator's price edit through the proxy's write path (to whichever side owns
+        writes); the answer must carry the new price."""
         async with aiohttp.ClientSession() as session:
             async with session.patch(f"{self.proxy_url}/api/products/{product}",
                                      json={"price": price}) as resp:
@@ -474,7 +475,8 @@ class Scenario:
         self.step("cutover", f"shadow since the fixed release: {fixed['compared']} compared, "
                   f"match {fixed['match_rate']:.2f} %; whole run {shadow['match_rate']:.2f} % "
                   f"({shadow_mismatches(shadow)} status mismatches, the broken release's)")
-        await _until("traffic on the service after cutover", self._service_requests_at_least(20), 60)
+        await _until("traffic on the service after cutover",
+                     self._service_requests_at_least(20), 60)
         await self._act(actions.retire, why="legacy no longer needed for catalog reads")
         self.step("retire", "no fallback to legacy any more")
         await _until("traffic on the retired capability", self._service_requests_at_least(20), 60)
@@ -511,7 +513,8 @@ class Scenario:
             _strangler, "cdc", "verify", CAPABILITY, "--config", str(self.cdc_config),
             "--direction", "to_legacy")
         self.outcome.verify_code, self.outcome.verify_output = done.returncode, done.stdout
-        self.step("cdc verify", done.stdout.strip().splitlines()[-1] if done.stdout else done.stderr)
+        self.step("cdc verify",
+                  done.stdout.strip().splitlines()[-1] if done.stdout else done.stderr)
         self.outcome.prices_seen = {"legacy": await self._prices(self.ports["legacy"]),
                                     "service": await self._prices(self.ports["catalog"])}
         self.outcome.history = await asyncio.to_thread(self._history)

@@ -63,7 +63,8 @@ async def test_catalog_extraction_under_load_loses_no_request_and_ends_with_iden
     rollbacks = [e for e in outcome.history if e["who"].startswith("proxy")]
     assert len(rollbacks) == 1 and "rollout catalog 0" in rollbacks[0]["command"], rollbacks
     assert commands[:3] == ["stage catalog shadow", "stage catalog canary", "rollout catalog 1"]
-    assert commands[-3:] == ["writes catalog service", "cutover catalog", "retire catalog"], commands
+    assert commands[-3:] == ["writes catalog service", "cutover catalog",
+                             "retire catalog"], commands
     # `strangler history catalog` (the text an operator reads) shows every entry, the proxy's too.
     shown = {line.split()[0] for line in outcome.history_text.splitlines()[1:] if line.strip()}
     assert shown == {str(e["id"]) for e in outcome.history}, outcome.history_text
