@@ -27,7 +27,8 @@ def _cleanup_cdc(admin_url: str, name: str, kafka: str) -> None:
     admin = AdminClient({"bootstrap.servers": kafka})
     topics = [t for t in admin.list_topics(timeout=10).topics if t.startswith(name)]
     if topics:
-        admin.delete_topics(topics)
+        for deleted in admin.delete_topics(topics).values():
+            deleted.result(timeout=30)        # sent and done before the client goes away
 
 
 async def test_catalog_extraction_under_load_loses_no_request_and_ends_with_identical_stores(
