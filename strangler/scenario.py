@@ -347,7 +347,7 @@ class Scenario:
                                     f"{done.stderr[-2000:]}\n{self.children['cdc'].tail()}")
             await asyncio.sleep(0.5)
 
-    async def _promote(self, timeout: float = 90) -> str:
+    async def _promote(self, timeout: float = 150) -> str:
         """`strangler promote`: wait (exit 3) while traffic builds up, fail on a failing gate."""
         from operate.admin_client import AdminClient
         from operate.promote import promote
@@ -425,7 +425,7 @@ class Scenario:
         # The gates count a read legacy covered for the service as a service error, so a crash
         # is judged against the healthy traffic of the step: enough of it first, or a few
         # seconds of outage alone would trip the automatic rollback.
-        await _until("service traffic at 25 %", self._service_requests_at_least(1200), 90)
+        await _until("service traffic at 25 %", self._service_requests_at_least(1200), 150)
         before = await self._fallbacks()
         await asyncio.to_thread(self.children["catalog"].kill9)
         crashed = self._load.report.requests
