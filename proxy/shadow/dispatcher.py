@@ -28,7 +28,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import multiprocessing
 import re
+import time
 from concurrent.futures import ThreadPoolExecutor
 from functools import lru_cache, partial
 from typing import Callable
@@ -52,10 +54,18 @@ _DEFAULT_SETTINGS = ShadowSettings()
 # (the thread takes the GIL just as the loop wants it back: ~200 us of loop time per handoff in
 # benchmarks/shadow_bench.py). Larger ones go to the thread so a big body cannot stall clients.
 INLINE_COMPARE_BYTES = 64 << 10
+# Shed shadows while the worker's event loop is saturated, not only once the queue is full: a full
+# queue sheds too late (busy consumers keep taking their share of the loop while clients wait).
+# Saturated: the loop's thread spent this share of the last window running or ready to run
+# (waiting for a CPU other processes held counts: on a shared machine a worker is starved long
+# before its own CPU time says so). The overload is over when a window comes in under the bar.
+SHED_BUSY_SHARE = 0.85
+BUSY_WINDOW_S = 0.1
+SCHEDSTAT = "/proc/thread-self/schedstat"   # Linux: ns on the CPU, ns waiting for one, slices
 
 DESCRIPTIONS = {
     "strangler_shadow_submitted_total": "Exchanges queued for shadowing.",
-    "strangler_shadow_dropped_total": "Shadows dropped because the shadow queue was full.",
+    "strangler_shadow_dropped_total": "Shadows dropped: queue full, worker overloaded, shutdown.",
     "strangler_shadow_skipped_total": "Planned shadows not sent, by reason.",
     "strangler_shadow_compared_total": "Shadow answers compared.",
     "strangler_shadow_errors_total": "Shadows that failed (timeout, connect, compare...), by kind.",
@@ -69,7 +79,8 @@ class ShadowDispatcher:
 
     def __init__(self, store: ShadowStore, metrics: Metrics | None = None, *,
                  queue_size: int = 1024, queue_bytes: int = 64 << 20, workers: int = 4,
-                 max_connections: int = 32, owns_store: bool = False) -> None:
+                 max_connections: int = 32, owns_store: bool = False,
+                 shed_busy_share: float | None = None) -> None:
         self.store = store
         self.owns_store = owns_store
         self.metrics = metrics if metrics is not None else Metrics()
@@ -81,6 +92,9 @@ class ShadowDispatcher:
         self.workers = workers
         self.max_connections = max_connections
         self.noise = NoiseSampler()
+        # None: never shed for load (the loop is not the proxy's alone, e.g. in-process tests).
+        self.shed_busy_share = shed_busy_share
+        self.overloaded = False
         self._queue: asyncio.Queue[Exchange] | None = None
         self._tasks: list[asyncio.Task] = []
         self._client: ShadowClient | None = None
@@ -94,6 +108,8 @@ class ShadowDispatcher:
         self._executor = ThreadPoolExecutor(1, thread_name_prefix="shadow-compare")
         self._tasks = [asyncio.create_task(self._consume(), name=f"shadow-{i}")
                        for i in range(self.workers)]
+        if self.shed_busy_share is not None:
+            self._tasks.append(asyncio.create_task(self._watch_load(), name="shadow-load"))
 
     async def drain(self) -> None:
         """Wait until every queued exchange has been handled (tests, graceful shutdown)."""
@@ -132,6 +148,9 @@ class ShadowDispatcher:
         if self._queue is None:
             self._drop(exchange.decision, "not-running")
             return
+        if self.overloaded:
+            self._drop(exchange.decision, "overload")
+            return
         size = _size(exchange)
         if self._held_bytes + size > self.queue_bytes:
             self._drop(exchange.decision, "queue-full")
@@ -160,11 +179,25 @@ class ShadowDispatcher:
         self.store.count(decision.capability or "-", decision.route, f"error:{kind}")
 
     # ---- consumers -----------------------------------------------------------------------
+    async def _watch_load(self) -> None:
+        """Set `overloaded` from the share of each window the loop's thread was running or
+        ready to run (an idle loop sleeps in epoll and counts as neither)."""
+        assert self.shed_busy_share is not None
+        busy, wall = _busy_seconds(), time.monotonic()
+        while True:
+            await asyncio.sleep(BUSY_WINDOW_S)
+            now_busy, now = _busy_seconds(), time.monotonic()
+            self.overloaded = now_busy - busy >= self.shed_busy_share * (now - wall)
+            busy, wall = now_busy, now
+
     async def _consume(self) -> None:
         assert self._queue is not None
         while True:
             exchange = await self._queue.get()
             try:
+                if self.overloaded:      # queued before the overload began: shed it too
+                    self._drop(exchange.decision, "overload")
+                    continue
                 await self._shadow(exchange)
             except asyncio.CancelledError:
                 raise
@@ -271,9 +304,23 @@ def sink_factory(store_url: str | None = None, **options) -> Callable[[Metrics],
 
 
 def _make_sink(store_url: str, options: dict, metrics: Metrics) -> ShadowDispatcher:
+    # Only in a worker process is the loop the proxy's alone, so its CPU share means overload.
+    worker = multiprocessing.parent_process() is not None
+    options = {"shed_busy_share": SHED_BUSY_SHARE if worker else None, **options}
     dispatcher = ShadowDispatcher(ShadowStore(store_url), metrics, owns_store=True, **options)
     dispatcher.start()
     return dispatcher
+
+
+def _busy_seconds() -> float:
+    """This thread's time on a CPU plus waiting for one; its CPU time alone where the kernel
+    does not say (no schedstat)."""
+    try:
+        with open(SCHEDSTAT) as f:
+            on_cpu, waiting = f.read().split()[:2]
+        return (int(on_cpu) + int(waiting)) / 1e9
+    except (OSError, ValueError):
+        return time.thread_time()
 
 
 def _size(exchange: Exchange) -> int:
