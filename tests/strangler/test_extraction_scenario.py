@@ -63,6 +63,7 @@ async def test_catalog_extraction_under_load_loses_no_request_and_ends_with_iden
     commands = [e["command"] for e in reversed(outcome.history)]
     rollbacks = [e for e in outcome.history if e["who"].startswith("proxy")]
     assert len(rollbacks) == 1 and "rollout catalog 0" in rollbacks[0]["command"], rollbacks
+    assert rollbacks[0]["why"].startswith("automatic rollback: error_rate"), rollbacks
     assert commands[:3] == ["stage catalog shadow", "stage catalog canary", "rollout catalog 1"]
     assert commands[-3:] == ["writes catalog service", "cutover catalog",
                              "retire catalog"], commands
