@@ -1,8 +1,8 @@
 """End-to-end CDC speed through Kafka: `python -m benchmarks.cdc_bench [--changes 100000]`.
 
 Needs the PostgreSQL and Kafka of `make services` (STRANGLER_TEST_PG_URL, STRANGLER_TEST_KAFKA).
-Legacy PostgreSQL -> capture process -> Kafka (3 partitions) -> apply process -> service
-PostgreSQL, with the catalog mapping (renames, NUMERIC price -> integer cents, category id ->
+Legacy PostgreSQL -> capture process -> Kafka (3 partitions) -> apply process (`--members`
+consumer-group members, default 2) -> service PostgreSQL, with the catalog mapping (renames, NUMERIC price -> integer cents, category id ->
 slug lookup). Measured in the same run, so the bottleneck is visible:
 
   generator     the change generator alone (inserts/updates/deletes, 100 per transaction)
@@ -391,6 +391,11 @@ def main(changes: int = 100_000, snapshot_rows: int = 100_000, rate: int = 1000,
         print(f"\nCPU during the e2e run ({wall:.1f} s wall, {os.cpu_count()} cores = "
               f"{wall * os.cpu_count():.1f} CPU-s available): "
               + ", ".join(f"{k} {v:.1f} s" for k, v in cpu.items()))
+        per_change = {k: v / (done + 1) * 1e6 for k, v in cpu.items()}
+        total = sum(per_change.values())
+        print("CPU per change (us): " + ", ".join(f"{k} {v:.0f}" for k, v in per_change.items())
+              + f"; total {total:.0f} us, so these {os.cpu_count()} cores, given to the pipeline alone, "
+              f"carry at most {os.cpu_count() * 1e6 / total:,.0f} changes/s")
         print(f"lag at {achieved:,.0f} changes/s (inserts, {len(lags)} transactions): "
               f"p50 {results['lag p50 ms']:.0f} ms, p99 {results['lag p99 ms']:.0f} ms, "
               f"mean {statistics.mean(lags) * 1000:.0f} ms")

@@ -176,13 +176,17 @@ class TargetStore:
 
     def _unnest(self, table: str, columns: Sequence[str]) -> str:
         """`unnest(%s::type[], ...)`, one typed array parameter per column of `table`."""
+        types = self._column_types(table)
+        return "unnest(" + ", ".join(f"%s::{types[c]}[]" for c in columns) + ")"
+
+    def _column_types(self, table: str) -> dict[str, str]:
         types = self._types.get(table)
         if types is None:
             cur = self.cursor()
             cur.execute("SELECT attname, format_type(atttypid, atttypmod) FROM pg_attribute "
                         "WHERE attrelid = %s::regclass AND attnum > 0 AND NOT attisdropped", (q(table),))
             types = self._types[table] = dict(cur.fetchall())
-        return "unnest(" + ", ".join(f"%s::{types[c]}[]" for c in columns) + ")"
+        return types
 
     def execute_many(self, sql: str, rows: list[tuple]) -> None:
         cur = self.cursor()
@@ -192,7 +196,12 @@ class TargetStore:
             cur.executemany(sql, rows)
 
     def delete(self, table: str, key: Sequence[str], keys: list[tuple]) -> None:
-        if self.is_pg:      # one statement for the whole batch
+        if self.is_pg and len(key) == 1:    # one statement for the whole batch, an index scan
+            array = f"%s::{self._column_types(table)[key[0]]}[]"
+            self.cursor().execute(f"DELETE FROM {q(table)} WHERE {q(key[0])} = ANY({array})",
+                                  ([k[0] for k in keys],))
+            return
+        if self.is_pg:
             match = " AND ".join(f"t.{q(k)} = d.{q(k)}" for k in key)
             self.cursor().execute(f"DELETE FROM {q(table)} AS t USING {self._unnest(table, key)} "
                                   f"AS d({', '.join(q(k) for k in key)}) WHERE {match}",

@@ -84,6 +84,16 @@ def _dumps(obj: Any) -> bytes:
     return orjson.dumps(obj, default=str)
 
 
+def _delivery_reporter(errors: list[str], lock: threading.Lock) -> Callable[[Any, Any], None]:
+    """The producer's delivery callback. Not a bound method: a producer referring to its sink
+    would form a cycle, and one replaced by reset() would live (and log) until the GC ran."""
+    def delivered(err: KafkaError | None, msg: Any) -> None:
+        if err is not None:
+            with lock:
+                errors.append(f"{msg.topic()}: {err.str()}")
+    return delivered
+
+
 class KafkaSink:
     """EventSink: produce Debezium events; `flush` returns once all are acknowledged by Kafka."""
 
@@ -92,10 +102,10 @@ class KafkaSink:
         self.bootstrap = bootstrap
         self.partitions = partitions
         self.replication = replication
-        self._config = {"bootstrap.servers": bootstrap, **PRODUCER_DEFAULTS,
-                        "on_delivery": self._delivered, **(config or {})}
         self._errors: list[str] = []
         self._lock = threading.Lock()
+        self._config = {"bootstrap.servers": bootstrap, **PRODUCER_DEFAULTS,
+                        "on_delivery": _delivery_reporter(self._errors, self._lock), **(config or {})}
         self._topics: set[str] = set()
         self._producer = Producer(self._config)
         self._sent = 0
@@ -107,11 +117,6 @@ class KafkaSink:
         with self._lock:
             self._errors.clear()
         self._producer = Producer(self._config)
-
-    def _delivered(self, err: KafkaError | None, msg: Any) -> None:
-        if err is not None:
-            with self._lock:
-                self._errors.append(f"{msg.topic()}: {err.str()}")
 
     def send(self, event: ChangeEvent, headers: dict[str, str] | None = None) -> None:
         if self._errors:        # something sent earlier is lost: the sender must resend from durable state
@@ -147,8 +152,8 @@ class KafkaSink:
 
 
 class DeadLetterTopic:
-    """Copies each dead letter to `<topic>.dlq` (Kafka Connect's naming), the original key and
-    value with the reason in headers, so Kafka tooling sees poison events too.
+    """Copies each poison event to `<topic>.dlq` (Kafka Connect's naming), the original key and
+    value with the reason in headers, so Kafka tooling sees them too.
 
     The dead-letter table in the target stays what `strangler cdc dlq` lists and replays: it
     commits with the offsets that skip the event. The copy is sent once that commit is done; if
@@ -159,6 +164,9 @@ class DeadLetterTopic:
         self._sink = KafkaSink(bootstrap, partitions=partitions)
 
     def send(self, dead: list["Dead"]) -> None:
+        # `lookup` letters wait for a row still on its way and the pipeline retries them itself:
+        # only poison is copied.
+        dead = [d for d in dead if d.kind != "lookup"]
         if not dead:
             return
         try:
