@@ -1,22 +1,24 @@
 """Structured access log: one JSON object per line, written by a background thread.
 
-The event loop only puts the entry dict on a `queue.SimpleQueue` (about 0.2 µs; a
+The event loop only puts the entry dict on a `queue.SimpleQueue` (well under 1 µs; a
 `logging.Logger` call with a QueueHandler cost ~5 µs per request in record building alone).
-One thread formats what has queued up and writes it with one `write` per batch, so a slow disk
-never stalls forwarding and a busy proxy does not pay a syscall per line.
+One thread formats what has queued up (orjson, already a dependency: ~5x json's speed) and
+writes it with one `write` per batch, so a slow disk never stalls forwarding and a busy proxy
+does not pay a syscall per line.
 Never logged: Authorization, cookies, the override secret (no headers are logged at all), and
 query values whose names look sensitive.
 """
 from __future__ import annotations
 
-import json
 import logging
 import queue
 import re
 import sys
 import threading
 from datetime import datetime, timezone
-from typing import Any, TextIO
+from typing import Any, BinaryIO
+
+import orjson
 
 SENSITIVE_QUERY = re.compile(r"(?i)(pass|secret|token|key|auth|session|sig|card|cvv|code)")
 REDACTED = "***"
@@ -38,19 +40,19 @@ BATCH = 1024                     # lines per write at most
 _STOP = object()
 
 
-def format_entry(entry: dict[str, Any]) -> str:
+def format_entry(entry: dict[str, Any]) -> bytes:
     """One JSON line; the ISO timestamp is made here (on the writer thread), not on the loop."""
     ts = entry.get("ts")
     if isinstance(ts, float):
         entry["ts"] = datetime.fromtimestamp(ts, timezone.utc).isoformat(timespec="milliseconds")
-    return json.dumps(entry, separators=(",", ":"), default=str) + "\n"
+    return orjson.dumps(entry, default=str, option=orjson.OPT_APPEND_NEWLINE)
 
 
 class AccessLog:
     """`target` is a file path or "-" for stdout. Call `close()` to flush on shutdown."""
 
     def __init__(self, target: str) -> None:
-        self._out: TextIO = sys.stdout if target == "-" else open(target, "a", encoding="utf-8")
+        self._out: BinaryIO = sys.stdout.buffer if target == "-" else open(target, "ab")
         self._queue: queue.SimpleQueue = queue.SimpleQueue()
         self._thread = threading.Thread(target=self._write_batches, name="strangler-access-log",
                                         daemon=True)
@@ -73,7 +75,7 @@ class AccessLog:
                 batch.pop()
             if batch:
                 try:
-                    self._out.write("".join(map(format_entry, batch)))
+                    self._out.write(b"".join(map(format_entry, batch)))
                     self._out.flush()
                 except OSError as exc:          # a full disk loses lines, never the proxy
                     log.error("access log: %d lines not written: %s", len(batch), exc)
@@ -83,5 +85,5 @@ class AccessLog:
     def close(self) -> None:
         self._queue.put(_STOP)
         self._thread.join()
-        if self._out is not sys.stdout:
+        if self._out is not sys.stdout.buffer:
             self._out.close()
