@@ -1,14 +1,20 @@
 """`strangler demo`: the whole kit on embedded defaults (SQLite, no broker), until Ctrl-C.
 
 Every part runs as a child process of this one, started from one explicit list (`services`):
-adding a part (the proxy on 8080 with its admin API on 8081) is one more entry there.
-Each run starts from fresh, freshly seeded SQLite files under `var/demo/`, so the legacy
-shop and the catalog service hold the same rows and the demo is the same every time.
+the legacy shop, the catalog service, the CDC pipeline carrying changes both ways through the
+embedded transport, and the proxy in front (its admin API beside it). Each run starts from
+fresh, freshly seeded SQLite files under `var/demo/`, so the legacy shop and the catalog
+service hold the same rows and the demo is the same every time. The proxy serves a copy of
+`routing_rules/demo.yaml` in `var/demo/rules.yaml`, so operators' commands edit that copy,
+never the checked-in file.
 """
 from __future__ import annotations
 
 import argparse
 import ctypes
+import os
+import secrets
+import shutil
 import signal
 import socket
 import subprocess
@@ -26,6 +32,8 @@ from strangler.db import sqlite_url
 from strangler.errors import OperatorError
 
 DATA_DIR = Path("var") / "demo"
+DEMO_RULES = Path(__file__).resolve().parents[1] / "routing_rules" / "demo.yaml"
+CDC_CONFIG = DEMO_RULES.parent / "cdc" / "catalog.yaml"
 READY_TIMEOUT_S = 60.0   # seeding a large --products takes a while
 STOP_TIMEOUT_S = 10.0    # per child, after SIGTERM, before SIGKILL
 _PR_SET_PDEATHSIG = 1    # from <sys/prctl.h>
@@ -37,16 +45,19 @@ class Service:
     name: str
     flag: str                # the option that moves it to another port, for error messages
     host: str
-    port: int
+    port: int | None         # None: no HTTP side (the CDC pipeline); ready once started
     argv: tuple[str, ...]
     show_path: str = "/"     # what to print for people to open
     health_path: str = "/healthz"  # answers 200 once the service is ready
     examples: tuple[str, ...] = ()  # commands to try, printed once everything is up
     more_ports: tuple[tuple[int, str], ...] = ()  # (port, flag), e.g. the proxy's admin API
+    env: tuple[tuple[str, str], ...] = ()  # added to the child's environment
+    summary: str = ""        # what to print instead of a URL when it has none
 
     @property
     def ports(self) -> tuple[tuple[int, str], ...]:
-        return ((self.port, self.flag), *self.more_ports)
+        own = ((self.port, self.flag),) if self.port is not None else ()
+        return (*own, *self.more_ports)
 
     @property
     def url(self) -> str:
@@ -59,6 +70,14 @@ def services(args: argparse.Namespace) -> list[Service]:
     seed = ("--seed", str(args.products))
     legacy = f"http://{args.host}:{args.legacy_port}"
     catalog = f"http://{args.host}:{args.catalog_port}"
+    proxy = f"http://{args.host}:{args.proxy_port}"
+    admin = f"http://{args.host}:{args.admin_port}"
+    rules, token_file = DATA_DIR / "rules.yaml", DATA_DIR / "admin.token"
+    stores = (("STRANGLER_LEGACY_DB", sqlite_url(DATA_DIR / "legacy.db")),
+              ("STRANGLER_CATALOG_DB", sqlite_url(DATA_DIR / "catalog.db")),
+              ("STRANGLER_RULES", str(rules.resolve())),
+              ("STRANGLER_CDC_TRANSPORT", "embedded"))
+    operator = f"--rules {rules}"
     return [
         Service("legacy shop", "--legacy-port", args.host, args.legacy_port, strangler + (
             "legacy", "serve", "--host", args.host, "--port", str(args.legacy_port),
@@ -71,6 +90,20 @@ def services(args: argparse.Namespace) -> list[Service]:
             examples=(f"curl -s {catalog}/api/products/1",
                       f"curl -s -X PATCH {catalog}/api/products/1 -H 'Content-Type: "
                       "application/json' -H 'X-Strangler-Dry-Run: 1' -d '{\"price\": 9.99}'")),
+        Service("cdc pipeline", "", args.host, None, strangler + (
+            "cdc", "run", "catalog", "--config", str(CDC_CONFIG), "--direction", "both"),
+            env=stores, summary="legacy <-> catalog stores, both ways (embedded transport)",
+            examples=(f"strangler cdc status catalog --config {CDC_CONFIG}",)),
+        Service("proxy", "--proxy-port", args.host, args.proxy_port, strangler + (
+            "proxy", "--rules", str(rules), "--listen", f"{args.host}:{args.proxy_port}",
+            "--admin", f"{args.host}:{args.admin_port}", "--admin-token-file", str(token_file),
+            "--shadow-store", sqlite_url(DATA_DIR / "shadow.db"), "--workers", "2"),
+            show_path="/products", more_ports=((args.admin_port, "--admin-port"),),
+            examples=(f"curl -s {proxy}/api/products/1   # catalog capability, shadowed",
+                      f"strangler shadow report --store {sqlite_url(DATA_DIR / 'shadow.db')}",
+                      f"strangler status {operator} --proxy {admin} --token-file {token_file}",
+                      f"strangler stage catalog canary {operator} --reason 'shadow is clean'",
+                      f"strangler history catalog {operator}")),
     ]
 
 
@@ -79,6 +112,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--legacy-port", type=int, default=8001)
     parser.add_argument("--catalog-port", type=int, default=8002)
+    parser.add_argument("--proxy-port", type=int, default=8080)
+    parser.add_argument("--admin-port", type=int, default=8081)
     parser.add_argument("--products", type=int, default=DEFAULT_PRODUCTS, metavar="N",
                         help=f"products to seed into both stores (default {DEFAULT_PRODUCTS})")
     parser.add_argument("--scenario", action="store_true",
@@ -88,7 +123,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    """Start the legacy shop and the catalog service, seeded alike; Ctrl-C stops everything."""
+    """Start the legacy shop and the catalog service seeded alike, the CDC between their stores
+    and the proxy in front; Ctrl-C stops everything."""
     if args.scenario:
         from strangler.scenario import show
         return show(args.products)
@@ -97,6 +133,7 @@ def run(args: argparse.Namespace) -> int:
     wanted = services(args)
     _check_ports(wanted)
     _fresh_data_dir()
+    _write_demo_rules(args)
     stop = threading.Event()
     for signum in (signal.SIGINT, signal.SIGTERM):
         signal.signal(signum, lambda *_: stop.set())
@@ -142,12 +179,34 @@ def _fresh_data_dir() -> None:
     DATA_DIR.mkdir(parents=True, exist_ok=True)
     for stale in DATA_DIR.glob("*.db*"):
         stale.unlink()
+    # The operator history of the previous run's rules copy goes with it.
+    shutil.rmtree(DATA_DIR / ".history", ignore_errors=True)
+
+
+def _write_demo_rules(args: argparse.Namespace) -> None:
+    """The proxy's rules: the checked-in demo rules, pointed at this run's ports, and a fresh
+    admin token readable only by this user."""
+    text = DEMO_RULES.read_text()
+    for default, port in (("127.0.0.1:8001", args.legacy_port),
+                          ("127.0.0.1:8002", args.catalog_port)):
+        if default not in text:
+            raise OperatorError(f"{DEMO_RULES} no longer names {default}; update "
+                                "strangler/demo.py to match it")
+        text = text.replace(default, f"{args.host}:{port}")
+    (DATA_DIR / "rules.yaml").write_text(text)
+    token = DATA_DIR / "admin.token"
+    token.unlink(missing_ok=True)
+    fd = os.open(token, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as out:
+        out.write(secrets.token_urlsafe(32) + "\n")
 
 
 def _start(service: Service) -> subprocess.Popen:
     # Own session: the terminal's Ctrl-C reaches only the demo, which then stops the children
     # in order instead of all of them racing to exit at once.
-    return subprocess.Popen(service.argv, start_new_session=True, preexec_fn=_die_with_parent)
+    env = {**os.environ, **dict(service.env)} if service.env else None
+    return subprocess.Popen(service.argv, start_new_session=True, preexec_fn=_die_with_parent,
+                            env=env)
 
 
 def _die_with_parent() -> None:
@@ -158,6 +217,11 @@ def _die_with_parent() -> None:
 
 
 def _wait_ready(service: Service, process: subprocess.Popen, stop: threading.Event) -> None:
+    if service.port is None:
+        if process.poll() is not None:
+            raise OperatorError(f"the {service.name} exited with code {process.returncode} "
+                                "while starting; see its output above")
+        return
     deadline = time.monotonic() + READY_TIMEOUT_S
     while not stop.is_set():
         if process.poll() is not None:
@@ -178,7 +242,9 @@ def _wait_ready(service: Service, process: subprocess.Popen, stop: threading.Eve
 
 def _announce(wanted: Sequence[Service]) -> None:
     width = max(len(service.name) for service in wanted)
-    lines = [f"  {service.name:<{width}}  {service.url}{service.show_path}" for service in wanted]
+    lines = [f"  {service.name:<{width}}  "
+             + (f"{service.url}{service.show_path}" if service.port is not None else service.summary)
+             for service in wanted]
     examples = [f"  {example}" for service in wanted for example in service.examples]
     print("strangler demo is up:", *lines, "try:", *examples, "Ctrl-C stops everything.",
           sep="\n", flush=True)

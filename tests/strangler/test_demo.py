@@ -18,12 +18,15 @@ from tests.conftest import free_port
 READY_LINE = "Ctrl-C stops everything."
 
 
-def start_demo(tmp_path: Path, *ports: int) -> subprocess.Popen:
-    legacy_port, catalog_port = ports
+def start_demo(tmp_path: Path, legacy_port: int, catalog_port: int,
+               proxy_port: int | None = None, admin_port: int | None = None) -> subprocess.Popen:
+    proxy_port = proxy_port or free_port()
+    admin_port = admin_port or free_port()
     # Output to files, not pipes: nobody reads a pipe while the demo runs, and a full pipe blocks.
     return subprocess.Popen(
         [sys.executable, "-m", "strangler", "demo", "--legacy-port", str(legacy_port),
-         "--catalog-port", str(catalog_port), "--products", "20"],
+         "--catalog-port", str(catalog_port), "--proxy-port", str(proxy_port),
+         "--admin-port", str(admin_port), "--products", "20"],
         cwd=tmp_path, stdout=(tmp_path / "out.txt").open("w"),
         stderr=(tmp_path / "err.txt").open("w"))
 
@@ -80,14 +83,15 @@ def port_is_free(port: int) -> bool:
 
 @pytest.mark.parametrize("stop_with", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
 def test_demo_serves_both_apps_and_stops_every_child(tmp_path, stop_with):
-    ports = free_port(), free_port()
+    ports = free_port(), free_port(), free_port(), free_port()
     demo = start_demo(tmp_path, *ports)
     try:
         out = wait_for_line(demo, tmp_path / "out.txt", READY_LINE)
-        legacy_url, catalog_url = (f"http://127.0.0.1:{port}" for port in ports)
-        assert legacy_url in out and catalog_url in out
+        legacy_url, catalog_url, proxy_url, _admin = (f"http://127.0.0.1:{p}" for p in ports)
+        assert legacy_url in out and catalog_url in out and proxy_url in out
         children = children_of(demo.pid)
-        assert len(children) == 2
+        assert sorted(command_line(pid).split()[3] for pid in children) == \
+            ["catalog", "cdc", "legacy", "proxy"]
 
         # Both answer, from stores seeded alike.
         legacy = get_json(f"{legacy_url}/api/products/7")
@@ -96,6 +100,19 @@ def test_demo_serves_both_apps_and_stops_every_child(tmp_path, stop_with):
         assert {k: v for k, v in legacy.items() if k not in noise} == \
             {k: v for k, v in service.items() if k not in noise}
         assert (tmp_path / "var" / "demo" / "catalog.db").exists()
+
+        # The proxy answers for the shop, and a write through it (legacy owns writes in the
+        # demo's rules) reaches the catalog service's store through the CDC.
+        assert get_json(f"{proxy_url}/api/products/7")["sku"] == legacy["sku"]
+        patch = urllib.request.Request(
+            f"{proxy_url}/api/products/7", method="PATCH", data=b'{"price": 12.34}',
+            headers={"Content-Type": "application/json"})
+        with urllib.request.urlopen(patch, timeout=10) as answer:
+            assert json.load(answer)["price"] == 12.34
+        deadline = time.monotonic() + 30
+        while get_json(f"{catalog_url}/api/products/7")["price"] != 12.34:
+            assert time.monotonic() < deadline, "the price edit never reached the catalog service"
+            time.sleep(0.2)
 
         demo.send_signal(stop_with)
         assert demo.wait(timeout=60) == 0
