@@ -16,7 +16,7 @@ SECRET_HEADERS = frozenset({
     "authorization", "proxy-authorization", "cookie", "set-cookie", "x-api-key",
     "x-strangler-override-secret",
 })
-_CARDLIKE = re.compile(r"(?<![\d])\d(?:[ -]?\d){12,18}(?![\d])")
+_CARDLIKE = re.compile(r"(?<![0-9A-Za-z])\d(?:[ -]?\d){12,18}(?![0-9A-Za-z])")
 
 
 def luhn_valid(digits: str) -> bool:
