@@ -250,7 +250,7 @@ def run_history(args: argparse.Namespace) -> int:
     else:
         rows = [[str(e["id"]), _short_time(e["at"]), e["who"], e["summary"], e["why"] or "-"]
                 for e in log]
-        print(table(["#", "WHEN (UTC)", "WHO", "CHANGE", "WHY"], rows))
+        print(table(["#", "WHEN (UTC)", "WHO", "CHANGE", "WHY"], rows, cut_first=(4,)))
     if moved:
         print(paint(f"note: {', '.join(moved)} was edited outside strangler after change "
                     f"#{last}; undo will refuse", "yellow"))

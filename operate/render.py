@@ -1,12 +1,22 @@
-"""Terminal output: tables that fit 80 columns, colour only when writing to a terminal."""
+"""Terminal output: tables that fit the terminal, colour only when writing to a terminal."""
 from __future__ import annotations
 
 import os
+import shutil
 import sys
 from typing import TextIO
 
 _CODES = {"red": "31", "green": "32", "yellow": "33", "bold": "1", "dim": "2"}
-WIDTH = 80
+WIDTH = 80           # the least a terminal is assumed to have
+PIPED_WIDTH = 160    # piped output is read in files and logs: cut far less
+
+
+def output_width(stream: TextIO | None = None) -> int:
+    """The terminal's width on a TTY (at least WIDTH), else PIPED_WIDTH."""
+    stream = stream or sys.stdout
+    if stream.isatty():
+        return max(WIDTH, shutil.get_terminal_size((WIDTH, 24)).columns)
+    return PIPED_WIDTH
 
 
 def use_colour(stream: TextIO) -> bool:
@@ -28,11 +38,15 @@ def diff_colour(line: str) -> str | None:
     return {"+": "green", "-": "red", "~": "yellow"}.get(line[:1])
 
 
-def table(headers: list[str], rows: list[list[str]], width: int = WIDTH) -> str:
-    """Left-aligned columns two spaces apart; the widest columns are cut (with …) to fit."""
+def table(headers: list[str], rows: list[list[str]], width: int | None = None,
+          cut_first: tuple[int, ...] = ()) -> str:
+    """Left-aligned columns two spaces apart; to fit, the `cut_first` columns (free text such as
+    a reason) give way first, down to 12 characters, then the widest columns are cut (with …)."""
     cells = [headers] + [[str(c) for c in row] for row in rows]
     widths = [max(len(r[i]) for r in cells) for i in range(len(headers))]
-    budget = width - 2 * (len(headers) - 1)
+    budget = (width or output_width()) - 2 * (len(headers) - 1)
+    for i in cut_first:
+        widths[i] = max(min(widths[i], 12), widths[i] - (sum(widths) - budget))
     while sum(widths) > budget:
         widest = max(range(len(widths)), key=lambda i: widths[i])
         if widths[widest] <= 6:

@@ -124,12 +124,15 @@ def test_apply_can_repair_a_broken_live_file(demo: Path, cli):
     assert demo.read_bytes() == good
 
 
-def test_tables_fit_80_columns_and_colour_only_on_a_terminal(monkeypatch: pytest.MonkeyPatch):
+def test_tables_fit_their_width_and_colour_only_on_a_terminal(monkeypatch: pytest.MonkeyPatch):
     monkeypatch.delenv("NO_COLOR", raising=False)
     monkeypatch.setenv("TERM", "xterm")
     rows = [[str(i), "x" * 40, "y" * 60] for i in range(3)]
-    out = table(["#", "A", "B"], rows)
+    out = table(["#", "A", "B"], rows, width=80)
     assert all(len(line) <= 80 for line in out.splitlines()) and "…" in out
+    # Free text gives way first, so the column that says what changed stays whole.
+    out = table(["#", "CHANGE", "WHY"], [["1", "c" * 40, "w" * 60]], width=80, cut_first=(2,))
+    assert "c" * 40 in out and all(len(line) <= 80 for line in out.splitlines())
 
     class Terminal:
         def isatty(self) -> bool:
