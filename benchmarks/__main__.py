@@ -6,81 +6,86 @@ in the same run; `python -m benchmarks BENCHMARK --help` says what it measures a
 from __future__ import annotations
 
 import argparse
+import importlib
 import sys
+from types import ModuleType
 from typing import Callable
 
-from benchmarks import (cdc_bench, cdc_capture, gate_watch, legacy_seed, proxy_bench,
-                        rule_edit, rule_table, shadow_bench)
+Adder = Callable[[argparse._SubParsersAction], None]
+RAW = argparse.RawDescriptionHelpFormatter
 
 
-def _proxy(args: argparse.Namespace) -> int:
-    return proxy_bench.main(args.connections, args.duration)
+def _module(name: str) -> ModuleType:
+    return importlib.import_module(f"benchmarks.{name}")
 
 
-def _shadow(args: argparse.Namespace) -> int:
-    return shadow_bench.main()
+def _summary(module: ModuleType) -> str:
+    return (module.__doc__ or "").strip().splitlines()[0]
 
 
-def _cdc_capture(args: argparse.Namespace) -> int:
-    return cdc_capture.main(args.changes)
+def _add(sub: argparse._SubParsersAction, name: str, module: ModuleType) -> argparse.ArgumentParser:
+    return sub.add_parser(name, help=_summary(module), description=module.__doc__,
+                          formatter_class=RAW)
 
 
-def _gate_watch(args: argparse.Namespace) -> int:
-    gate_watch.main()
-    return 0
+def _proxy(sub: argparse._SubParsersAction) -> None:
+    bench = _module("proxy_bench")
+    parser = _add(sub, "proxy", bench)
+    parser.add_argument("--duration", type=float, default=10.0,
+                        help="seconds of each peer's throughput run (default 10)")
+    parser.add_argument("--connections", type=int, default=32,
+                        help="wrk connections for the throughput run (default 32)")
+    parser.set_defaults(run=lambda args: bench.main(args.connections, args.duration))
+
+
+def _shadow(sub: argparse._SubParsersAction) -> None:
+    bench = _module("shadow_bench")
+    _add(sub, "shadow", bench).set_defaults(run=lambda args: bench.main())
+
+
+def _cdc_capture(sub: argparse._SubParsersAction) -> None:
+    bench = _module("cdc_capture")
+    parser = _add(sub, "cdc-capture", bench)
+    parser.add_argument("--changes", type=int, default=100_000,
+                        help="changes written and captured (default 100000)")
+    parser.set_defaults(run=lambda args: bench.main(args.changes))
+
+
+def _gate_watch(sub: argparse._SubParsersAction) -> None:
+    bench = _module("gate_watch")
+    _add(sub, "gate-watch", bench).set_defaults(run=lambda args: bench.main() or 0)
 
 
 # Benchmarks that parse their own command line: name -> (module, its main(argv)). They get the
 # rest of the command line as is, --help included.
-OWN_PARSER: dict[str, tuple[object, Callable[[list[str]], int]]] = {
-    "rules": (rule_table, rule_table.main),
-    "rule-edit": (rule_edit, rule_edit.main),
-    "legacy-seed": (legacy_seed, legacy_seed.main),
-    "cdc": (cdc_bench, cdc_bench.cli),
-}
+OWN_PARSER = {"rules": ("rule_table", "main"), "rule-edit": ("rule_edit", "main"),
+              "legacy-seed": ("legacy_seed", "main"), "cdc": ("cdc_bench", "cli")}
 
 
-def summary(module: object) -> str:
-    return (module.__doc__ or "").strip().splitlines()[0]
+def _own(name: str) -> Adder:
+    def add(sub: argparse._SubParsersAction) -> None:   # listed in --help only
+        sub.add_parser(name, help=_summary(_module(OWN_PARSER[name][0])), add_help=False)
+    return add
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    sub = parser.add_subparsers(dest="benchmark", required=True, metavar="BENCHMARK")
-    raw = argparse.RawDescriptionHelpFormatter
-
-    proxy = sub.add_parser("proxy", help=summary(proxy_bench), description=proxy_bench.__doc__,
-                           formatter_class=raw)
-    proxy.add_argument("--duration", type=float, default=10.0,
-                       help="seconds of each peer's throughput run (default 10)")
-    proxy.add_argument("--connections", type=int, default=32,
-                       help="wrk connections for the throughput run (default 32)")
-    proxy.set_defaults(run=_proxy)
-
-    sub.add_parser("shadow", help=summary(shadow_bench), description=shadow_bench.__doc__,
-                   formatter_class=raw).set_defaults(run=_shadow)
-
-    capture = sub.add_parser("cdc-capture", help=summary(cdc_capture),
-                             description=cdc_capture.__doc__, formatter_class=raw)
-    capture.add_argument("--changes", type=int, default=100_000,
-                         help="changes written and captured (default 100000)")
-    capture.set_defaults(run=_cdc_capture)
-
-    sub.add_parser("gate-watch", help=summary(gate_watch), description=gate_watch.__doc__,
-                   formatter_class=raw).set_defaults(run=_gate_watch)
-
-    for name, (module, _) in OWN_PARSER.items():   # listed in --help; parsed by their own main
-        sub.add_parser(name, help=summary(module), add_help=False)
-    return parser
+# Each benchmark's module is imported only when it runs (or for the list in --help), so one
+# benchmark's missing dependency or work in progress cannot break the others.
+COMMANDS: dict[str, Adder] = {"proxy": _proxy, "shadow": _shadow, "cdc-capture": _cdc_capture,
+                              "gate-watch": _gate_watch, **{n: _own(n) for n in OWN_PARSER}}
 
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
-    # Benchmarks with their own parser get everything after their name, --help included.
     if argv and argv[0] in OWN_PARSER:
-        return OWN_PARSER[argv[0]][1](argv[1:])
-    args = build_parser().parse_args(argv)
+        module, function = OWN_PARSER[argv[0]]
+        return getattr(_module(module), function)(argv[1:])
+    parser = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__,
+                                     formatter_class=RAW)
+    sub = parser.add_subparsers(dest="benchmark", required=True, metavar="BENCHMARK")
+    for name, add in COMMANDS.items():
+        if not argv or argv[0] == name or argv[0] not in COMMANDS:
+            add(sub)
+    args = parser.parse_args(argv)
     return args.run(args)
 
 
