@@ -11,7 +11,7 @@ export STRANGLER_TEST_KAFKA ?= 127.0.0.1:$(STRANGLER_KAFKA_PORT)
 PYTEST_ARGS ?=
 BENCH_ARGS ?=
 
-.PHONY: demo test services services-down test-tools venv clean bench
+.PHONY: demo test services services-down test-tools venv clean bench bench-shadow bench-cdc
 
 venv: $(STAMP)
 
@@ -41,6 +41,15 @@ test: $(STAMP) services test-tools
 bench: $(STAMP)
 	scripts/bench-deps.sh
 	$(BIN)/python -m benchmarks proxy $(BENCH_ARGS)
+
+# Client latency with 100 % shadowing against 0 %, and shadows shed under overload.
+bench-shadow: $(STAMP)
+	scripts/bench-deps.sh
+	$(BIN)/python -m benchmarks shadow $(BENCH_ARGS)
+
+# The CDC end to end through Kafka between two PostgreSQL databases, beside its parts' rates.
+bench-cdc: $(STAMP) services
+	$(BIN)/python -m benchmarks cdc $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) .pytest_cache
