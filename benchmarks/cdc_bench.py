@@ -256,6 +256,19 @@ def _cpu_used(before: dict[str, dict[int, float]], after: dict[str, dict[int, fl
             for name, group in before.items()}
 
 
+def _backends(*dbs: str) -> list[int]:
+    """The PostgreSQL backends serving these databases (generator, walsender, apply sessions);
+    not the server's shared WAL writer and checkpointer, nor other users' sessions."""
+    conn = _connect(dbs[0])
+    try:
+        with conn.cursor() as cur:
+            cur.execute("SELECT pid FROM pg_stat_activity WHERE datname = ANY(%s) AND pid <> pg_backend_pid()",
+                        (list(dbs),))
+            return [r[0] for r in cur.fetchall()]
+    finally:
+        conn.close()
+
+
 def _pids_named(comm: str) -> list[int]:
     found = []
     for entry in Path("/proc").iterdir():
@@ -331,7 +344,8 @@ def main(changes: int = 100_000, snapshot_rows: int = 100_000, rate: int = 1000,
         _wait_for(legacy, f"SELECT count(*) FROM pg_replication_slots WHERE slot_name = '{route.slot}' AND active",
                   1, 60)
         groups = {"capture process": [procs[1].pid], "apply process": [procs[0].pid],
-                  "generator (this process)": [os.getpid()], "postgres (all)": _pids_named("postgres"),
+                  "generator (this process)": [os.getpid()],
+                  "postgres (our sessions)": _backends(legacy, service),
                   "kafka broker": _pids_named("java")}
         cpu0 = _cpu_seconds(groups)
         done, t0 = 0, time.perf_counter()
