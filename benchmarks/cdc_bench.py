@@ -445,7 +445,8 @@ def _cleanup(cap: str, dbs: list[str]) -> None:
     admin = AdminClient({"bootstrap.servers": KAFKA})
     topics = [t for t in admin.list_topics(timeout=10).topics if t.startswith(cap)]
     if topics:
-        admin.delete_topics(topics)
+        for future in admin.delete_topics(topics).values():   # wait: the process exits next
+            future.result(30)
 
 
 def cli(argv: list[str] | None = None) -> int:

@@ -81,7 +81,8 @@ def cleanup_cdc(admin_url: str, capability: str, kafka: str | None) -> None:
         admin = AdminClient({"bootstrap.servers": kafka})
         topics = [t for t in admin.list_topics(timeout=10).topics if t.startswith(capability)]
         if topics:
-            admin.delete_topics(topics)
+            for future in admin.delete_topics(topics).values():   # else a test process exiting
+                future.result(30)                                # may never send the request
 
 
 def wait_synced(config, direction: str, timeout_s: float = 60.0, expected: int = 0):
