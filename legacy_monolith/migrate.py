@@ -1,19 +1,18 @@
 """Bring a legacy database to the newest schema with alembic (idempotent: safe at every start-up).
 
 Across processes, env.py serialises concurrent upgrades with database locks. Within one
-process a lock is needed too: alembic installs `alembic.context`/`alembic.op` as module
-globals for the duration of a run, so two runs on two threads would trample each other.
+process, `strangler.db.ALEMBIC_LOCK` does (alembic keeps its run state in module globals).
 """
 from __future__ import annotations
 
-import threading
 from pathlib import Path
 
 from alembic import command
 from alembic.config import Config
 
+from strangler.db import ALEMBIC_LOCK
+
 MIGRATIONS = Path(__file__).resolve().parent / "migrations"
-_IN_PROCESS = threading.Lock()
 
 
 def alembic_config(database_url: str) -> Config:
@@ -25,7 +24,7 @@ def alembic_config(database_url: str) -> Config:
 
 
 def upgrade(database_url: str, revision: str = "head") -> None:
-    with _IN_PROCESS:
+    with ALEMBIC_LOCK:
         command.upgrade(alembic_config(database_url), revision)
 
 

@@ -1,11 +1,18 @@
 """Database engines shared by every part: one place that knows SQLite's and PostgreSQL's quirks."""
 from __future__ import annotations
 
+import threading
 from pathlib import Path
 
 from sqlalchemy import event
 from sqlalchemy.engine import Engine, make_url
 from sqlalchemy import create_engine
+
+
+# alembic installs `alembic.context`/`alembic.op` as module globals for the length of a run, so
+# two upgrades on two threads of one process (the legacy shop and the catalog service started
+# side by side in one test process) would trample each other: every app's upgrade holds this.
+ALEMBIC_LOCK = threading.Lock()
 
 
 def normalise_url(url: str) -> str:

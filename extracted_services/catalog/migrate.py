@@ -7,6 +7,8 @@ from alembic import command
 from alembic.config import Config
 from sqlalchemy.engine import Engine
 
+from strangler.db import ALEMBIC_LOCK
+
 MIGRATIONS = Path(__file__).with_name("migrations")
 
 
@@ -19,9 +21,10 @@ def alembic_config() -> Config:
 
 def upgrade(engine: Engine, revision: str = "head") -> None:
     """All or nothing, on SQLite too: pysqlite runs DDL outside any transaction unless one was
-    opened explicitly, so a migration failing half-way would leave half a schema behind."""
+    opened explicitly, so a migration failing half-way would leave half a schema behind.
+    One upgrade at a time per process: alembic keeps its run state in module globals."""
     config = alembic_config()
-    with engine.begin() as connection:
+    with ALEMBIC_LOCK, engine.begin() as connection:
         if connection.dialect.name == "sqlite":
             connection.exec_driver_sql("BEGIN")
         config.attributes["connection"] = connection
