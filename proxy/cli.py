@@ -108,7 +108,7 @@ def run(args: argparse.Namespace) -> int:
     logging.basicConfig(level=logging.INFO,
                         format="%(asctime)s supervisor[%(process)d] %(levelname)s %(message)s")
     settings = settings_from(args)
-    sink_factory, admin_routes = None, ()
+    sink_factory, admin_routes, shadow_process = None, (), None
     if not args.no_shadow:
         # Imported here: the shadow side (SQLAlchemy store, comparison) loads only when used.
         from proxy.shadow.admin import shadow_routes
@@ -116,8 +116,12 @@ def run(args: argparse.Namespace) -> int:
         from proxy.shadow.store import default_store_url
         store = args.shadow_store or default_store_url()
         sink_factory, admin_routes = shadow_sink_factory(store), shadow_routes(store)
+        if args.workers:    # shadows run in their own process, off the workers' loops
+            from proxy.shadow.process import ShadowProcess
+            shadow_process = ShadowProcess(settings, store)
+            sink_factory = shadow_process.sink_factory
     runtime = Runtime(settings, sink_factory=sink_factory, admin_routes=admin_routes,
-                      in_process=args.workers == 0)
+                      in_process=args.workers == 0, shadow_process=shadow_process)
     if not args.no_shadow:
         runtime.gates.shadow_store = store      # the shadow-match gate reads the same results
     return uvloop.run(serve(runtime))

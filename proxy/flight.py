@@ -202,7 +202,7 @@ class Flight:
         if sink is not None:
             if decision.shadow_skipped:
                 sink.skip(decision, decision.shadow_skipped)
-            if decision.shadow is not None:
+            if decision.shadow is not None and engine.shadow_admits(decision):
                 self.capture = []
                 self.replay_limit = decision.shadow.max_body_bytes
         if self.body_len or not self.body_done:   # bodiless requests are replayable as they are

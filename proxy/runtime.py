@@ -1,6 +1,7 @@
 """The proxy's wiring: one explicit, ordered list of parts, started in order, stopped in reverse.
 
     rules    load and validate the rule file(s); refuse to start on errors
+    shadow   the shadow process (proxy.shadow.process), when shadows run apart from the workers
     workers  the data path: N processes on SO_REUSEPORT (or one engine in this process)
     admin    the admin API (status, reload, metrics) on its own loopback port
     watch    poll the rule files and reload on change
@@ -31,18 +32,21 @@ log = logging.getLogger("strangler.proxy")
 
 
 class Runtime:
-    PARTS = ("rules", "workers", "admin", "watch", "gates")
+    PARTS = ("rules", "shadow", "workers", "admin", "watch", "gates")
 
     def __init__(self, settings: ProxySettings, *, sink_factory: SinkFactory | None = None,
-                 admin_routes: Sequence[web.RouteDef] = (), in_process: bool = False) -> None:
+                 admin_routes: Sequence[web.RouteDef] = (), in_process: bool = False,
+                 shadow_process: Any = None) -> None:
         """`sink_factory(metrics) -> ShadowSink` is called once per worker, inside its loop (it
         must be picklable for worker processes); a sink with `async close()` is closed at stop.
-        `admin_routes` are mounted in the admin app behind its token."""
+        `admin_routes` are mounted in the admin app behind its token. `shadow_process` (a
+        proxy.shadow.process.ShadowProcess) is started before the workers and kept like one."""
         if not settings.admin_token:
             raise OperatorError("no admin token; pass --admin-token-file or set STRANGLER_ADMIN_TOKEN")
         self.settings = settings
         self.sink_factory = sink_factory
         self.admin_routes = tuple(admin_routes)
+        self.shadow_process = shadow_process
         self.rules = RulesSource(settings.rules_path)
         if in_process:
             self.workers: list[Any] = [LocalWorker(settings, sink_factory)]
@@ -82,6 +86,17 @@ class Runtime:
 
     async def _stop_rules(self) -> None:
         pass
+
+    async def _start_shadow(self) -> None:
+        if self.shadow_process is not None:
+            try:
+                await self.shadow_process.start()
+            except RuntimeError as exc:
+                raise OperatorError(f"the shadow process failed to start: {exc}") from None
+
+    async def _stop_shadow(self) -> None:
+        if self.shadow_process is not None:
+            await self.shadow_process.stop(self.settings.shutdown_grace_s)
 
     async def _start_workers(self) -> None:
         s = self.settings
@@ -161,7 +176,8 @@ class Runtime:
         return LoadResult(True, result.version, restarting=restarting)
 
     def merged_metrics(self):
-        merged = merge(s["metrics"] for w in self.workers for s in w.snapshots())
+        parts = self.workers + ([self.shadow_process] if self.shadow_process else [])
+        merged = merge(s["metrics"] for w in parts for s in w.snapshots())
         for outcome, count in self.rules.reloads.items():
             merged.counters[("strangler_reloads_total", (("result", outcome),))] = count
         version = self.rules.table.version if self.rules.table else ""
@@ -209,6 +225,7 @@ class Runtime:
             "backends": backends,
             "fallbacks": sum(c["fallbacks"] for c in capabilities.values()),
             "workers": [w.info() for w in self.workers],
+            "shadow_process": self.shadow_process.info() if self.shadow_process else None,
             "started_at": self.started_at,
             "gates": self.gates.status(),
         }

@@ -129,8 +129,7 @@ class ProcessWorker:
         loop = asyncio.get_running_loop()
         ctx = multiprocessing.get_context("spawn")
         parent, child = ctx.Pipe()
-        self.process = ctx.Process(target=worker_main, name=f"strangler-worker-{self.index}",
-                                   args=(self.settings, child, self.sink_factory), daemon=False)
+        self.process = self._process(ctx, child)
         self._ready = loop.create_future()
         self._exited = asyncio.Event()
         self.started_at = time.monotonic()
@@ -139,6 +138,11 @@ class ProcessWorker:
         self.conn = parent
         loop.add_reader(parent.fileno(), self._on_message)
         await asyncio.wait_for(self._ready, READY_TIMEOUT_S)
+
+    def _process(self, ctx: Any, child: Connection) -> multiprocessing.process.BaseProcess:
+        """The process to spawn; it talks to its supervisor over `child`."""
+        return ctx.Process(target=worker_main, name=f"strangler-worker-{self.index}",
+                           args=(self.settings, child, self.sink_factory), daemon=False)
 
     def _on_message(self) -> None:
         try:
@@ -178,7 +182,7 @@ class ProcessWorker:
         uptime = time.monotonic() - self.started_at
         delay = 0.2 if uptime > 10 else min(10.0, 0.5 * 2 ** min(self.restarts, 5))
         self.restarts += 1
-        log.error("worker %d (pid %s) died; restarting in %.1fs", self.index, self.pid, delay)
+        log.error("%s (pid %s) died; restarting in %.1fs", self.process.name, self.pid, delay)
         loop.call_later(delay, lambda: loop.create_task(self._restart()))
 
     async def _restart(self) -> None:

@@ -143,6 +143,15 @@ class ShadowDispatcher:
         await self.close()
 
     # ---- the ShadowSink contract: both return at once ------------------------------------
+    def admit(self, decision: Decision) -> bool:
+        """Whether an exchange would be queued now; when not, it is counted as dropped, so the
+        engine does not capture bodies for nothing."""
+        if self._queue is None or self.overloaded or self._queue.full():
+            self._drop(decision, "not-running" if self._queue is None
+                       else "overload" if self.overloaded else "queue-full")
+            return False
+        return True
+
     def submit(self, exchange: Exchange) -> None:
         labels = {"capability": exchange.decision.capability or "-"}
         if self._queue is None:

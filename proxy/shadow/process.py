@@ -1,0 +1,132 @@
+"""The shadow process: one per proxy, next to the workers, running the ShadowDispatcher.
+
+Replaying, comparing and storing shadows costs ~85 us of CPU each; on a worker's event loop that
+is time its clients wait. So workers only batch exchanges (proxy.shadow.relay) and send them
+over a unix socket to this process, which runs the dispatcher (replay, compare, store) on its
+own loop. The supervisor keeps it like a worker (`ShadowProcess`, a ProcessWorker): restarted
+when it dies, its counters collected once a second and merged into /metrics.
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import pickle
+import shutil
+import signal
+import tempfile
+from functools import partial
+from multiprocessing.connection import Connection
+from typing import Any
+
+from proxy.engine import SinkFactory
+from proxy.metrics import Metrics
+from proxy.settings import ProxySettings
+from proxy.shadow.dispatcher import ShadowDispatcher
+from proxy.shadow.relay import FRAME, make_relay_sink
+from proxy.shadow.store import ShadowStore
+from proxy.workers import REPORT_EVERY_S, ProcessWorker
+
+log = logging.getLogger(__name__)
+SOCKET_NAME = "shadow.sock"
+
+
+class ShadowProcess(ProcessWorker):
+    """The supervisor's handle on the shadow process, and the sink factory its workers use."""
+
+    def __init__(self, settings: ProxySettings, store_url: str, **options: Any) -> None:
+        super().__init__(0, settings, None)
+        self.store_url = store_url
+        self.options = options
+        self.dir = tempfile.mkdtemp(prefix="strangler-shadow-")   # mode 0700: ours alone
+        self.path = os.path.join(self.dir, SOCKET_NAME)
+
+    @property
+    def sink_factory(self) -> SinkFactory:
+        return partial(make_relay_sink, self.path)
+
+    @sink_factory.setter
+    def sink_factory(self, value: Any) -> None:   # ProcessWorker's own (None): not used here
+        pass
+
+    def _process(self, ctx: Any, child: Connection) -> Any:
+        return ctx.Process(target=shadow_main, name="strangler-shadow",
+                           args=(self.store_url, self.options, self.path, child), daemon=False)
+
+    async def stop(self, grace_s: float) -> None:
+        await super().stop(grace_s)
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+class _Receiver(asyncio.Protocol):
+    """Frames of pickled (exchanges, counts) batches from one worker, into the dispatcher."""
+
+    def __init__(self, dispatcher: ShadowDispatcher) -> None:
+        self.dispatcher = dispatcher
+        self.buffer = bytearray()
+
+    def data_received(self, data: bytes) -> None:
+        self.buffer += data
+        while len(self.buffer) >= FRAME.size:
+            (size,) = FRAME.unpack_from(self.buffer)
+            end = FRAME.size + size
+            if len(self.buffer) < end:
+                return
+            exchanges, counts = pickle.loads(self.buffer[FRAME.size:end])
+            del self.buffer[:end]
+            for exchange in exchanges:
+                self.dispatcher.submit(exchange)
+            store = self.dispatcher.store
+            for (capability, route, name), amount in counts.items():
+                store.count(capability, route, name, amount)
+
+
+def shadow_main(store_url: str, options: dict, path: str, conn: Connection) -> None:
+    """Entry point of the spawned shadow process."""
+    import uvloop
+    logging.basicConfig(level=logging.INFO,
+                        format="%(asctime)s shadow[%(process)d] %(levelname)s %(message)s")
+    signal.signal(signal.SIGHUP, signal.SIG_IGN)
+    uvloop.run(_serve(store_url, options, path, conn))
+
+
+async def _serve(store_url: str, options: dict, path: str, conn: Connection) -> None:
+    loop = asyncio.get_running_loop()
+    metrics = Metrics()
+    dispatcher = ShadowDispatcher(ShadowStore(store_url), metrics, owns_store=True, **options)
+    try:
+        dispatcher.start()
+        if os.path.exists(path):             # left by an earlier incarnation that died
+            os.unlink(path)
+        server = await loop.create_unix_server(lambda: _Receiver(dispatcher), path)
+    except Exception as exc:
+        conn.send(("failed", f"shadow process: {exc}"))
+        return
+    stop = asyncio.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+
+    def on_message() -> None:
+        try:
+            while conn.poll():
+                if conn.recv()[0] == "stop":
+                    stop.set()
+        except (EOFError, OSError):
+            stop.set()                        # the supervisor is gone: shut down
+
+    async def report() -> None:
+        while True:
+            conn.send(("metrics", {"metrics": metrics.snapshot(), "version": None}))
+            await asyncio.sleep(REPORT_EVERY_S)
+
+    loop.add_reader(conn.fileno(), on_message)
+    conn.send(("ready", os.getpid()))
+    reporter = loop.create_task(report())
+    await stop.wait()
+    server.close()
+    await dispatcher.close()
+    reporter.cancel()
+    try:
+        conn.send(("metrics", {"metrics": metrics.snapshot(), "version": None}))
+    except OSError:
+        pass

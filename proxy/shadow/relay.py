@@ -1,0 +1,145 @@
+"""The ShadowSink of a worker process when shadows run in the shadow process (proxy.shadow.process).
+
+Everything a shadow costs beyond capture happens elsewhere: `submit` only appends the exchange
+to a bounded batch, and a timer flushes the batch every FLUSH_EVERY_S as ONE pickled write on a
+unix socket to the shadow process (pickle memoises the decisions a batch shares, so each is
+written once). When the batch is full, the socket's buffer is full or the shadow process is
+down, shadows are dropped and counted here (the worker's counters reach /metrics like all
+others); drops and skips are also sent along, as counts, for the results store.
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+import pickle
+import struct
+from typing import Any
+
+from proxy.decision import Decision
+from proxy.exchange import Exchange
+from proxy.metrics import Metrics
+
+log = logging.getLogger(__name__)
+
+FLUSH_EVERY_S = 0.002
+BATCH_EXCHANGES = 512
+BATCH_BYTES = 16 << 20          # bodies held in one batch: the worker's memory bound
+SOCKET_BUFFER_BYTES = 32 << 20  # written but not yet read by the shadow process
+RECONNECT_EVERY_S = 0.2
+FRAME = struct.Struct("!I")     # length prefix of one batch
+
+
+class _Link(asyncio.Protocol):
+    def __init__(self, sink: "RelaySink") -> None:
+        self.sink = sink
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.sink._transport = None
+
+
+class RelaySink:
+    """Implements proxy.exchange.ShadowSink (plus `admit`) for one worker process."""
+
+    def __init__(self, path: str, metrics: Metrics) -> None:
+        self.path = path
+        self.metrics = metrics
+        self._loop = asyncio.get_running_loop()
+        self._transport: asyncio.WriteTransport | None = None
+        self._batch: list[Exchange] = []
+        self._bytes = 0
+        self._counts: dict[tuple[str, str, str], int] = {}   # (capability, route, name) -> n
+        self._flush: asyncio.TimerHandle | None = None
+        self._connector = self._loop.create_task(self._connect())
+
+    async def _connect(self) -> None:
+        """Keep a connection to the shadow process (it may start after us or be restarted)."""
+        while True:
+            if self._transport is None:
+                try:
+                    transport, _ = await self._loop.create_unix_connection(
+                        lambda: _Link(self), self.path)
+                    self._transport = transport  # type: ignore[assignment]
+                    if self._counts:
+                        self._schedule()
+                except OSError:
+                    pass
+            await asyncio.sleep(RECONNECT_EVERY_S)
+
+    # ---- the ShadowSink contract ---------------------------------------------------------
+    def admit(self, decision: Decision) -> bool:
+        """Whether an exchange would be taken now; when not, it is counted as dropped, so the
+        engine does not capture bodies for nothing."""
+        if self._transport is None:
+            self._drop(decision, "not-running")
+            return False
+        if len(self._batch) >= BATCH_EXCHANGES or self._bytes >= BATCH_BYTES:
+            self._drop(decision, "queue-full")
+            return False
+        return True
+
+    def submit(self, exchange: Exchange) -> None:
+        size = len(exchange.request_body) + len(exchange.response_body)
+        if self._transport is None:
+            self._drop(exchange.decision, "not-running")
+            return
+        if len(self._batch) >= BATCH_EXCHANGES or self._bytes + size > BATCH_BYTES:
+            self._drop(exchange.decision, "queue-full")
+            return
+        self._batch.append(exchange)
+        self._bytes += size
+        self._schedule()
+
+    def skip(self, decision: Decision, reason: str) -> None:
+        self.metrics.inc("strangler_shadow_skipped_total",
+                         {"capability": decision.capability or "-", "reason": reason})
+        self._count(decision, f"skipped:{reason}")
+
+    # ---- batching ------------------------------------------------------------------------
+    def _drop(self, decision: Decision, reason: str) -> None:
+        self.metrics.inc("strangler_shadow_dropped_total",
+                         {"capability": decision.capability or "-", "reason": reason})
+        self._count(decision, "dropped")
+
+    def _count(self, decision: Decision, name: str) -> None:
+        key = (decision.capability or "-", decision.route, name)
+        self._counts[key] = self._counts.get(key, 0) + 1
+        if self._transport is not None:
+            self._schedule()
+
+    def _schedule(self) -> None:
+        if self._flush is None:
+            self._flush = self._loop.call_later(FLUSH_EVERY_S, self._send)
+
+    def _send(self) -> None:
+        self._flush = None
+        batch, counts = self._batch, self._counts
+        self._batch, self._bytes, self._counts = [], 0, {}
+        transport = self._transport
+        if transport is None:       # counts wait for the reconnection (bounded: keys, not events)
+            self._counts = counts
+            for exchange in batch:
+                self._drop(exchange.decision, "not-running")
+            return
+        if batch and transport.get_write_buffer_size() > SOCKET_BUFFER_BYTES:
+            for exchange in batch:  # the shadow process is behind: shed, send the counts only
+                self._drop(exchange.decision, "queue-full")
+            for key, n in self._counts.items():
+                counts[key] = counts.get(key, 0) + n
+            batch, self._counts = [], {}
+        if not batch and not counts:
+            return
+        payload = pickle.dumps((batch, counts), pickle.HIGHEST_PROTOCOL)
+        transport.write(FRAME.pack(len(payload)) + payload)
+
+    async def close(self) -> None:
+        """Send what is batched, then disconnect."""
+        self._connector.cancel()
+        if self._flush is not None:
+            self._flush.cancel()
+            self._send()
+        if self._transport is not None:
+            self._transport.close()
+
+
+def make_relay_sink(path: str, metrics: Metrics) -> Any:
+    return RelaySink(path, metrics)
