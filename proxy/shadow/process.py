@@ -29,6 +29,7 @@ from proxy.workers import REPORT_EVERY_S, ProcessWorker
 
 log = logging.getLogger(__name__)
 SOCKET_NAME = "shadow.sock"
+SHADOW_NICENESS = 10
 
 
 class ShadowProcess(ProcessWorker):
@@ -40,14 +41,8 @@ class ShadowProcess(ProcessWorker):
         self.options = options
         self.dir = tempfile.mkdtemp(prefix="strangler-shadow-")   # mode 0700: ours alone
         self.path = os.path.join(self.dir, SOCKET_NAME)
-
-    @property
-    def sink_factory(self) -> SinkFactory:
-        return partial(make_relay_sink, self.path)
-
-    @sink_factory.setter
-    def sink_factory(self, value: Any) -> None:   # ProcessWorker's own (None): not used here
-        pass
+        # What the workers (not this process) build their sinks with.
+        self.sink_factory: SinkFactory = partial(make_relay_sink, self.path)
 
     def _process(self, ctx: Any, child: Connection) -> Any:
         return ctx.Process(target=shadow_main, name="strangler-shadow",
@@ -87,6 +82,9 @@ def shadow_main(store_url: str, options: dict, path: str, conn: Connection) -> N
     logging.basicConfig(level=logging.INFO,
                         format="%(asctime)s shadow[%(process)d] %(levelname)s %(message)s")
     signal.signal(signal.SIGHUP, signal.SIG_IGN)
+    # Clients first: when the workers want the CPUs this process has, the kernel gives them
+    # (shadows fall behind, then are shed as the queue and the socket buffers fill).
+    os.nice(SHADOW_NICENESS)
     uvloop.run(_serve(store_url, options, path, conn))
 
 
