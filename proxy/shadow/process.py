@@ -19,7 +19,9 @@ from functools import partial
 from multiprocessing.connection import Connection
 from typing import Any
 
+from proxy.decision import Decision
 from proxy.engine import SinkFactory
+from proxy.exchange import Exchange
 from proxy.metrics import Metrics
 from proxy.settings import ProxySettings
 from proxy.shadow.dispatcher import ShadowDispatcher
@@ -59,6 +61,7 @@ class _Receiver(asyncio.Protocol):
     def __init__(self, dispatcher: ShadowDispatcher) -> None:
         self.dispatcher = dispatcher
         self.buffer = bytearray()
+        self.decisions: dict[int, Decision] = {}   # numbered by the worker (relay.RelaySink)
 
     def data_received(self, data: bytes) -> None:
         self.buffer += data
@@ -67,10 +70,13 @@ class _Receiver(asyncio.Protocol):
             end = FRAME.size + size
             if len(self.buffer) < end:
                 return
-            exchanges, counts = pickle.loads(self.buffer[FRAME.size:end])
+            reset, new, exchanges, counts = pickle.loads(self.buffer[FRAME.size:end])
             del self.buffer[:end]
-            for exchange in exchanges:
-                self.dispatcher.submit(exchange)
+            if reset:
+                self.decisions.clear()
+            self.decisions.update(new)
+            for ref, *fields in exchanges:
+                self.dispatcher.submit(Exchange(self.decisions[ref], *fields))
             store = self.dispatcher.store
             for (capability, route, name), amount in counts.items():
                 store.count(capability, route, name, amount)

@@ -1,0 +1,61 @@
+"""The workers' relay sink and the shadow process's receiver over a real unix socket: exchanges
+arrive whole with their decisions (sent once each, numbered, renumbered past MAX_DECISIONS),
+and while the shadow process is down shadows are dropped and counted in the worker."""
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import time
+
+from proxy.metrics import Metrics
+from proxy.shadow import relay
+from proxy.shadow.dispatcher import ShadowDispatcher
+from proxy.shadow.process import _Receiver
+from proxy.shadow.relay import RelaySink
+from proxy.shadow.store import ShadowStore
+from tests.proxy.shadow.test_shadow_overload import exchange
+
+
+async def test_relay_delivers_exchanges_and_drops_while_the_shadow_process_is_down(
+        tmp_path, monkeypatch):
+    monkeypatch.setattr(relay, "MAX_DECISIONS", 2)
+    store = ShadowStore(f"sqlite:///{tmp_path / 'shadow.sqlite3'}")
+    dispatcher = ShadowDispatcher(store, workers=0)   # no consumers: what arrives stays queued
+    dispatcher.start()
+    path = str(tmp_path / "shadow.sock")
+    metrics = Metrics()
+    sink = RelaySink(path, metrics)
+    ex = exchange(tmp_path)
+    server = None
+    try:
+        assert not sink.admit(ex.decision)
+        sink.submit(ex)
+        assert metrics.counter_value("strangler_shadow_dropped_total",
+                                     {"capability": "catalog", "reason": "not-running"}) == 2
+
+        server = await asyncio.get_running_loop().create_unix_server(
+            lambda: _Receiver(dispatcher), path)
+        deadline = time.monotonic() + 10
+        while not sink.admit(ex.decision):       # it connects on its own
+            assert time.monotonic() < deadline
+            await asyncio.sleep(0.05)
+        sent = [dataclasses.replace(ex, target=f"/items/{i}",
+                                    decision=dataclasses.replace(ex.decision, reason=f"r{i}"))
+                for i in range(5)]
+        for one in sent:
+            sink.submit(one)
+        sink.skip(ex.decision, "unsafe-method")
+        submitted = {"capability": "catalog"}
+        while dispatcher.metrics.counter_value("strangler_shadow_submitted_total", submitted) < 5:
+            assert time.monotonic() < deadline
+            await asyncio.sleep(0.01)
+        assert dispatcher._queue is not None
+        assert [dispatcher._queue.get_nowait() for _ in sent] == sent
+        assert metrics.counter_value("strangler_shadow_skipped_total",
+                                     {"capability": "catalog", "reason": "unsafe-method"}) == 1
+    finally:
+        await sink.close()
+        if server is not None:
+            server.close()
+        await dispatcher.close()
+        store.engine.dispose()
