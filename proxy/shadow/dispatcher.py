@@ -143,6 +143,12 @@ class ShadowDispatcher:
         await self.close()
 
     # ---- the ShadowSink contract: both return at once ------------------------------------
+    def fill(self) -> float:
+        """Share of the queue's bound in use (by count or by bytes held), 1.0 when stopped."""
+        if self._queue is None:
+            return 1.0
+        return max(self._queue.qsize() / self.queue_size, self._held_bytes / self.queue_bytes)
+
     def admit(self, decision: Decision) -> bool:
         """Whether an exchange would be queued now; when not, it is counted as dropped, so the
         engine does not capture bodies for nothing."""

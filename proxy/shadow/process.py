@@ -25,13 +25,17 @@ from proxy.exchange import Exchange
 from proxy.metrics import Metrics
 from proxy.settings import ProxySettings
 from proxy.shadow.dispatcher import ShadowDispatcher
-from proxy.shadow.relay import FRAME, make_relay_sink
+from proxy.shadow.relay import ACCEPTING, FRAME, SHEDDING, make_relay_sink
 from proxy.shadow.store import ShadowStore
 from proxy.workers import REPORT_EVERY_S, ProcessWorker
 
 log = logging.getLogger(__name__)
 SOCKET_NAME = "shadow.sock"
 SHADOW_NICENESS = 10
+# Workers are told to shed once the dispatcher's queue is this full, and to send again once it
+# is below RESUME_FILL (checked on every batch and every FILL_CHECK_S).
+SHED_FILL, RESUME_FILL = 0.9, 0.5
+FILL_CHECK_S = 0.02
 
 
 class ShadowProcess(ProcessWorker):
@@ -55,6 +59,9 @@ class ShadowProcess(ProcessWorker):
         shutil.rmtree(self.dir, ignore_errors=True)
 
 
+_RECEIVERS: set["_Receiver"] = set()     # one per connected worker
+
+
 class _Receiver(asyncio.Protocol):
     """Frames of pickled (exchanges, counts) batches from one worker, into the dispatcher."""
 
@@ -62,6 +69,23 @@ class _Receiver(asyncio.Protocol):
         self.dispatcher = dispatcher
         self.buffer = bytearray()
         self.decisions: dict[int, Decision] = {}   # numbered by the worker (relay.RelaySink)
+        self.transport: asyncio.Transport | None = None
+        self.shedding = False
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+        _RECEIVERS.add(self)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        _RECEIVERS.discard(self)
+
+    def tell(self) -> None:
+        """Tell the worker when it should start or stop shedding."""
+        fill = self.dispatcher.fill()
+        shedding = fill >= SHED_FILL if not self.shedding else fill >= RESUME_FILL
+        if shedding != self.shedding and self.transport is not None:
+            self.shedding = shedding
+            self.transport.write(SHEDDING if shedding else ACCEPTING)
 
     def data_received(self, data: bytes) -> None:
         self.buffer += data
@@ -80,6 +104,7 @@ class _Receiver(asyncio.Protocol):
             store = self.dispatcher.store
             for (capability, route, name), amount in counts.items():
                 store.count(capability, route, name, amount)
+        self.tell()
 
 
 def shadow_main(store_url: str, options: dict, path: str, conn: Connection) -> None:
@@ -123,13 +148,21 @@ async def _serve(store_url: str, options: dict, path: str, conn: Connection) -> 
             conn.send(("metrics", {"metrics": metrics.snapshot(), "version": None}))
             await asyncio.sleep(REPORT_EVERY_S)
 
+    async def watch_fill() -> None:     # workers that shed send nothing: tell them when to resume
+        while True:
+            await asyncio.sleep(FILL_CHECK_S)
+            for receiver in list(_RECEIVERS):
+                receiver.tell()
+
     loop.add_reader(conn.fileno(), on_message)
     conn.send(("ready", os.getpid()))
     reporter = loop.create_task(report())
+    watcher = loop.create_task(watch_fill())
     await stop.wait()
     server.close()
     await dispatcher.close()
     reporter.cancel()
+    watcher.cancel()
     try:
         conn.send(("metrics", {"metrics": metrics.snapshot(), "version": None}))
     except OSError:

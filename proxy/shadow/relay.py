@@ -6,7 +6,9 @@ unix socket to the shadow process. An exchange travels as a tuple of primitives 
 decision as a number: each distinct decision is sent once per connection (pickling one costs
 ~25 us, the rest of an exchange ~3). When the batch is full, the socket's buffer is full or the shadow process is
 down, shadows are dropped and counted here (the worker's counters reach /metrics like all
-others); drops and skips are also sent along, as counts, for the results store.
+others); drops and skips are also sent along, as counts, for the results store. The shadow
+process says when its own queue is full (one byte back on the socket), so workers shed before
+capturing, pickling and sending what would be dropped there anyway.
 """
 from __future__ import annotations
 
@@ -28,12 +30,16 @@ BATCH_BYTES = 16 << 20          # bodies held in one batch: the worker's memory 
 SOCKET_BUFFER_BYTES = 32 << 20  # written but not yet read by the shadow process
 RECONNECT_EVERY_S = 0.2
 FRAME = struct.Struct("!I")     # length prefix of one batch
+SHEDDING, ACCEPTING = b"\x01", b"\x00"   # what the shadow process says about its queue
 MAX_DECISIONS = 4096            # decisions numbered per connection before both sides start over
 
 
 class _Link(asyncio.Protocol):
     def __init__(self, sink: "RelaySink") -> None:
         self.sink = sink
+
+    def data_received(self, data: bytes) -> None:
+        self.sink._shedding = data[-1:] == SHEDDING   # the shadow process's latest word
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.sink._transport = None
@@ -53,6 +59,7 @@ class RelaySink:
         self._refs: dict[Decision, int] = {}   # decisions the shadow process has, by number
         self._new: list[tuple[int, Decision]] = []
         self._reset = False
+        self._shedding = False     # the shadow process's queue is full: drop here, before capture
         self._flush: asyncio.TimerHandle | None = None
         self._connector = self._loop.create_task(self._connect())
 
@@ -65,6 +72,7 @@ class RelaySink:
                         lambda: _Link(self), self.path)
                     self._transport = transport  # type: ignore[assignment]
                     self._refs, self._new, self._reset = {}, [], False
+                    self._shedding = False
                     if self._counts:
                         self._schedule()
                 except OSError:
@@ -78,7 +86,8 @@ class RelaySink:
         if self._transport is None:
             self._drop(decision, "not-running")
             return False
-        if len(self._batch) >= BATCH_EXCHANGES or self._bytes >= BATCH_BYTES:
+        if (self._shedding or len(self._batch) >= BATCH_EXCHANGES
+                or self._bytes >= BATCH_BYTES):
             self._drop(decision, "queue-full")
             return False
         return True
@@ -88,7 +97,8 @@ class RelaySink:
         if self._transport is None:
             self._drop(exchange.decision, "not-running")
             return
-        if len(self._batch) >= BATCH_EXCHANGES or self._bytes + size > BATCH_BYTES:
+        if (self._shedding or len(self._batch) >= BATCH_EXCHANGES
+                or self._bytes + size > BATCH_BYTES):
             self._drop(exchange.decision, "queue-full")
             return
         decision = exchange.decision

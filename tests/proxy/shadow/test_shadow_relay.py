@@ -1,6 +1,7 @@
 """The workers' relay sink and the shadow process's receiver over a real unix socket: exchanges
 arrive whole with their decisions (sent once each, numbered, renumbered past MAX_DECISIONS),
-and while the shadow process is down shadows are dropped and counted in the worker."""
+while the shadow process is down or its queue is full, shadows are dropped and counted in the
+worker, before capture."""
 from __future__ import annotations
 
 import asyncio
@@ -10,7 +11,7 @@ import time
 from proxy.metrics import Metrics
 from proxy.shadow import relay
 from proxy.shadow.dispatcher import ShadowDispatcher
-from proxy.shadow.process import _Receiver
+from proxy.shadow.process import _RECEIVERS, _Receiver
 from proxy.shadow.relay import RelaySink
 from proxy.shadow.store import ShadowStore
 from tests.proxy.shadow.test_shadow_overload import exchange
@@ -20,7 +21,8 @@ async def test_relay_delivers_exchanges_and_drops_while_the_shadow_process_is_do
         tmp_path, monkeypatch):
     monkeypatch.setattr(relay, "MAX_DECISIONS", 2)
     store = ShadowStore(f"sqlite:///{tmp_path / 'shadow.sqlite3'}")
-    dispatcher = ShadowDispatcher(store, workers=0)   # no consumers: what arrives stays queued
+    # No consumers: what arrives stays queued, and five fill the queue.
+    dispatcher = ShadowDispatcher(store, workers=0, queue_size=5)
     dispatcher.start()
     path = str(tmp_path / "shadow.sock")
     metrics = Metrics()
@@ -49,8 +51,18 @@ async def test_relay_delivers_exchanges_and_drops_while_the_shadow_process_is_do
         while dispatcher.metrics.counter_value("strangler_shadow_submitted_total", submitted) < 5:
             assert time.monotonic() < deadline
             await asyncio.sleep(0.01)
+        full = {"capability": "catalog", "reason": "queue-full"}
+        while sink.admit(ex.decision):           # told the queue is full: sheds before capture
+            assert time.monotonic() < deadline
+            await asyncio.sleep(0.01)
+        assert metrics.counter_value("strangler_shadow_dropped_total", full) == 1
         assert dispatcher._queue is not None
         assert [dispatcher._queue.get_nowait() for _ in sent] == sent
+        for receiver in _RECEIVERS:              # the shadow process checks this periodically
+            receiver.tell()
+        while not sink.admit(ex.decision):
+            assert time.monotonic() < deadline
+            await asyncio.sleep(0.01)
         assert metrics.counter_value("strangler_shadow_skipped_total",
                                      {"capability": "catalog", "reason": "unsafe-method"}) == 1
     finally:
