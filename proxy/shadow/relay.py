@@ -24,7 +24,7 @@ from proxy.metrics import Metrics
 
 log = logging.getLogger(__name__)
 
-FLUSH_EVERY_S = 0.002
+FLUSH_EVERY_S = 0.0005
 BATCH_EXCHANGES = 512
 BATCH_BYTES = 16 << 20          # bodies held in one batch: the worker's memory bound
 SOCKET_BUFFER_BYTES = 32 << 20  # written but not yet read by the shadow process
