@@ -57,7 +57,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("percent", metavar="PERCENT", help="0..100, e.g. 25 or 0.5")
     shadow = _shadow_group(subparsers)
     for state in ("on", "off"):
-        p = _add(shadow, state, run_shadow, summary=f"turn shadow traffic for a capability {state}")
+        p = _add(shadow, state, run_shadow,
+                 summary=f"turn shadow traffic for a capability {state} (or: shadow CAP {state})")
         p.add_argument("capability", metavar="CAP")
         p.set_defaults(state=state)
         if state == "on":

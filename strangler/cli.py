@@ -37,9 +37,18 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def issue_order(argv: list[str]) -> list[str]:
+    """`strangler shadow CAP on|off` as operators write it (like `rollout CAP PERCENT`) is
+    `shadow on|off CAP` to argparse, whose `shadow` group also holds `report`: accept both."""
+    if (len(argv) >= 3 and argv[0] == "shadow" and argv[2] in ("on", "off")
+            and argv[1] not in ("on", "off", "report") and not argv[1].startswith("-")):
+        return [argv[0], argv[2], argv[1], *argv[3:]]
+    return argv
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args = parser.parse_args(issue_order(list(sys.argv[1:] if argv is None else argv)))
     if not getattr(args, "func", None):
         parser.print_help()
         return 2

@@ -42,6 +42,11 @@ def test_shadow_on_and_off(demo: Path, cli):
     assert cli("shadow", "on", "catalog", "--percent", "10").code == 0
     assert cap(demo).shadow.percent == 10
     assert "already" in cli("shadow", "on", "catalog", "--percent", "10").out
+    # The order, capability first, does the same.
+    assert cli("shadow", "catalog", "off").code == 0
+    assert cap(demo).shadow.percent == 0
+    assert cli("shadow", "catalog", "on", "--percent", "25").code == 0
+    assert cap(demo).shadow.percent == 25
 
 
 @pytest.mark.parametrize("args, message", [
