@@ -1,26 +1,11 @@
 """Apply against a real PostgreSQL service schema: mapping, idempotence, stale skip, offsets, TOAST, truncate, origin."""
 from __future__ import annotations
 
-import uuid
-
-import pytest
 from sqlalchemy import text
 
-from cdc.apply import Applier
-from cdc.mapping import TO_SERVICE, UNAVAILABLE
-from cdc.store import TargetStore
-from cdc_apply_helpers import Events, cleanup_cdc, category, create_service_schema, mapping, product, rows
+from cdc.mapping import UNAVAILABLE
+from cdc_apply_helpers import Events, category, mapping, product, rows
 from strangler.db import make_engine
-
-
-@pytest.fixture
-def service(pg_url, pg_admin_url):
-    create_service_schema(pg_url)
-    store = TargetStore(pg_url)
-    consumer = f"apply_{uuid.uuid4().hex[:8]}"        # its replication origin is unique too
-    yield pg_url, Applier(store, mapping(), TO_SERVICE, consumer)
-    store.close()
-    cleanup_cdc(pg_admin_url, consumer, None)
 
 
 def test_insert_maps_columns_prices_and_lookups_within_one_batch(service):

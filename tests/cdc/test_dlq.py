@@ -1,25 +1,8 @@
 """Poison events reach the dead-letter table with their reason while the rest of the batch applies."""
 from __future__ import annotations
 
-import uuid
-
-import pytest
-
 from cdc import dlq
-from cdc.apply import Applier
-from cdc.mapping import TO_SERVICE
-from cdc.store import TargetStore
-from cdc_apply_helpers import Events, cleanup_cdc, category, create_service_schema, mapping, product, rows
-
-
-@pytest.fixture
-def service(pg_url, pg_admin_url):
-    create_service_schema(pg_url)
-    store = TargetStore(pg_url)
-    consumer = f"apply_{uuid.uuid4().hex[:8]}"        # its replication origin is unique too
-    yield pg_url, Applier(store, mapping(), TO_SERVICE, consumer)
-    store.close()
-    cleanup_cdc(pg_admin_url, consumer, None)
+from cdc_apply_helpers import Events, category, mapping, product, rows
 
 
 def test_poison_goes_to_the_dlq_and_later_events_still_apply(service):
