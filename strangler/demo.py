@@ -53,6 +53,9 @@ class Service:
     more_ports: tuple[tuple[int, str], ...] = ()  # (port, flag), e.g. the proxy's admin API
     env: tuple[tuple[str, str], ...] = ()  # added to the child's environment
     summary: str = ""        # what to print instead of a URL when it has none
+    # Start only once every service before it answers: the CDC pipeline must not snapshot or
+    # apply into a store whose own service is still creating and seeding it.
+    after_ready: bool = False
 
     @property
     def ports(self) -> tuple[tuple[int, str], ...]:
@@ -93,6 +96,7 @@ def services(args: argparse.Namespace) -> list[Service]:
         Service("cdc pipeline", "", args.host, None, strangler + (
             "cdc", "run", "catalog", "--config", str(CDC_CONFIG), "--direction", "both"),
             env=stores, summary="legacy <-> catalog stores, both ways (embedded transport)",
+            after_ready=True,
             examples=(f"strangler cdc status catalog --config {CDC_CONFIG}",)),
         Service("proxy", "--proxy-port", args.host, args.proxy_port, strangler + (
             "proxy", "--rules", str(rules), "--listen", f"{args.host}:{args.proxy_port}",
@@ -140,6 +144,11 @@ def run(args: argparse.Namespace) -> int:
     children: list[tuple[Service, subprocess.Popen]] = []
     try:
         for service in wanted:
+            if service.after_ready:
+                for earlier, process in children:
+                    _wait_ready(earlier, process, stop)
+            if stop.is_set():
+                break
             children.append((service, _start(service)))
         for service, process in children:
             _wait_ready(service, process, stop)

@@ -182,3 +182,41 @@ def test_two_services_on_one_port_is_refused_before_anything_starts(tmp_path):
         f"strangler: error: the catalog service and the legacy shop both want port {port}; "
         "give them different ports with --catalog-port\n")
     assert not (tmp_path / "var").exists()
+
+
+
+def test_the_cdc_pipeline_starts_only_once_the_services_that_own_its_stores_answer(
+        tmp_path, monkeypatch):
+    """A pipeline started beside the catalog service snapshotted legacy categories into the
+    catalog store while the service was still seeding it: the seed then hit a duplicate key
+    and the service exited. The order of starts and readiness waits is the contract."""
+    from strangler import cli, demo
+
+    monkeypatch.chdir(tmp_path)
+    events: list[str] = []
+
+    class Running:
+        def poll(self):
+            return None
+
+    def start(service):
+        events.append(f"start {service.name}")
+        return Running()
+
+    monkeypatch.setattr(demo, "_check_ports", lambda wanted: None)
+    monkeypatch.setattr(demo, "_start", start)
+    monkeypatch.setattr(demo, "_wait_ready",
+                        lambda service, process, stop: events.append(f"ready {service.name}"))
+    monkeypatch.setattr(demo, "_announce", lambda wanted: signal.raise_signal(signal.SIGTERM))
+    monkeypatch.setattr(demo, "_stop_all", lambda children: events.append("stop all"))
+    previous = {signum: signal.getsignal(signum) for signum in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        assert cli.main(["demo", "--products", "3"]) == 0
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+    started = events.index("start cdc pipeline")
+    assert events.index("ready legacy shop") < started
+    assert events.index("ready catalog service") < started
+    assert events.index("start legacy shop") < events.index("start catalog service") < started
+    assert events[-1] == "stop all"
