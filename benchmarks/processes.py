@@ -82,6 +82,20 @@ def wait_until_answers(server: Server, path: str, timeout: float = 30.0) -> None
                        f"log tail:\n{tail}")
 
 
+def process_cpu_seconds(pid: int) -> float:
+    """CPU time (user + system) used so far by one process."""
+    return _ticks(_stat_fields(Path(f"/proc/{pid}/stat"))) / os.sysconf("SC_CLK_TCK")
+
+
+def _stat_fields(stat: Path) -> list[str]:
+    """/proc/PID/stat after the command name (which may hold spaces): field 3 onwards."""
+    return stat.read_text().rsplit(")", 1)[1].split()
+
+
+def _ticks(fields: list[str]) -> int:
+    return int(fields[11]) + int(fields[12])     # fields 14, 15 of stat: utime, stime
+
+
 def cpu_seconds(server: Server) -> float:
     """CPU time (user + system) used so far by every live process in the server's process groups.
 
@@ -92,9 +106,9 @@ def cpu_seconds(server: Server) -> float:
     ticks = 0
     for stat in Path("/proc").glob("[0-9]*/stat"):
         try:
-            fields = stat.read_text().rsplit(")", 1)[1].split()
+            fields = _stat_fields(stat)
         except (OSError, IndexError):
             continue  # the process ended while we looked
         if int(fields[2]) in groups:          # field 5 of stat: the process group
-            ticks += int(fields[11]) + int(fields[12])   # fields 14, 15: utime, stime
+            ticks += _ticks(fields)
     return ticks / os.sysconf("SC_CLK_TCK")

@@ -12,7 +12,11 @@ that answers after SLOW_MS), all measured in interleaved rounds of one run:
    (shadows shed because the worker is saturated) and at 100 % towards the slow one (shed as its
    queue fills too) — the shadow counters (submitted / compared / dropped, from each proxy's
    /metrics) show they are, and the client p50/p99 ratios against the 0 % proxy's overload
-   figures show what shedding leaves the client.
+   figures show what shedding leaves the client;
+4. control (context, no bar): the 0 % proxy alone against the 0 % proxy beside
+   benchmarks.cpu_burner spending, at the shadow process's niceness, the CPU per request the
+   shadow process was measured to spend in part 2. What that costs the client is the price of
+   that much background CPU on this machine, whoever spends it.
 """
 from __future__ import annotations
 
@@ -31,7 +35,8 @@ from pathlib import Path
 
 import yaml
 
-from benchmarks.processes import Server, cpu_seconds, free_port, spawn, wait_until_answers
+from benchmarks.processes import (Server, cpu_seconds, free_port, process_cpu_seconds, spawn,
+                                  wait_until_answers)
 from benchmarks.proxy_bench import check_answer, environment, strangler_command
 from benchmarks.upstream import start_upstream
 from benchmarks.wrk import Load, run_wrk
@@ -65,11 +70,19 @@ class Proxy:
     def __exit__(self, *exc) -> None:
         self.server.stop()
 
-    def counters(self) -> dict[str, float]:
-        req = urllib.request.Request(self.admin_url + "/metrics",
+    def _admin(self, path: str) -> bytes:
+        req = urllib.request.Request(self.admin_url + path,
                                      headers={"Authorization": f"Bearer {self.token}"})
         with urllib.request.urlopen(req, timeout=5) as resp:
-            return shadow_totals(resp.read().decode())
+            return resp.read()
+
+    def counters(self) -> dict[str, float]:
+        return shadow_totals(self._admin("/metrics").decode())
+
+    def shadow_cpu_seconds(self) -> float:
+        """CPU used so far by this proxy's shadow process (0 when it has none)."""
+        shadow = json.loads(self._admin("/admin/status")).get("shadow_process") or {}
+        return process_cpu_seconds(shadow["pid"]) if shadow.get("pid") else 0.0
 
 
 def shadow_totals(prometheus_text: str) -> dict[str, float]:
@@ -151,14 +164,18 @@ class Figures:
     cpu_us_per_request: float
     rounds: list[dict]
     shadow: dict[str, float]
+    shadow_process_cpu_us_per_request: float = 0.0
 
 
-def figures(proxy: Proxy, samples: list[Sample], shadow: dict[str, float]) -> Figures:
+def figures(name: str, samples: list[Sample], shadow: dict[str, float],
+            shadow_cpu_s: float = 0.0) -> Figures:
     med = lambda key: statistics.median(key(s) for s in samples)  # noqa: E731
-    return Figures(proxy.server.name, med(lambda s: s.load.rps), med(lambda s: s.load.p50_ms),
+    requests = sum(s.load.requests for s in samples)
+    return Figures(name, med(lambda s: s.load.rps), med(lambda s: s.load.p50_ms),
                    med(lambda s: s.load.p99_ms), med(lambda s: s.cpu_us_per_request),
                    [{"rps": s.load.rps, "p50_ms": s.load.p50_ms, "p99_ms": s.load.p99_ms,
-                     "cpu_us_per_request": s.cpu_us_per_request} for s in samples], shadow)
+                     "cpu_us_per_request": s.cpu_us_per_request} for s in samples], shadow,
+                   shadow_cpu_s * 1e6 / requests)
 
 
 def run_part(proxies: list[Proxy], rounds: int, connections: int, threads: int,
@@ -167,15 +184,37 @@ def run_part(proxies: list[Proxy], rounds: int, connections: int, threads: int,
     read before and after the whole part."""
     time.sleep(METRICS_SETTLE_S)
     before = [p.counters() for p in proxies]
+    cpu_before = [p.shadow_cpu_seconds() for p in proxies]
     samples: list[list[Sample]] = [[] for _ in proxies]
     for number in range(1, rounds + 1):
         print(f"  round {number}/{rounds}", file=sys.stderr, flush=True)
         for proxy, mine in zip(proxies, samples):
             mine.append(sample(proxy, connections, threads, ROUND_SECONDS, pause_ms))
+    cpu_after = [p.shadow_cpu_seconds() for p in proxies]
     time.sleep(METRICS_SETTLE_S)
     after = [p.counters() for p in proxies]
-    return [figures(p, s, {k: a[k] - b[k] for k in COUNTERS})
-            for p, s, b, a in zip(proxies, samples, before, after)]
+    return [figures(p.server.name, s, {k: a[k] - b[k] for k in COUNTERS}, c1 - c0)
+            for p, s, b, a, c0, c1 in zip(proxies, samples, before, after, cpu_before, cpu_after)]
+
+
+def run_control(off: Proxy, pause_ms: int, busy_us: float, every_us: float,
+                workdir: Path) -> list[Figures]:
+    """The 0 % proxy without and with the burner, in interleaved rounds."""
+    plain: list[Sample] = []
+    burnt: list[Sample] = []
+    for number in range(1, ROUNDS + 1):
+        print(f"  round {number}/{ROUNDS}", file=sys.stderr, flush=True)
+        plain.append(sample(off, PACED_CONNECTIONS, 1, ROUND_SECONDS, pause_ms))
+        burner = spawn([sys.executable, "-m", "benchmarks.cpu_burner", "--busy-us",
+                        f"{busy_us:.1f}", "--every-us", f"{every_us:.1f}"], workdir / "burner.log")
+        try:
+            time.sleep(0.2)
+            burnt.append(sample(off, PACED_CONNECTIONS, 1, ROUND_SECONDS, pause_ms))
+        finally:
+            Server("cpu burner", "", [burner]).stop()
+    nothing = dict.fromkeys(COUNTERS, 0.0)
+    return [figures("0% shadow", plain, nothing),
+            figures(f"0% + {busy_us:.0f} us CPU/req burnt", burnt, nothing)]
 
 
 def pause_for(rate: float) -> int:
@@ -209,7 +248,11 @@ def run() -> dict:
         paced = run_part([off, on], ROUNDS, PACED_CONNECTIONS, 1, pause_ms)
         print("overload", file=sys.stderr, flush=True)
         overload = run_part([off, on, shed], OVERLOAD_ROUNDS, OVERLOAD_CONNECTIONS, WORKERS, None)
-    return {"peak_rps": peak, "pause_ms": pause_ms, "paced": paced, "overload": overload}
+        print("control", file=sys.stderr, flush=True)
+        busy_us = paced[1].shadow_process_cpu_us_per_request
+        control = run_control(off, pause_ms, busy_us, 1e6 / paced[1].rps, workdir)
+    return {"peak_rps": peak, "pause_ms": pause_ms, "paced": paced, "overload": overload,
+            "control": control}
 
 
 def ratios(base: Figures, other: Figures) -> dict[str, float]:
@@ -232,7 +275,7 @@ def verdicts(paced: list[Figures], overload: list[Figures]) -> dict[str, bool]:
 
 
 def render(found: dict, passed: dict[str, bool]) -> str:
-    paced, overload = found["paced"], found["overload"]
+    paced, overload, control = found["paced"], found["overload"], found["control"]
     lines = [f"shadow benchmark: {WORKERS} strangler workers; {os.cpu_count()} CPUs; "
              f"load avg {os.getloadavg()[0]:.2f}",
              f"0% shadow peak {found['peak_rps']:.0f} req/s "
@@ -243,7 +286,7 @@ def render(found: dict, passed: dict[str, bool]) -> str:
              f"{ROUND_SECONDS}s rounds, medians shown", "",
              f"{'part':<9}{'proxy':<28}{'req/s':>8}{'p50 ms':>9}{'p99 ms':>9}{'CPU us/req':>11}"
              f"{'submitted':>10}{'compared':>9}{'dropped':>9}{'errors':>7}"]
-    for part, rows in (("paced", paced), ("overload", overload)):
+    for part, rows in (("paced", paced), ("overload", overload), ("control", control)):
         for f in rows:
             s = f.shadow
             lines.append(f"{part:<9}{f.name:<28}{f.rps:>8.0f}{f.p50_ms:>9.3f}{f.p99_ms:>9.3f}"
@@ -256,6 +299,10 @@ def render(found: dict, passed: dict[str, bool]) -> str:
         r = ratios(base, other)
         lines.append(f"{label:<28} p50 {r['p50']:.3f}x  p99 {r['p99']:.3f}x  "
                      f"req/s {r['rps']:.3f}x  CPU/req {r['cpu_us_per_request']:.3f}x")
+    r = ratios(control[0], control[1])
+    lines.append(f"{'control burnt/plain':<28} p50 {r['p50']:.3f}x  p99 {r['p99']:.3f}x  "
+                 f"(the shadow process spent {paced[1].shadow_process_cpu_us_per_request:.0f} "
+                 "us CPU/req in the paced part; the burner spends as much with no shadowing)")
     lines.append(f"bars: p50 <= {BARS['p50']}x, p99 <= {BARS['p99']}x")
     lines += [f"  {name:<32}{'pass' if ok else 'FAIL'}" for name, ok in passed.items()]
     return "\n".join(lines)
@@ -288,9 +335,11 @@ def main() -> int:
         "peak_rps": found["peak_rps"],
         "paced": [asdict(f) for f in found["paced"]],
         "overload": [asdict(f) for f in found["overload"]],
+        "control": [asdict(f) for f in found["control"]],
         "ratios": {"paced": ratios(found["paced"][0], found["paced"][1]),
                    "overload": ratios(found["overload"][0], found["overload"][1]),
-                   "overload_slow_target": ratios(found["overload"][0], found["overload"][2])},
+                   "overload_slow_target": ratios(found["overload"][0], found["overload"][2]),
+                   "control": ratios(found["control"][0], found["control"][1])},
         "bars": BARS, "passed": passed,
     })
     print(f"\nresult: {path}")
