@@ -45,8 +45,6 @@ class Engine:
         self.metrics = metrics
         self.access_log = access_log
         self.sink = sink
-        # Asked before capturing a shadow's bodies: a sink that is shedding says no (and counts).
-        self.shadow_admits = getattr(sink, "admit", _always)
         self.connections: set[Any] = set()   # ClientConnection objects
         self.inflight: set[Any] = set()      # Flights waiting on an upstream (timeouts)
         self.new_request_id = RequestIds()
@@ -194,7 +192,3 @@ class Engine:
         closer = getattr(self.sink, "close", None)
         if closer is not None:
             await closer()
-
-
-def _always(decision: object) -> bool:
-    return True

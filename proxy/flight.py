@@ -20,9 +20,9 @@ from typing import TYPE_CHECKING, Any, Mapping
 import httptools
 
 from proxy.decision import Decision
-from proxy.exchange import Exchange
-from proxy.headers import (STATUS_LINES, client_response_head, header_pairs, http_date_line,
-                           parse_head_headers, split_response_headers, upstream_request_head,
+from proxy.exchange import Capture
+from proxy.headers import (STATUS_LINES, client_response_head, http_date_line,
+                           split_response_headers, upstream_request_head,
                            valid_request_id)
 from proxy.upstream import PoolExhausted, UpstreamConnection, UpstreamPool
 
@@ -202,7 +202,8 @@ class Flight:
         if sink is not None:
             if decision.shadow_skipped:
                 sink.skip(decision, decision.shadow_skipped)
-            if decision.shadow is not None and engine.shadow_admits(decision):
+            # Asked before capturing a shadow's bodies: a sink that is shedding says no (and counts).
+            if decision.shadow is not None and sink.admit(decision):
                 self.capture = []
                 self.replay_limit = decision.shadow.max_body_bytes
         if self.body_len or not self.body_done:   # bodiless requests are replayable as they are
@@ -552,7 +553,7 @@ class Flight:
             self.engine.record(self)
             if self.capture is not None:
                 if self.body_done and self.replay is not None or not self.body_len:
-                    self.engine.sink.submit(self.exchange())
+                    self.engine.sink.submit_capture(self.shadow_capture())
                 else:
                     self._skip_shadow("body-incomplete")
         self.client.flight_done(self, keep_alive, tunnel)
@@ -563,14 +564,11 @@ class Flight:
             self.capture = None
             self.engine.sink.skip(self.decision, reason)
 
-    def exchange(self) -> Exchange:
-        return Exchange(
-            decision=self.decision, method=self.method, target=self.target.decode("latin-1"),
-            request_headers=parse_head_headers(self.head),
-            request_body=b"".join(self.replay or ()), status=self.status,
-            response_headers=header_pairs(self.resp_lines),
-            response_body=b"".join(self.capture or ()),
-            latency_s=time.perf_counter() - self.t0, started_at=self.wall_start())
+    def shadow_capture(self) -> Capture:
+        latency = time.perf_counter() - self.t0
+        return Capture(self.decision, self.method, self.target, self.head, self.replay or [],
+                       self.status, self.resp_lines, self.capture or [], latency,
+                       time.time() - latency)
 
     def wall_start(self) -> float:
         """time.time() when the request started (derived: one clock read per request)."""

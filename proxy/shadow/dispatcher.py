@@ -36,7 +36,7 @@ from functools import lru_cache, partial
 from typing import Callable
 
 from proxy.decision import SAFE_METHODS, SERVICE, Backend, Decision
-from proxy.exchange import Exchange, ShadowSink
+from proxy.exchange import Capture, Exchange, ShadowSink
 from proxy.metrics import Metrics
 from proxy.shadow.compare import STATUS, Answer, diff_answers
 from proxy.shadow.noise import NoiseSampler
@@ -157,6 +157,10 @@ class ShadowDispatcher:
                        else "overload" if self.overloaded else "queue-full")
             return False
         return True
+
+    def submit_capture(self, capture: Capture) -> None:
+        """The engine's (or a worker's, via the shadow process) unparsed capture."""
+        self.submit(capture.exchange())
 
     def submit(self, exchange: Exchange) -> None:
         labels = {"capability": exchange.decision.capability or "-"}

@@ -21,7 +21,7 @@ from typing import Any
 
 from proxy.decision import Decision
 from proxy.engine import SinkFactory
-from proxy.exchange import Exchange
+from proxy.exchange import Capture
 from proxy.metrics import Metrics
 from proxy.settings import ProxySettings
 from proxy.shadow.dispatcher import ShadowDispatcher
@@ -63,7 +63,7 @@ _RECEIVERS: set["_Receiver"] = set()     # one per connected worker
 
 
 class _Receiver(asyncio.Protocol):
-    """Frames of pickled (exchanges, counts) batches from one worker, into the dispatcher."""
+    """Frames of pickled (captures, counts) batches from one worker, into the dispatcher."""
 
     def __init__(self, dispatcher: ShadowDispatcher) -> None:
         self.dispatcher = dispatcher
@@ -100,7 +100,7 @@ class _Receiver(asyncio.Protocol):
                 self.decisions.clear()
             self.decisions.update(new)
             for ref, *fields in exchanges:
-                self.dispatcher.submit(Exchange(self.decisions[ref], *fields))
+                self.dispatcher.submit_capture(Capture(self.decisions[ref], *fields))
             store = self.dispatcher.store
             for (capability, route, name), amount in counts.items():
                 store.count(capability, route, name, amount)

@@ -1,9 +1,9 @@
 """The ShadowSink of a worker process when shadows run in the shadow process (proxy.shadow.process).
 
-Everything a shadow costs beyond capture happens elsewhere: `submit` only appends the exchange
-to a bounded batch, and a timer flushes the batch every FLUSH_EVERY_S as ONE pickled write on a
-unix socket to the shadow process. An exchange travels as a tuple of primitives with its
-decision as a number: each distinct decision is sent once per connection (pickling one costs
+Everything a shadow costs beyond capture happens elsewhere: `submit_capture` only appends the
+unparsed capture to a bounded batch, and a timer flushes the batch every FLUSH_EVERY_S as ONE pickled write on a
+unix socket to the shadow process, which parses it. A capture travels as a tuple of bytes and
+numbers with its decision as a number: each distinct decision is sent once per connection (pickling one costs
 ~25 us, the rest of an exchange ~3). When the batch is full, the socket's buffer is full or the shadow process is
 down, shadows are dropped and counted here (the worker's counters reach /metrics like all
 others); drops and skips are also sent along, as counts, for the results store. The shadow
@@ -19,7 +19,7 @@ import struct
 from typing import Any
 
 from proxy.decision import Decision
-from proxy.exchange import Exchange
+from proxy.exchange import Capture
 from proxy.metrics import Metrics
 
 log = logging.getLogger(__name__)
@@ -92,16 +92,16 @@ class RelaySink:
             return False
         return True
 
-    def submit(self, exchange: Exchange) -> None:
-        size = len(exchange.request_body) + len(exchange.response_body)
+    def submit_capture(self, capture: Capture) -> None:
+        decision = capture.decision
+        size = capture.body_bytes()
         if self._transport is None:
-            self._drop(exchange.decision, "not-running")
+            self._drop(decision, "not-running")
             return
         if (self._shedding or len(self._batch) >= BATCH_EXCHANGES
                 or self._bytes + size > BATCH_BYTES):
-            self._drop(exchange.decision, "queue-full")
+            self._drop(decision, "queue-full")
             return
-        decision = exchange.decision
         ref = self._refs.get(decision)
         if ref is None:
             if len(self._refs) >= MAX_DECISIONS:   # e.g. many reloads: start over
@@ -111,10 +111,7 @@ class RelaySink:
                 self._refs, self._new, self._reset = {}, [], True
             ref = self._refs[decision] = len(self._refs)
             self._new.append((ref, decision))
-        self._batch.append((ref, exchange.method, exchange.target, exchange.request_headers,
-                            exchange.request_body, exchange.status, exchange.response_headers,
-                            exchange.response_body, exchange.latency_s, exchange.started_at,
-                            decision))
+        self._batch.append((ref, *capture[1:], decision))
         self._bytes += size
         self._schedule()
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 
-from proxy.exchange import Exchange
+from proxy.exchange import Capture, Exchange
 from proxy.metrics import Metrics
 from tests.proxy.harness import client, rules_doc, running_proxy, write_rules
 from tests.proxy.upstreams import upstream
@@ -21,7 +21,11 @@ class RecordingSink:
         self.closed = False
         RecordingSink.instances.append(self)
 
-    def submit(self, exchange: Exchange) -> None:
+    def admit(self, decision) -> bool:
+        return True
+
+    def submit_capture(self, capture: Capture) -> None:
+        exchange = capture.exchange()
         self.submitted.append(exchange)
         self.metrics.inc("strangler_shadow_submitted_total",
                          {"capability": exchange.decision.capability})

@@ -1,5 +1,5 @@
-"""The workers' relay sink and the shadow process's receiver over a real unix socket: exchanges
-arrive whole with their decisions (sent once each, numbered, renumbered past MAX_DECISIONS),
+"""The workers' relay sink and the shadow process's receiver over a real unix socket: captures
+arrive whole with their decisions and are parsed there into the exchanges the worker saw (sent once each, numbered, renumbered past MAX_DECISIONS),
 while the shadow process is down or its queue is full, shadows are dropped and counted in the
 worker, before capture."""
 from __future__ import annotations
@@ -8,6 +8,7 @@ import asyncio
 import dataclasses
 import time
 
+from proxy.exchange import Capture, Exchange
 from proxy.metrics import Metrics
 from proxy.shadow import relay
 from proxy.shadow.dispatcher import ShadowDispatcher
@@ -15,6 +16,16 @@ from proxy.shadow.process import _RECEIVERS, _Receiver
 from proxy.shadow.relay import RelaySink
 from proxy.shadow.store import ShadowStore
 from tests.proxy.shadow.test_shadow_overload import exchange
+
+
+def capture_of(ex: Exchange) -> Capture:
+    """What a worker's flight hands over for `ex`: head bytes, header lines, body chunks."""
+    head = (f"{ex.method} {ex.target} HTTP/1.1\r\n".encode()
+            + b"".join(f"{name}: {value}\r\n".encode("latin-1")
+                       for name, value in ex.request_headers) + b"\r\n")
+    return Capture(ex.decision, ex.method, ex.target.encode(), head, [ex.request_body],
+                   ex.status, [f"{n}: {v}".encode("latin-1") for n, v in ex.response_headers],
+                   [ex.response_body[:1], ex.response_body[1:]], ex.latency_s, ex.started_at)
 
 
 async def test_relay_delivers_exchanges_and_drops_while_the_shadow_process_is_down(
@@ -31,7 +42,7 @@ async def test_relay_delivers_exchanges_and_drops_while_the_shadow_process_is_do
     server = None
     try:
         assert not sink.admit(ex.decision)
-        sink.submit(ex)
+        sink.submit_capture(capture_of(ex))
         assert metrics.counter_value("strangler_shadow_dropped_total",
                                      {"capability": "catalog", "reason": "not-running"}) == 2
 
@@ -42,10 +53,12 @@ async def test_relay_delivers_exchanges_and_drops_while_the_shadow_process_is_do
             assert time.monotonic() < deadline
             await asyncio.sleep(0.05)
         sent = [dataclasses.replace(ex, target=f"/items/{i}",
+                                    request_headers=(("Host", "shop"), ("X-Request-Id", f"r{i}")),
+                                    response_headers=(("Content-Type", "application/json"),),
                                     decision=dataclasses.replace(ex.decision, reason=f"r{i}"))
                 for i in range(5)]
         for one in sent:
-            sink.submit(one)
+            sink.submit_capture(capture_of(one))
         sink.skip(ex.decision, "unsafe-method")
         submitted = {"capability": "catalog"}
         while dispatcher.metrics.counter_value("strangler_shadow_submitted_total", submitted) < 5:
