@@ -2,8 +2,8 @@
 
 Shadows never hurt the client: `submit` and `skip` only do `put_nowait` and counter updates;
 when the queue is full — by count, or by the bytes of bodies held — the exchange is dropped and
-counted. A fixed number of consumer
-tasks replay exchanges through the dispatcher's OWN connection pools (`replay.ShadowClient`: its
+counted. Up to `workers` consumer
+tasks (as many as keep up with the arrivals: `in_flight.InFlightLimit`) replay exchanges through the dispatcher's OWN connection pools (`replay.ShadowClient`: its
 own connection limit, bodies never decompressed, per-capability timeout), so a slow or dead
 shadow target only ever ties up shadow connections. Comparison, redaction and sampling of large
 answers run in one dedicated thread so large bodies do not stall the event loop that serves
@@ -39,6 +39,8 @@ from proxy.decision import SAFE_METHODS, SERVICE, Backend, Decision
 from proxy.exchange import Capture, Exchange, ShadowSink
 from proxy.metrics import Metrics
 from proxy.shadow.compare import STATUS, Answer, diff_answers
+from proxy.shadow.in_flight import WINDOW_S as IN_FLIGHT_WINDOW_S
+from proxy.shadow.in_flight import InFlightLimit
 from proxy.shadow.noise import NoiseSampler
 from proxy.shadow.paths import compile_paths
 from proxy.shadow.replay import Replayed, ShadowClient, error_kind, replay
@@ -99,6 +101,7 @@ class ShadowDispatcher:
         self._tasks: list[asyncio.Task] = []
         self._client: ShadowClient | None = None
         self._executor: ThreadPoolExecutor | None = None
+        self._in_flight = InFlightLimit(workers)
 
     def start(self) -> None:
         if self.owns_store:
@@ -106,8 +109,9 @@ class ShadowDispatcher:
         self._queue = asyncio.Queue(self.queue_size)
         self._client = ShadowClient(self.max_connections)
         self._executor = ThreadPoolExecutor(1, thread_name_prefix="shadow-compare")
-        self._tasks = [asyncio.create_task(self._consume(), name=f"shadow-{i}")
+        self._tasks = [asyncio.create_task(self._consume(i), name=f"shadow-{i}")
                        for i in range(self.workers)]
+        self._tasks.append(asyncio.create_task(self._size_in_flight(), name="shadow-in-flight"))
         if self.shed_busy_share is not None:
             self._tasks.append(asyncio.create_task(self._watch_load(), name="shadow-load"))
 
@@ -180,6 +184,7 @@ class ShadowDispatcher:
             self._drop(exchange.decision, "queue-full")
             return
         self._held_bytes += size
+        self._in_flight.arrived()
         self.metrics.inc("strangler_shadow_submitted_total", labels)
 
     def skip(self, decision: Decision, reason: str) -> None:
@@ -209,10 +214,23 @@ class ShadowDispatcher:
             self.overloaded = now_busy - busy >= self.shed_busy_share * (now - wall)
             busy, wall = now_busy, now
 
-    async def _consume(self) -> None:
+    async def _size_in_flight(self) -> None:
+        assert self._queue is not None
+        last = time.monotonic()
+        while True:
+            await asyncio.sleep(IN_FLIGHT_WINDOW_S)
+            now = time.monotonic()
+            self._in_flight.update(now - last, self._queue.qsize())
+            last = now
+
+    async def _consume(self, index: int) -> None:
+        """Consumer number `index`; it waits while the in-flight limit is at or below it."""
         assert self._queue is not None
         while True:
+            while index >= self._in_flight.limit:
+                await asyncio.sleep(IN_FLIGHT_WINDOW_S)
             exchange = await self._queue.get()
+            taken = time.monotonic()
             try:
                 if self.overloaded:      # queued before the overload began: shed it too
                     self._drop(exchange.decision, "overload")
@@ -224,6 +242,7 @@ class ShadowDispatcher:
                 log.exception("shadow: unexpected failure")
                 self._error(exchange.decision, "internal")
             finally:
+                self._in_flight.completed(time.monotonic() - taken)
                 self._held_bytes -= _size(exchange)
                 self._queue.task_done()
 
