@@ -3,6 +3,8 @@ counters are read from the proxy's real /metrics rendering, and the verdicts app
 bars to ratios of the same run."""
 from __future__ import annotations
 
+import dataclasses
+
 import yaml
 
 from benchmarks.shadow_bench import (BENCH_PATH, Figures, render, rules_document, shadow_totals,
@@ -58,7 +60,11 @@ def test_verdicts_hold_shadowing_to_the_bars_against_no_shadowing_of_the_same_ru
                       "overload p99 (fast target)": False,
                       "overload dropped (slow target)": True, "overload p50 (slow target)": False,
                       "overload p99 (slow target)": True}
-    table = render({"peak_rps": 9000.0, "pause_ms": 1, "paced": paced, "overload": overload},
-                   passed)
+    paced[1] = dataclasses.replace(paced[1], shadow_process_cpu_us_per_request=70.0)
+    control = [figures("0% shadow", 1.0, 4.0), figures("0% + 70 us CPU/req burnt", 1.2, 4.4)]
+    table = render({"peak_rps": 9000.0, "pause_ms": 1, "paced": paced, "overload": overload,
+                    "control": control}, passed)
     assert "paced 100%/0%                p50 1.090x  p99 1.300x" in table
     assert "  paced p99                       FAIL" in table
+    assert "control burnt/plain          p50 1.200x  p99 1.100x  (the shadow process spent 70 us" \
+        in table
