@@ -32,6 +32,7 @@ import os
 import threading
 import time
 from dataclasses import dataclass, field
+from functools import lru_cache
 from pathlib import Path
 from typing import Iterable
 
@@ -222,11 +223,7 @@ class ShadowStore:
                         else {_fit(f, KEY_CHARS) for f in obs.noise_fields})
         bucket = _bucket(obs.at)
         base = (capability, route, bucket)
-        raw = sorted(raw_fields)
-        if len(raw) > MAX_SIGNATURE_FIELDS:
-            raw = raw[:MAX_SIGNATURE_FIELDS] + [OVERFLOW_FIELD]
-        signature = json.dumps(raw, ensure_ascii=False)
-        digest = hashlib.sha1(f"{obs.status_mismatch}|{signature}".encode()).hexdigest()
+        signature, digest = _signature(obs.status_mismatch, tuple(sorted(raw_fields)))
         with self._lock:
             self._add_counter(base + ("compared",), 1)
             if obs.status_mismatch:
@@ -372,6 +369,17 @@ class ShadowStore:
                 scoped(samples_t, sm.capability, sm.route, sm.field, sm.at, sm.data)
                 .order_by(sm.id.desc()))]
         return snap
+
+
+@lru_cache(maxsize=4096)
+def _signature(status_mismatch: bool, raw: tuple[str, ...]) -> tuple[str, str]:
+    """The stored form of a set of differing fields and its digest. Cached: a route differs in
+    the same few sets again and again (most often none), and this ran for every comparison."""
+    fields = list(raw)
+    if len(fields) > MAX_SIGNATURE_FIELDS:
+        fields = fields[:MAX_SIGNATURE_FIELDS] + [OVERFLOW_FIELD]
+    signature = json.dumps(fields, ensure_ascii=False)
+    return signature, hashlib.sha1(f"{status_mismatch}|{signature}".encode()).hexdigest()
 
 
 def _fit(text: str, limit: int) -> str:
