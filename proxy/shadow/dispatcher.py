@@ -80,7 +80,7 @@ class ShadowDispatcher:
     at shutdown; or `async with`. With `owns_store` it also starts and closes the store."""
 
     def __init__(self, store: ShadowStore, metrics: Metrics | None = None, *,
-                 queue_size: int = 1024, queue_bytes: int = 64 << 20, workers: int = 4,
+                 queue_size: int = 1024, queue_bytes: int = 64 << 20, workers: int = 32,
                  max_connections: int = 32, owns_store: bool = False,
                  shed_busy_share: float | None = None) -> None:
         self.store = store
@@ -102,6 +102,9 @@ class ShadowDispatcher:
         self._client: ShadowClient | None = None
         self._executor: ThreadPoolExecutor | None = None
         self._in_flight = InFlightLimit(workers)
+        self._active = 0                    # shadows being worked on
+        self._holding = 0                   # taken from the queue, waiting for a slot
+        self._slot_free = asyncio.Event()
 
     def start(self) -> None:
         if self.owns_store:
@@ -220,29 +223,49 @@ class ShadowDispatcher:
         while True:
             await asyncio.sleep(IN_FLIGHT_WINDOW_S)
             now = time.monotonic()
-            self._in_flight.update(now - last, self._queue.qsize())
+            self._in_flight.update(now - last, self._queue.qsize() + self._holding)
+            self._slot_free.set()           # the limit may have grown
             last = now
 
+    async def _slot(self) -> None:
+        """Wait until fewer shadows than the limit are being worked on, then take a place."""
+        while self._active >= self._in_flight.limit:
+            self._holding += 1
+            self._slot_free.clear()
+            try:
+                await self._slot_free.wait()
+            finally:
+                self._holding -= 1
+        self._active += 1
+
     async def _consume(self, index: int) -> None:
-        """Consumer number `index`; it waits while the in-flight limit is at or below it."""
+        """Consumer number `index`: it leaves the queue alone while the in-flight limit is at or
+        below it, and a shadow it took before the limit shrank waits for a place (`_slot`)."""
         assert self._queue is not None
         while True:
             while index >= self._in_flight.limit:
                 await asyncio.sleep(IN_FLIGHT_WINDOW_S)
             exchange = await self._queue.get()
-            taken = time.monotonic()
+            taken: float | None = None
             try:
+                await self._slot()
+                taken = time.monotonic()
                 if self.overloaded:      # queued before the overload began: shed it too
                     self._drop(exchange.decision, "overload")
                     continue
                 await self._shadow(exchange)
             except asyncio.CancelledError:
+                if taken is None:        # closed while it waited for a place: count it
+                    self._drop(exchange.decision, "shutdown")
                 raise
             except Exception:  # contained: a shadow bug is counted and logged, never spreads
                 log.exception("shadow: unexpected failure")
                 self._error(exchange.decision, "internal")
             finally:
-                self._in_flight.completed(time.monotonic() - taken)
+                if taken is not None:
+                    self._active -= 1
+                    self._slot_free.set()
+                    self._in_flight.completed(time.monotonic() - taken)
                 self._held_bytes -= _size(exchange)
                 self._queue.task_done()
 

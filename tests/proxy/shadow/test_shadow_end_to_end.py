@@ -413,3 +413,41 @@ async def test_unusable_compare_settings_are_one_clear_error(shop, caplog):
     assert r["errors"] == {"bad-compare-settings": 3} and r["compared"] == 0
     said = [m for m in caplog.messages if "compare settings unusable" in m]
     assert len(said) == 1 and "$.items[" in said[0]
+
+
+async def test_in_flight_shadows_shrink_for_a_fast_target_and_open_up_for_a_stalled_one(shop):
+    """A few at a time while the catalog answers in milliseconds (no bursts on the machine); as
+    many as the work waiting needs, past the four consumers this once had, when it stalls."""
+    release = asyncio.Event()
+    held: list[str] = []
+
+    async def stuck(request):
+        held.append(request.path)
+        await release.wait()
+        return web.json_response({})
+    app = web.Application()
+    app.router.add_get("/{tail:.*}", stuck)
+    runner, slow = await serve(app)
+    dispatcher = ShadowDispatcher(shop.store)
+    dispatcher.start()
+    try:
+        fast = shop.decision("/api/products/{id}")
+        for i in range(60):
+            dispatcher.submit(await shop.call(fast, "GET", f"/api/products/{i % PRODUCTS + 1}"))
+        await dispatcher.drain()
+        deadline = time.monotonic() + 10
+        while dispatcher._in_flight.limit > 4:
+            assert time.monotonic() < deadline, dispatcher._in_flight.limit
+            await asyncio.sleep(0.05)
+        stalled = shop.decision("/slow/{id}", target=slow)
+        for i in range(20):
+            dispatcher.submit(await shop.call(stalled, "GET", f"/api/products/{i + 1}"))
+        while len(held) < 20:
+            assert time.monotonic() < deadline, f"{len(held)} in flight"
+            await asyncio.sleep(0.05)
+        assert dispatcher._in_flight.limit == dispatcher.workers
+    finally:
+        release.set()
+        await dispatcher.drain()
+        await dispatcher.close()
+        await runner.cleanup()
