@@ -5,8 +5,11 @@ compare), about λ·W must be in flight. A fast target needs one: then shadows r
 one after another instead of in bursts, and a burst of replays (with the target's own work) is
 what delays the clients sharing the machine (shadow benchmark: p99 1.66x of 0 % shadowing with
 four at once, 1.34-1.38x with one). A slow target needs many, up to the dispatcher's `workers`.
-Until a window has measured both, and whenever work is waiting but nothing completed, the limit
-is the ceiling: a slow target is never starved by a low guess.
+The rate counts the work still waiting as if it had arrived in the window: when the workers
+shed at the source (the queue is full) nothing arrives, and a limit sized on arrivals alone
+would fall to one and keep the queue full for good. Until a window has measured both, and
+whenever work is waiting but nothing completed, the limit is the ceiling: a slow target is
+never starved by a low guess.
 """
 from __future__ import annotations
 
@@ -37,7 +40,7 @@ class InFlightLimit:
     def update(self, window_s: float, waiting: int) -> int:
         """The new limit after a window of `window_s` with `waiting` shadows still queued."""
         if self._completions:
-            rate = self._arrivals / window_s
+            rate = (self._arrivals + waiting) / window_s
             per_shadow = self._busy_s / self._completions
             wanted = math.ceil(HEADROOM * rate * per_shadow - 1e-9)   # 10.000000001 is 10
             self.limit = min(self.ceiling, max(1, wanted))

@@ -45,3 +45,11 @@ def test_an_idle_window_keeps_the_limit():
     assert window(limit, 0, []) == 1
     # and the counts start afresh each window
     assert window(limit, 25, [0.05] * 25) == 8
+
+
+def test_work_waiting_counts_as_demand_even_when_nothing_arrives():
+    """Workers shed at the source while the queue is full, so nothing arrives; the backlog
+    alone must keep the limit open, or a slow target would keep the queue full for good."""
+    limit = InFlightLimit(32)
+    # 5 done in the window at 200 ms each, 1,000 waiting, none arrived: drain them.
+    assert window(limit, 0, [0.2] * 5, waiting=1000) == 32
