@@ -1,8 +1,11 @@
 """Shared builders for the shadow tests (not fixtures: plain functions)."""
 from __future__ import annotations
 
+import asyncio
 import json
 import re
+from contextlib import asynccontextmanager
+from typing import AsyncIterator
 
 from aiohttp import web
 
@@ -68,3 +71,38 @@ async def serve(app: web.Application) -> tuple[web.AppRunner, Backend]:
 
 def backend_at(port: int, *, name: str = "b", dry_run: bool = False) -> Backend:
     return Backend(name, f"http://127.0.0.1:{port}", "127.0.0.1", port, honours_dry_run=dry_run)
+
+
+class Stuck:
+    """A shadow target that takes requests and answers none until `release` is set."""
+
+    def __init__(self) -> None:
+        self.held: list[str] = []          # paths of the requests it is holding
+        self.release = asyncio.Event()
+        self.backend: Backend | None = None
+        self.runner: web.AppRunner | None = None
+
+    async def stop(self) -> None:
+        """Release what it holds and stop answering at all (as a dead service)."""
+        self.release.set()
+        if self.runner is not None:
+            runner, self.runner = self.runner, None
+            await runner.cleanup()
+
+    async def handle(self, request: web.Request) -> web.Response:
+        self.held.append(request.path)
+        await self.release.wait()
+        return web.json_response({})
+
+
+@asynccontextmanager
+async def stuck_target() -> AsyncIterator[Stuck]:
+    """A real server on loopback that holds every request; released and stopped on exit."""
+    stuck = Stuck()
+    app = web.Application()
+    app.router.add_get("/{tail:.*}", stuck.handle)
+    stuck.runner, stuck.backend = await serve(app)
+    try:
+        yield stuck
+    finally:
+        await stuck.stop()

@@ -26,7 +26,8 @@ from proxy.shadow.report import build_report
 from proxy.shadow.store import ShadowStore, metadata
 from proxy.shadow_settings import CompareSettings, ShadowSettings
 from tests.conftest import free_port
-from tests.proxy.shadow.shadow_helpers import backend_at, price_and_description_bug, serve
+from tests.proxy.shadow.shadow_helpers import (backend_at, price_and_description_bug, serve,
+                                               stuck_target)
 
 PRODUCTS = 30
 # A generous timeout: these tests are about comparisons, and the suite shares two busy cores.
@@ -247,22 +248,12 @@ async def test_failed_comparison_is_an_error_not_a_crash(shop):
 
 
 async def test_slow_or_dead_targets_only_cost_shadow_capacity(shop):
-    release = asyncio.Event()
-    held = []
-
-    async def stuck(request):
-        held.append(request.path)
-        await release.wait()
-        return web.json_response({})
-    app = web.Application()
-    app.router.add_get("/{tail:.*}", stuck)
-    runner, slow = await serve(app)
     dead = backend_at(free_port())
     fast = ShadowSettings(percent=100, noise_percent=0, timeout_s=0.3)
     small = ShadowDispatcher(shop.store, queue_size=2, workers=1)
     small.start()
-    try:
-        slow_decision = shop.decision("/slow/{id}", target=slow, settings=fast)
+    async with stuck_target() as stuck:
+        slow_decision = shop.decision("/slow/{id}", target=stuck.backend, settings=fast)
         answered = [await shop.call(slow_decision, "GET", f"/api/products/{i + 1}")
                     for i in range(10)]
         for exchange in answered:
@@ -274,11 +265,8 @@ async def test_slow_or_dead_targets_only_cost_shadow_capacity(shop):
         dead_decision = shop.decision("/dead/{id}", target=dead, settings=fast)
         small.submit(await shop.call(dead_decision, "GET", "/api/products/1"))
         await small.drain()
-        assert held and not release.is_set()  # the slow target never answered a shadow
-    finally:
-        release.set()
+        assert stuck.held and not stuck.release.is_set()  # it never answered a shadow
         await small.close()
-        await runner.cleanup()
     shop.store.flush()
     report = build_report(shop.store)
     slow_route = route_of(report, "/slow/{id}")
@@ -418,19 +406,9 @@ async def test_unusable_compare_settings_are_one_clear_error(shop, caplog):
 async def test_in_flight_shadows_shrink_for_a_fast_target_and_open_up_for_a_stalled_one(shop):
     """A few at a time while the catalog answers in milliseconds (no bursts on the machine); as
     many as the work waiting needs, past the four consumers this once had, when it stalls."""
-    release = asyncio.Event()
-    held: list[str] = []
-
-    async def stuck(request):
-        held.append(request.path)
-        await release.wait()
-        return web.json_response({})
-    app = web.Application()
-    app.router.add_get("/{tail:.*}", stuck)
-    runner, slow = await serve(app)
     dispatcher = ShadowDispatcher(shop.store)
     dispatcher.start()
-    try:
+    async with stuck_target() as stuck:
         fast = shop.decision("/api/products/{id}")
         for i in range(60):
             dispatcher.submit(await shop.call(fast, "GET", f"/api/products/{i % PRODUCTS + 1}"))
@@ -439,15 +417,13 @@ async def test_in_flight_shadows_shrink_for_a_fast_target_and_open_up_for_a_stal
         while dispatcher._in_flight.limit > 4:
             assert time.monotonic() < deadline, dispatcher._in_flight.limit
             await asyncio.sleep(0.05)
-        stalled = shop.decision("/slow/{id}", target=slow)
+        stalled = shop.decision("/slow/{id}", target=stuck.backend)
         for i in range(20):
             dispatcher.submit(await shop.call(stalled, "GET", f"/api/products/{i + 1}"))
-        while len(held) < 20:
-            assert time.monotonic() < deadline, f"{len(held)} in flight"
+        while len(stuck.held) < 20:
+            assert time.monotonic() < deadline, f"{len(stuck.held)} in flight"
             await asyncio.sleep(0.05)
         assert dispatcher._in_flight.limit == dispatcher.workers
-    finally:
-        release.set()
+        stuck.release.set()
         await dispatcher.drain()
-        await dispatcher.close()
-        await runner.cleanup()
+    await dispatcher.close()

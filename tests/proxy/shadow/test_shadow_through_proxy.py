@@ -20,7 +20,7 @@ from proxy.shadow.report import build_report
 from proxy.shadow.store import ShadowStore
 from tests.conftest import free_port
 from tests.proxy.harness import rules_doc, running_proxy, write_rules
-from tests.proxy.shadow.shadow_helpers import price_and_description_bug, serve
+from tests.proxy.shadow.shadow_helpers import price_and_description_bug, serve, stuck_target
 
 PRODUCTS = 20
 
@@ -81,18 +81,9 @@ async def test_proxy_shadows_and_the_client_gets_legacys_answer(tmp_path, legacy
 
 
 async def test_stuck_or_dead_service_never_holds_up_the_client(tmp_path, legacy):
-    release = asyncio.Event()
-    held = []
-
-    async def stuck(request):
-        held.append(request.path)
-        await release.wait()
-        return web.json_response({})
-    app = web.Application()
-    app.router.add_get("/{tail:.*}", stuck)
-    runner, service = await serve(app)
     store_url = f"sqlite:///{tmp_path / 'shadow.sqlite3'}"
-    try:
+    async with stuck_target() as stuck:
+        service = stuck.backend
         async with running_proxy(shadow_rules(tmp_path, legacy.url, service.url, "1s"),
                                  sink_factory=sink_factory(store_url)) as proxy, \
                 aiohttp.ClientSession() as client:
@@ -100,22 +91,18 @@ async def test_stuck_or_dead_service_never_holds_up_the_client(tmp_path, legacy)
                 async with client.get(f"{proxy.url}/api/products/{i}") as resp:
                     assert resp.status == 200 and (await resp.json())["id"] == i
             # every client answered while the service still holds its shadow copies
-            assert not release.is_set()
+            assert not stuck.release.is_set()
             store = ShadowStore(store_url)
             r = await wait_for_comparisons(store, "/api/products/{id}", 5)
-            assert r["errors"] == {"timeout": 5} and held
-            release.set()
+            assert r["errors"] == {"timeout": 5} and stuck.held
             # and with the service gone altogether
-            await runner.cleanup()
+            await stuck.stop()
             for _ in range(3):
                 async with client.get(f"{proxy.url}/api/categories") as resp:
                     assert resp.status == 200 and json.loads(await resp.text())["items"]
             r = await wait_for_comparisons(store, "/api/categories", 3)
             assert r["errors"] == {"connect": 3} and r["compared"] == 0
             store.engine.dispose()
-    finally:
-        release.set()
-        await runner.cleanup()
 
 
 async def test_cutover_reverse_shadows_to_legacy(tmp_path, legacy):
