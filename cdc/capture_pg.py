@@ -6,7 +6,7 @@ Contract for whoever drives it (the pipeline, the CLI, tests):
     cap.ensure_setup()      # publication (+ heartbeat table), REPLICA IDENTITY FULL; idempotent
     cap.snapshot()          # initial snapshot (creates the slot) or resumes an unfinished one;
                             # a no-op once done. Skip it to stream only new changes.
-    cap.run(stop_event)     # stream until the event is set (or cap.run_for(seconds));
+    cap.run(stop_event)     # stream until the event is set;
                             # creates the slot if snapshot() did not; `cap.streaming` is set
                             # once attached (changes committed from then on are captured)
     cap.request_snapshot(t) # re-snapshot one table while run() keeps streaming (thread-safe)
@@ -327,15 +327,6 @@ class PgCapture:
                 self._unflushed += 1
 
     # ---- streaming -----------------------------------------------------------------------
-
-    def run_for(self, seconds: float) -> None:
-        stop = threading.Event()
-        timer = threading.Timer(seconds, stop.set)
-        timer.start()
-        try:
-            self.run(stop)
-        finally:
-            timer.cancel()
 
     def run(self, stop: threading.Event) -> None:
         """Stream changes into the sink until `stop` is set; acknowledge only flushed ones."""

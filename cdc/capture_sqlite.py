@@ -7,7 +7,7 @@ Contract (the same shape as PgCapture):
                             # triggers on every captured table (re-installed when the schema changes)
     cap.snapshot()          # tables + the change table's high-water mark in ONE read transaction,
                             # emitted as op "r"; then the offset starts there. No-op once done.
-    cap.run(stop_event) / cap.run_for(seconds) / cap.poll_once()
+    cap.run(stop_event) / cap.poll_once()
     cap.request_snapshot(table)   # re-emit one table's rows at the next poll
     cap.status()
 
@@ -347,15 +347,6 @@ class SqliteCapture:
             self._requests.append(table)
 
     # ---- streaming -----------------------------------------------------------------------
-
-    def run_for(self, seconds: float) -> None:
-        stop = threading.Event()
-        timer = threading.Timer(seconds, stop.set)
-        timer.start()
-        try:
-            self.run(stop)
-        finally:
-            timer.cancel()
 
     def run(self, stop: threading.Event) -> None:
         """Poll until `stop` is set; a full batch is followed at once by the next."""
