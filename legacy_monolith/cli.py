@@ -5,7 +5,6 @@ import argparse
 import logging
 import time
 
-from aiohttp import web
 from sqlalchemy.exc import OperationalError
 
 from legacy_monolith.config import database_url
@@ -14,6 +13,7 @@ from legacy_monolith.seed import seed
 from legacy_monolith.seed_data import DEFAULT_PRODUCTS
 from strangler.db import make_engine
 from strangler.errors import OperatorError
+from strangler.serving import serve_app
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -63,8 +63,7 @@ def serve(args: argparse.Namespace) -> int:
     url = database_url(args.database_url)
     _migrate(url)  # fail fast with a clean message before the server starts
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
-    web.run_app(create_app(url, seed_products=args.seed), host=args.host, port=args.port,
-                access_log=None)
+    serve_app(create_app(url, seed_products=args.seed), args.host, args.port)
     return 0
 
 

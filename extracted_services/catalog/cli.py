@@ -6,13 +6,13 @@ import logging
 import os
 from pathlib import Path
 
-from aiohttp import web
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import OperationalError
 
 from legacy_monolith.seed_data import DEFAULT_PRODUCTS
 from strangler.db import make_engine, sqlite_url
 from strangler.errors import OperatorError
+from strangler.serving import serve_app
 
 DEFAULT_DATABASE = Path("var/catalog.db")
 
@@ -82,13 +82,7 @@ def serve(args: argparse.Namespace) -> int:
     _migrated_engine(url).dispose()  # fail fast with a clean message before the server starts
     logging.basicConfig(level=logging.INFO,
                         format="%(asctime)s %(levelname)s %(name)s %(message)s")
-    try:
-        web.run_app(create_app(url, seed_products=args.seed), host=args.host, port=args.port,
-                    print=None, access_log=None)
-    except OSError as exc:
-        reason = os.strerror(exc.errno) if exc.errno else str(exc)
-        raise OperatorError(f"cannot listen on {args.host}:{args.port} ({reason}); "
-                            "stop whatever holds it or pass --port") from None
+    serve_app(create_app(url, seed_products=args.seed), args.host, args.port)
     return 0
 
 

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -80,3 +81,17 @@ def test_serve_answers_on_its_port_and_stops_cleanly(tmp_path):
             process.kill()
             returncode = process.wait()
     assert returncode == 0  # Ctrl-C is a clean stop
+
+
+def test_serve_on_a_busy_port_says_so_in_one_line(tmp_path):
+    with socket.socket() as squatter:
+        squatter.bind(("127.0.0.1", 0))
+        squatter.listen()
+        port = squatter.getsockname()[1]
+        busy = strangler("legacy", "serve", "--port", str(port), "--database-url",
+                         f"sqlite:///{tmp_path}/shop.db", cwd=tmp_path)
+    assert busy.returncode == 2
+    assert busy.stderr.splitlines()[-1] == (
+        f"strangler: error: cannot listen on 127.0.0.1:{port} (Address already in use); "
+        "stop whatever holds it or pass --port")
+    assert "Traceback" not in busy.stderr
