@@ -2,9 +2,9 @@
 
 Shadows never hurt the client: `submit` and `skip` only do `put_nowait` and counter updates;
 when the queue is full — by count, or by the bytes of bodies held — the exchange is dropped and
-counted. Up to `workers` consumer
-tasks (as many as keep up with the arrivals: `in_flight.InFlightLimit`) replay exchanges through the dispatcher's OWN connection pools (`replay.ShadowClient`: its
-own connection limit, bodies never decompressed, per-capability timeout), so a slow or dead
+counted. Consumer tasks, as many at once as keep up with the arrivals (`in_flight`, at most
+`workers`), replay exchanges through the dispatcher's OWN connection pools (`replay.ShadowClient`:
+its own connection limit, bodies never decompressed, per-capability timeout), so a slow or dead
 shadow target only ever ties up shadow connections. Comparison, redaction and sampling of large
 answers run in one dedicated thread so large bodies do not stall the event loop that serves
 clients; small ones are compared on the loop, which is cheaper than the handoff (see
@@ -239,8 +239,8 @@ class ShadowDispatcher:
         self._active += 1
 
     async def _consume(self, index: int) -> None:
-        """Consumer number `index`: it leaves the queue alone while the in-flight limit is at or
-        below it, and a shadow it took before the limit shrank waits for a place (`_slot`)."""
+        """Consumer number `index` (from 0): it leaves the queue alone while the in-flight limit
+        is `index` or less, and a shadow it took before the limit shrank waits for a place."""
         assert self._queue is not None
         while True:
             while index >= self._in_flight.limit:
