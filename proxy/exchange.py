@@ -2,9 +2,10 @@
 
 The engine captures an exchange only when the rule table planned a shadow for the request and
 both bodies fit within the plan's `max_body_bytes`. It hands over a `Capture`: the parts as the
-worker already holds them (head bytes, header lines, body chunks), because parsing them into an
-`Exchange` on the worker's loop cost the clients about a tenth of their latency (shadow
-benchmark); whoever shadows it parses it, in the shadow process. The sink must never block the
+worker already holds them (head bytes, header lines, body chunks): parsing them into an
+`Exchange` took several microseconds per shadowed request on the loop that serves the clients
+(capture cost the benchmark's clients up to 10 % at p50), so whoever shadows it parses it, in the
+shadow process. The sink must never block the
 engine (it drops and counts when its queue is full).
 """
 from __future__ import annotations
