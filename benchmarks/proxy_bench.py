@@ -10,7 +10,6 @@ this same run, never absolute numbers.
 """
 from __future__ import annotations
 
-import json
 import math
 import os
 import platform
@@ -29,6 +28,7 @@ import yaml
 
 from benchmarks.nginx import start_nginx
 from benchmarks.processes import Server, cpu_seconds, free_port, spawn, wait_until_answers
+from benchmarks.result_files import write_result
 from benchmarks.upstream import BODY, start_upstream
 from benchmarks.wrk import Load, run_wrk
 
@@ -42,7 +42,6 @@ CAPABILITY_COUNTS = (5, 500)
 # Every peer is asked for the same path; in strangler's table it is the last capability's.
 LAST_CAPABILITY = max(CAPABILITY_COUNTS) - 1
 BENCH_PATH = f"/cap-{LAST_CAPABILITY:04d}/items/7"
-RESULTS = Path(__file__).with_name("results")
 BARS = {"strangler/nginx": 0.5, "strangler/naive": 2.0, "added_p50_ms": 1.0}
 
 Starter = Callable[[Path, Server], Server]   # (workdir, upstream) -> a started, unwaited peer
@@ -260,15 +259,6 @@ def environment() -> dict:
             "nginx": version(["nginx", "-v"]), "wrk": version(["wrk", "-v"]), "commit": commit}
 
 
-def write_result(payload: dict) -> Path:
-    RESULTS.mkdir(exist_ok=True)
-    path = RESULTS / f"proxy-{datetime.now(timezone.utc):%Y%m%dT%H%M%SZ}.json"
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(payload, indent=2))
-    tmp.replace(path)
-    return path
-
-
 def main(connections: int, seconds: float) -> int:
     """Run every peer, print the table and ratios, save JSON; exit 1 if a bar was missed."""
     started = time.time()
@@ -277,7 +267,7 @@ def main(connections: int, seconds: float) -> int:
     found = ratios(results)
     passed = verdicts(found)
     print(render(results, found, passed, connections, seconds))
-    path = write_result({
+    path = write_result("proxy", {
         "benchmark": "proxy", "started": datetime.fromtimestamp(started, timezone.utc).isoformat(),
         "config": {"connections": connections, "seconds": seconds, "rounds": ROUNDS,
                    "workers": WORKERS, "latency_connections": LATENCY_CONNECTIONS,

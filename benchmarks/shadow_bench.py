@@ -38,6 +38,7 @@ import yaml
 from benchmarks.processes import (Server, cpu_seconds, free_port, process_cpu_seconds, spawn,
                                   wait_until_answers)
 from benchmarks.proxy_bench import check_answer, environment, strangler_command
+from benchmarks.result_files import write_result
 from benchmarks.upstream import start_upstream
 from benchmarks.wrk import Load, run_wrk
 
@@ -54,7 +55,6 @@ SLOW_MS = 200               # the slow shadow target's answer time in the overlo
 METRICS_SETTLE_S = 1.5      # the supervisor merges workers' counters once a second
 BARS = {"p50": 1.10, "p99": 1.25}
 COUNTERS = ("submitted", "compared", "dropped", "errors", "skipped")
-RESULTS = Path(__file__).with_name("results")
 
 
 @dataclass
@@ -308,15 +308,6 @@ def render(found: dict, passed: dict[str, bool]) -> str:
     return "\n".join(lines)
 
 
-def write_result(payload: dict) -> Path:
-    RESULTS.mkdir(exist_ok=True)
-    path = RESULTS / f"shadow-{datetime.now(timezone.utc):%Y%m%dT%H%M%SZ}.json"
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(payload, indent=2))
-    tmp.replace(path)
-    return path
-
-
 def main() -> int:
     """Run the three parts, print the table, ratios and verdicts, save JSON; exit 1 on a miss."""
     started = datetime.now(timezone.utc)
@@ -324,7 +315,7 @@ def main() -> int:
     found = run()
     passed = verdicts(found["paced"], found["overload"])
     print(render(found, passed))
-    path = write_result({
+    path = write_result("shadow", {
         "benchmark": "shadow", "started": started.isoformat(),
         "config": {"workers": WORKERS, "path": BENCH_PATH, "load_share": LOAD_SHARE,
                    "paced_connections": PACED_CONNECTIONS, "pause_ms": found["pause_ms"],
