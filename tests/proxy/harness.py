@@ -162,6 +162,19 @@ async def raw_exchange(port: int, data: bytes, *, read_timeout: float = 5.0) -> 
     return b"".join(chunks)
 
 
+async def eventually(check, timeout: float = 20.0):
+    """Await `check()` until it stops raising AssertionError; re-raise its last one after
+    `timeout` seconds (supervisors merge worker counters once a second, restarts take a while)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            return await check()
+        except AssertionError:
+            if time.monotonic() > deadline:
+                raise
+            await asyncio.sleep(0.2)
+
+
 def client(**kw) -> aiohttp.ClientSession:
     """A client that, like the proxy, never decompresses."""
     return aiohttp.ClientSession(auto_decompress=False, **kw)

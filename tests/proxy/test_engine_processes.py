@@ -6,12 +6,12 @@ import asyncio
 import hashlib
 import os
 import signal
-import time
 from pathlib import Path
 
 import aiohttp
 
-from tests.proxy.harness import client, proxy_process, rss_kib, rules_doc, write_rules
+from tests.proxy.harness import (client, eventually, proxy_process, rss_kib, rules_doc,
+                                 write_rules)
 from tests.proxy.upstreams import upstream
 
 FIFTY_MB = 50 * 1024 * 1024
@@ -21,17 +21,6 @@ async def status_of(http, proxy) -> dict:
     async with http.get(proxy.admin_url + "/admin/status", headers=proxy.auth) as resp:
         assert resp.status == 200
         return await resp.json()
-
-
-async def eventually(check, timeout: float = 10.0):
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            return await check()
-        except AssertionError:
-            if time.monotonic() > deadline:
-                raise
-            await asyncio.sleep(0.2)
 
 
 async def test_two_workers_sighup_killed_worker_and_totals(tmp_path):

@@ -6,23 +6,11 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
-import time
 
-from tests.proxy.harness import client, proxy_process, rules_doc, write_rules
+from tests.proxy.harness import client, eventually, proxy_process, rules_doc, write_rules
 from tests.proxy.upstreams import upstream
 
 REQUESTS = 30
-
-
-async def eventually(check, timeout: float = 20.0):
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            return await check()
-        except AssertionError:
-            if time.monotonic() > deadline:
-                raise
-            await asyncio.sleep(0.2)
 
 
 def counter(text: str, name: str) -> float:
