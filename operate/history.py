@@ -19,11 +19,11 @@ import getpass
 import json
 import os
 import socket
-import tempfile
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+from operate.rule_edit import replace_atomically
 from strangler.errors import OperatorError
 
 
@@ -56,16 +56,7 @@ def store_object(hdir: Path, sha: str, raw: bytes) -> None:
     if target.exists():
         return
     objects.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=objects, prefix=".", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(raw)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, target)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    replace_atomically(target, raw)
 
 
 def load_object(hdir: Path, sha: str) -> bytes:

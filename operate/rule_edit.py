@@ -185,17 +185,19 @@ def replace_atomically(file: str | Path, data: bytes) -> None:
     """Write DATA to FILE so readers see the old bytes or the new, never a mix.
 
     Temp file in the same directory (same filesystem), fsync, keep the mode, os.replace, fsync
-    the directory so the rename survives a crash. A symlinked rule file has its target replaced.
+    the directory so the rename survives a crash. A symlinked rule file has its target replaced;
+    a new file gets the temp file's mode (0600).
     """
     target = Path(os.path.realpath(file))
-    mode = stat.S_IMODE(target.stat().st_mode)
+    mode = stat.S_IMODE(target.stat().st_mode) if target.exists() else None
     fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
     try:
         with os.fdopen(fd, "wb") as fh:
             fh.write(data)
             fh.flush()
             os.fsync(fh.fileno())
-        os.chmod(tmp, mode)
+        if mode is not None:
+            os.chmod(tmp, mode)
         os.replace(tmp, target)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
