@@ -43,6 +43,7 @@ from proxy.shadow.in_flight import WINDOW_S as IN_FLIGHT_WINDOW_S
 from proxy.shadow.in_flight import InFlightLimit
 from proxy.shadow.noise import NoiseSampler
 from proxy.shadow.paths import compile_paths
+from proxy.shadow import saturation
 from proxy.shadow.replay import Replayed, ShadowClient, error_kind, replay
 from proxy.shadow.samples import build_sample
 from proxy.shadow.store import Observation, ShadowStore, default_store_url
@@ -56,14 +57,6 @@ _DEFAULT_SETTINGS = ShadowSettings()
 # (the thread takes the GIL just as the loop wants it back: ~200 us of loop time per handoff in
 # benchmarks/shadow_bench.py). Larger ones go to the thread so a big body cannot stall clients.
 INLINE_COMPARE_BYTES = 64 << 10
-# Shed shadows while the worker's event loop is saturated, not only once the queue is full: a full
-# queue sheds too late (busy consumers keep taking their share of the loop while clients wait).
-# Saturated: the loop's thread spent this share of the last window running or ready to run
-# (waiting for a CPU other processes held counts: on a shared machine a worker is starved long
-# before its own CPU time says so). The overload is over when a window comes in under the bar.
-SHED_BUSY_SHARE = 0.85
-BUSY_WINDOW_S = 0.1
-SCHEDSTAT = "/proc/thread-self/schedstat"   # Linux: ns on the CPU, ns waiting for one, slices
 
 DESCRIPTIONS = {
     "strangler_shadow_submitted_total": "Exchanges queued for shadowing.",
@@ -116,7 +109,8 @@ class ShadowDispatcher:
                        for i in range(self.workers)]
         self._tasks.append(asyncio.create_task(self._size_in_flight(), name="shadow-in-flight"))
         if self.shed_busy_share is not None:
-            self._tasks.append(asyncio.create_task(self._watch_load(), name="shadow-load"))
+            self._tasks.append(asyncio.create_task(
+                saturation.watch(self.shed_busy_share, self._set_overloaded), name="shadow-load"))
 
     async def drain(self) -> None:
         """Wait until every queued exchange has been handled (tests, graceful shutdown)."""
@@ -206,16 +200,8 @@ class ShadowDispatcher:
         self.store.count(decision.capability or "-", decision.route, f"error:{kind}")
 
     # ---- consumers -----------------------------------------------------------------------
-    async def _watch_load(self) -> None:
-        """Set `overloaded` from the share of each window the loop's thread was running or
-        ready to run (an idle loop sleeps in epoll and counts as neither)."""
-        assert self.shed_busy_share is not None
-        busy, wall = _busy_seconds(), time.monotonic()
-        while True:
-            await asyncio.sleep(BUSY_WINDOW_S)
-            now_busy, now = _busy_seconds(), time.monotonic()
-            self.overloaded = now_busy - busy >= self.shed_busy_share * (now - wall)
-            busy, wall = now_busy, now
+    def _set_overloaded(self, saturated: bool) -> None:
+        self.overloaded = saturated
 
     async def _size_in_flight(self) -> None:
         assert self._queue is not None
@@ -367,21 +353,10 @@ def sink_factory(store_url: str | None = None, **options) -> Callable[[Metrics],
 def _make_sink(store_url: str, options: dict, metrics: Metrics) -> ShadowDispatcher:
     # Only in a worker process is the loop the proxy's alone, so its CPU share means overload.
     worker = multiprocessing.parent_process() is not None
-    options = {"shed_busy_share": SHED_BUSY_SHARE if worker else None, **options}
+    options = {"shed_busy_share": saturation.SHED_BUSY_SHARE if worker else None, **options}
     dispatcher = ShadowDispatcher(ShadowStore(store_url), metrics, owns_store=True, **options)
     dispatcher.start()
     return dispatcher
-
-
-def _busy_seconds() -> float:
-    """This thread's time on a CPU plus waiting for one; its CPU time alone where the kernel
-    does not say (no schedstat)."""
-    try:
-        with open(SCHEDSTAT) as f:
-            on_cpu, waiting = f.read().split()[:2]
-        return (int(on_cpu) + int(waiting)) / 1e9
-    except (OSError, ValueError):
-        return time.thread_time()
 
 
 def _size(exchange: Exchange) -> int:

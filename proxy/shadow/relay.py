@@ -8,7 +8,9 @@ numbers with its decision as a number: each distinct decision is sent once per c
 down, shadows are dropped and counted here (the worker's counters reach /metrics like all
 others); drops and skips are also sent along, as counts, for the results store. The shadow
 process says when its own queue is full (one byte back on the socket), so workers shed before
-capturing, pickling and sending what would be dropped there anyway.
+capturing, pickling and sending what would be dropped there anyway. And a worker whose own loop
+is saturated (proxy.shadow.saturation) sheds every shadow until it has room: its clients come
+first, and a shadow queue that has room says nothing about the worker.
 """
 from __future__ import annotations
 
@@ -21,6 +23,7 @@ from typing import Any
 from proxy.decision import Decision
 from proxy.exchange import Capture
 from proxy.metrics import Metrics
+from proxy.shadow import saturation
 
 log = logging.getLogger(__name__)
 
@@ -51,7 +54,8 @@ class _Link(asyncio.Protocol):
 class RelaySink:
     """Implements proxy.exchange.ShadowSink (plus `admit`) for one worker process."""
 
-    def __init__(self, path: str, metrics: Metrics) -> None:
+    def __init__(self, path: str, metrics: Metrics,
+                 shed_busy_share: float = saturation.SHED_BUSY_SHARE) -> None:
         self.path = path
         self.metrics = metrics
         self._loop = asyncio.get_running_loop()
@@ -63,8 +67,13 @@ class RelaySink:
         self._new: list[tuple[int, Decision]] = []
         self._reset = False
         self._shedding = False     # the shadow process's queue is full: drop here, before capture
+        self._saturated = False    # this worker's loop is: drop here too
         self._flush: asyncio.TimerHandle | None = None
         self._connector = self._loop.create_task(self._connect())
+        self._watcher = self._loop.create_task(saturation.watch(shed_busy_share, self._saturation))
+
+    def _saturation(self, saturated: bool) -> None:
+        self._saturated = saturated
 
     async def _connect(self) -> None:
         """Keep a connection to the shadow process (it may start after us or be restarted)."""
@@ -88,6 +97,9 @@ class RelaySink:
         engine does not capture bodies for nothing."""
         if self._transport is None:
             self._drop(decision, "not-running")
+            return False
+        if self._saturated:
+            self._drop(decision, "overload")
             return False
         if (self._shedding or len(self._batch) >= BATCH_EXCHANGES
                 or self._bytes >= BATCH_BYTES):
@@ -166,6 +178,7 @@ class RelaySink:
     async def close(self) -> None:
         """Send what is batched, then disconnect."""
         self._connector.cancel()
+        self._watcher.cancel()
         if self._flush is not None:
             self._flush.cancel()
             self._send()

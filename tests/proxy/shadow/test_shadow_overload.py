@@ -9,7 +9,8 @@ import yaml
 
 from proxy.exchange import Exchange
 from proxy.rules import check_rules
-from proxy.shadow.dispatcher import BUSY_WINDOW_S, ShadowDispatcher
+from proxy.shadow.dispatcher import ShadowDispatcher
+from proxy.shadow.saturation import BUSY_WINDOW_S
 from proxy.shadow.store import ShadowStore
 
 

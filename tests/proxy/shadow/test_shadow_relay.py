@@ -14,6 +14,7 @@ from proxy.shadow import relay
 from proxy.shadow.dispatcher import ShadowDispatcher
 from proxy.shadow.process import _RECEIVERS, _Receiver
 from proxy.shadow.relay import RelaySink
+from proxy.shadow.saturation import BUSY_WINDOW_S
 from proxy.shadow.store import ShadowStore
 from tests.proxy.shadow.test_shadow_overload import exchange
 
@@ -82,5 +83,39 @@ async def test_relay_delivers_exchanges_and_drops_while_the_shadow_process_is_do
         await sink.close()
         if server is not None:
             server.close()
+        await dispatcher.close()
+        store.engine.dispose()
+
+
+async def test_a_worker_whose_loop_is_saturated_sheds_at_the_source_until_it_has_room(tmp_path):
+    """The shadow process has room, yet a saturated worker drops its shadows (reason
+    `overload`) before capturing them: its clients come first."""
+    store = ShadowStore(f"sqlite:///{tmp_path / 'shadow.sqlite3'}")
+    dispatcher = ShadowDispatcher(store, workers=0)
+    dispatcher.start()
+    path = str(tmp_path / "shadow.sock")
+    server = await asyncio.get_running_loop().create_unix_server(
+        lambda: _Receiver(dispatcher), path)
+    metrics = Metrics()
+    sink = RelaySink(path, metrics, shed_busy_share=0.05)  # low: this machine may be shared
+    decision = exchange(tmp_path).decision
+    overload = {"capability": "catalog", "reason": "overload"}
+    try:
+        deadline = time.monotonic() + 10
+        while sink._transport is None:                 # it connects on its own
+            assert time.monotonic() < deadline
+            await asyncio.sleep(0.05)
+        while sink.admit(decision):
+            assert time.monotonic() < deadline, "the loop never counted as saturated"
+            spin_until = time.thread_time() + 0.01     # the loop burns CPU, as under overload
+            while time.thread_time() < spin_until:
+                pass
+            await asyncio.sleep(0)
+        assert metrics.counter_value("strangler_shadow_dropped_total", overload) >= 1
+        await asyncio.sleep(3 * BUSY_WINDOW_S)         # an idle loop: the overload is over
+        assert sink.admit(decision)
+    finally:
+        await sink.close()
+        server.close()
         await dispatcher.close()
         store.engine.dispose()
