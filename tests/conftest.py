@@ -12,6 +12,7 @@ import time
 import uuid
 
 import pytest
+from aiohttp import web
 from sqlalchemy import create_engine, text
 
 from strangler.db import normalise_url
@@ -22,6 +23,15 @@ def free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
+
+
+async def serve_app(app: web.Application) -> tuple[web.AppRunner, str]:
+    """Serve an aiohttp app on a free loopback port; the caller cleans the runner up."""
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    port = free_port()
+    await web.TCPSite(runner, "127.0.0.1", port).start()
+    return runner, f"http://127.0.0.1:{port}"
 
 
 @pytest.fixture

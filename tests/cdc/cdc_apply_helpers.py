@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import time
+import uuid
 from pathlib import Path
 
 from sqlalchemy import text
@@ -31,6 +32,18 @@ def create_legacy_schema(url: str) -> None:
     engine = make_engine(url)
     Base.metadata.create_all(engine)
     engine.dispose()
+
+
+def new_stores(make_database, prefix: str, products: int = 0) -> tuple[str, str, str]:
+    """A capability name unique to the test (`prefix` + 8 hex), and its legacy and service
+    databases with their schemas; legacy seeded with `products` when asked."""
+    capability = f"{prefix}{uuid.uuid4().hex[:8]}"
+    legacy, service = make_database("legacy"), make_database("service")
+    create_legacy_schema(legacy)
+    create_service_schema(service)
+    if products:
+        seed_legacy(legacy, products=products)
+    return capability, legacy, service
 
 
 def execute(url: str, *statements: str, params: list[dict] | dict | None = None) -> None:

@@ -10,7 +10,6 @@ import os
 import subprocess
 import threading
 import time
-import uuid
 from pathlib import Path
 
 import pytest
@@ -18,8 +17,7 @@ import pytest
 from cdc.config import load_config
 from cdc.mapping import TO_SERVICE
 from cdc.pipeline import Pipeline
-from cdc_apply_helpers import (cleanup_cdc, create_legacy_schema, create_service_schema, execute, rows,
-                               seed_legacy, wait_synced, write_config)
+from cdc_apply_helpers import cleanup_cdc, execute, new_stores, rows, wait_synced, write_config
 from tests.conftest import free_port
 
 SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "kafka.sh"
@@ -56,11 +54,7 @@ def _writer(url: str, stop: threading.Event, done: list[int]) -> None:
 
 def test_broker_restart_mid_stream_loses_nothing(private_kafka, pg_database, pg_admin_url, tmp_path):
     bootstrap, env = private_kafka
-    cap = f"b{uuid.uuid4().hex[:8]}"
-    legacy, service = pg_database("legacy"), pg_database("service")
-    create_legacy_schema(legacy)
-    create_service_schema(service)
-    seed_legacy(legacy, products=300)
+    cap, legacy, service = new_stores(pg_database, "b", products=300)
     config = load_config(cap, str(write_config(tmp_path, cap, legacy, service, kafka=bootstrap,
                                                batch_size=200)))
     pipeline = Pipeline(config, [TO_SERVICE]).start()

@@ -8,15 +8,13 @@ import subprocess
 import sys
 import threading
 import time
-import uuid
 from pathlib import Path
 
 import pytest
 
 from cdc.config import load_config
 from cdc.mapping import TO_SERVICE
-from cdc_apply_helpers import (cleanup_cdc, create_legacy_schema, create_service_schema, execute, rows,
-                               seed_legacy, wait_synced, write_config)
+from cdc_apply_helpers import cleanup_cdc, execute, new_stores, rows, wait_synced, write_config
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -57,11 +55,7 @@ class Proc:
 
 @pytest.fixture
 def setup(pg_database, pg_admin_url, kafka_bootstrap, tmp_path):
-    cap = f"k{uuid.uuid4().hex[:8]}"
-    legacy, service = pg_database("legacy"), pg_database("service")
-    create_legacy_schema(legacy)
-    create_service_schema(service)
-    seed_legacy(legacy, products=3000)
+    cap, legacy, service = new_stores(pg_database, "k", products=3000)
     path = write_config(tmp_path, cap, legacy, service, kafka=kafka_bootstrap, batch_size=500)
     procs: list[Proc] = []
     yield cap, path, legacy, service, procs

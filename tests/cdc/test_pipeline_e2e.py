@@ -16,16 +16,13 @@ from cdc.mapping import TO_LEGACY, TO_SERVICE
 from cdc.pipeline import Pipeline
 from cdc.store import TargetStore
 from cdc.transport_kafka import KafkaSource
-from cdc_apply_helpers import (cleanup_cdc, create_legacy_schema, create_service_schema, execute, rows,
-                               seed_legacy, wait_synced, write_config)
+from cdc_apply_helpers import (cleanup_cdc, create_legacy_schema, create_service_schema, execute,
+                               new_stores, rows, seed_legacy, wait_synced, write_config)
 
 
 @pytest.fixture
 def stores(pg_database, pg_admin_url, kafka_bootstrap, tmp_path):
-    cap = f"c{uuid.uuid4().hex[:8]}"
-    legacy, service = pg_database("legacy"), pg_database("service")
-    create_legacy_schema(legacy)
-    create_service_schema(service)
+    cap, legacy, service = new_stores(pg_database, "c")
     config = load_config(cap, str(write_config(tmp_path, cap, legacy, service, kafka=kafka_bootstrap,
                                                batch_size=500)))
     yield config, legacy, service

@@ -23,8 +23,7 @@ from sqlalchemy import create_engine, text
 from cdc.config import load_config
 from cdc.mapping import TO_SERVICE
 from cdc.pipeline import Pipeline
-from cdc_apply_helpers import (cleanup_cdc, create_legacy_schema, create_service_schema, execute, rows,
-                               seed_legacy, wait_synced, write_config)
+from cdc_apply_helpers import cleanup_cdc, execute, new_stores, rows, wait_synced, write_config
 from strangler.db import normalise_url
 from tests.conftest import free_port
 
@@ -117,11 +116,7 @@ def _wait_applied(service: str, written: int) -> None:
 
 def test_postgres_restarts_mid_stream_lose_nothing(private_pg, kafka_bootstrap, tmp_path, caplog):
     caplog.set_level(logging.WARNING, logger="cdc.pipeline")
-    cap = f"r{uuid.uuid4().hex[:8]}"
-    legacy, service = private_pg.database("legacy"), private_pg.database("service")
-    create_legacy_schema(legacy)
-    create_service_schema(service)
-    seed_legacy(legacy, products=300)
+    cap, legacy, service = new_stores(private_pg.database, "r", products=300)
     config = load_config(cap, str(write_config(tmp_path, cap, legacy, service, kafka=kafka_bootstrap,
                                                batch_size=200)))
     pipeline = Pipeline(config, [TO_SERVICE]).start()

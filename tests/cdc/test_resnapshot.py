@@ -4,7 +4,6 @@ the re-sent rows by the position noted before their snapshot, and remembers dele
 from __future__ import annotations
 
 import threading
-import uuid
 
 import pytest
 
@@ -12,16 +11,13 @@ from cdc.config import load_config
 from cdc.mapping import TO_SERVICE
 from cdc.pipeline import Pipeline
 from cdc.resnapshot import emit_rows
-from cdc_apply_helpers import (cleanup_cdc, create_legacy_schema, create_service_schema, execute, rows,
-                               seed_legacy, wait_synced, write_config)
+from cdc_apply_helpers import (cleanup_cdc, execute, new_stores, rows, seed_legacy, wait_synced,
+                               write_config)
 
 
 @pytest.fixture
 def stores(pg_database, pg_admin_url, kafka_bootstrap, tmp_path):
-    cap = f"r{uuid.uuid4().hex[:8]}"
-    legacy, service = pg_database("legacy"), pg_database("service")
-    create_legacy_schema(legacy)
-    create_service_schema(service)
+    cap, legacy, service = new_stores(pg_database, "r")
     config = load_config(cap, str(write_config(tmp_path, cap, legacy, service, kafka=kafka_bootstrap,
                                                batch_size=300)))
     yield config, legacy, service

@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import threading
 import time
-import uuid
 
 import pytest
 
@@ -11,8 +10,7 @@ from cdc.config import load_config
 from cdc.mapping import TO_SERVICE
 from cdc.pipeline import Pipeline
 from cdc.verify import canonical, verify
-from cdc_apply_helpers import (cleanup_cdc, create_legacy_schema, create_service_schema, execute, rows,
-                               write_config)
+from cdc_apply_helpers import cleanup_cdc, execute, new_stores, rows, write_config
 
 ROWS = 100_000
 
@@ -21,10 +19,7 @@ ROWS = 100_000
 def synced(request, pg_database, pg_admin_url, tmp_path):
     """Two stores holding the same products (filled directly), a stream-only pipeline between."""
     n = getattr(request, "param", ROWS)
-    cap = f"v{uuid.uuid4().hex[:8]}"
-    legacy, service = pg_database("legacy"), pg_database("service")
-    create_legacy_schema(legacy)
-    create_service_schema(service)
+    cap, legacy, service = new_stores(pg_database, "v")
     execute(legacy,
             "INSERT INTO categories (id, name, slug) VALUES (1, 'One', 'one'), (2, 'Two', 'two')",
             "INSERT INTO products (id, sku, name, description, price, currency, category_id, updated_at) "

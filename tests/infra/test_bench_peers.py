@@ -12,15 +12,7 @@ from benchmarks.proxy_bench import (BENCH_PATH, CAPABILITY_COUNTS, LAST_CAPABILI
                                     Sample, ratios, render, rules_document, verdicts)
 from benchmarks.wrk import Load
 from proxy.rules import check_rules
-from tests.conftest import free_port
-
-
-async def serve(app: web.Application) -> tuple[web.AppRunner, str]:
-    runner = web.AppRunner(app, access_log=None)
-    await runner.setup()
-    port = free_port()
-    await web.TCPSite(runner, "127.0.0.1", port).start()
-    return runner, f"http://127.0.0.1:{port}"
+from tests.conftest import serve_app
 
 
 async def echo(request: web.Request) -> web.Response:
@@ -35,8 +27,8 @@ async def echo(request: web.Request) -> web.Response:
 async def test_naive_proxy_relays_method_path_body_status_and_headers_but_not_hop_by_hop():
     upstream_app = web.Application()
     upstream_app.router.add_route("*", "/{tail:.*}", echo)
-    upstream, upstream_url = await serve(upstream_app)
-    proxy, proxy_url = await serve(make_app(upstream_url))
+    upstream, upstream_url = await serve_app(upstream_app)
+    proxy, proxy_url = await serve_app(make_app(upstream_url))
     try:
         async with aiohttp.ClientSession() as client:
             async with client.post(proxy_url + "/orders/9?x=1&y=2", data=b"hello",

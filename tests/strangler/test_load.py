@@ -7,7 +7,7 @@ from collections import Counter
 from aiohttp import web
 
 from strangler.load import Load
-from tests.conftest import free_port
+from tests.conftest import serve_app
 
 SEEN = web.AppKey("seen", Counter)
 
@@ -57,17 +57,9 @@ def shop(broken_product: int | None = None) -> web.Application:
     return app
 
 
-async def serve(app: web.Application) -> tuple[web.AppRunner, str]:
-    runner = web.AppRunner(app, access_log=None)
-    await runner.setup()
-    port = free_port()
-    await web.TCPSite(runner, "127.0.0.1", port).start()
-    return runner, f"http://127.0.0.1:{port}"
-
-
 async def test_short_stock_is_an_answer_and_the_load_stops_at_its_bound():
     app = shop()
-    runner, url = await serve(app)
+    runner, url = await serve_app(app)
     try:
         report = await Load(url, users=5, concurrency=3, products=10, max_requests=400).run()
     finally:
@@ -80,7 +72,7 @@ async def test_short_stock_is_an_answer_and_the_load_stops_at_its_bound():
 
 
 async def test_a_5xx_and_a_dead_server_are_failures_with_what_was_asked():
-    runner, url = await serve(shop(broken_product=3))
+    runner, url = await serve_app(shop(broken_product=3))
     try:
         report = await Load(url, users=2, concurrency=1, products=10, max_requests=60).run()
     finally:

@@ -11,7 +11,7 @@ from aiohttp import web
 
 from proxy.decision import Backend
 from proxy.shadow.store import Observation
-from tests.conftest import free_port
+from tests.conftest import serve_app
 
 PRODUCT_ROUTE = re.compile(r"/api/products/\d+")
 
@@ -62,11 +62,8 @@ async def price_and_description_bug(request: web.Request, handler):
 
 
 async def serve(app: web.Application) -> tuple[web.AppRunner, Backend]:
-    runner = web.AppRunner(app)
-    await runner.setup()
-    port = free_port()
-    await web.TCPSite(runner, "127.0.0.1", port).start()
-    return runner, backend_at(port)
+    runner, url = await serve_app(app)
+    return runner, backend_at(int(url.rsplit(":", 1)[1]))
 
 
 def backend_at(port: int, *, name: str = "b", dry_run: bool = False) -> Backend:
