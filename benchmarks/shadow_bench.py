@@ -7,16 +7,23 @@ that answers after SLOW_MS), all measured in interleaved rounds of one run:
 
 1. saturation: the 0 % proxy's closed-loop peak (wrk -c32), to fix the paced rate;
 2. paced load at about LOAD_SHARE of that peak (wrk -c4, each connection pausing between
-   answers): client p50 and p99 at 100 % against 0 % — bars p50 <= 1.10x, p99 <= 1.25x;
+   answers): client p50 and p99 at 100 % against 0 % — bars p50 <= 1.10x, p99 <= 1.25x.
+   PACED_ROUNDS rounds of one second, each "0 %, 100 %, 0 % again": this shared machine drifts
+   by 10-20 % from one second to the next, so each 100 % round is held against the mean of the
+   0 % rounds just before and after it, and the verdict takes the median of those paired
+   ratios. The 0 % proxy against itself (after/before) is printed too: the ruler's own error;
 3. overload (closed loop, wrk -c64): client figures at 0 %, at 100 % towards the fast service
    (shadows shed because the worker is saturated) and at 100 % towards the slow one (shed as its
    queue fills too) — the shadow counters (submitted / compared / dropped, from each proxy's
    /metrics) show they are, and the client p50/p99 ratios against the 0 % proxy's overload
    figures show what shedding leaves the client;
-4. control (context, no bar): the 0 % proxy alone against the 0 % proxy beside
-   benchmarks.cpu_burner spending, at the shadow process's niceness, the CPU per request the
-   shadow process was measured to spend in part 2. What that costs the client is the price of
-   that much background CPU on this machine, whoever spends it.
+4. control (context, no bar), the 0 % proxy alone against the 0 % proxy beside
+   - benchmarks.cpu_burner spending, at the shadow process's niceness, the CPU per request the
+     shadow process was measured to spend in part 2: the price of that much background CPU on
+     this machine, whoever spends it;
+   - wrk (niced like the shadow process) asking the shadow target at the paced rate: the price
+     of the target's own work on these shared cores (in production it has its own), so what is
+     left of part 2's cost is the proxy's shadow path.
 """
 from __future__ import annotations
 
@@ -40,7 +47,8 @@ from benchmarks.processes import (Server, cpu_seconds, free_port, process_cpu_se
 from benchmarks.proxy_bench import check_answer, environment, strangler_command
 from benchmarks.result_files import write_result
 from benchmarks.upstream import start_upstream
-from benchmarks.wrk import Load, run_wrk
+from benchmarks.wrk import PACING_SCRIPT, Load, run_wrk, wrk_argv
+from proxy.shadow.process import SHADOW_NICENESS
 
 WORKERS = 2
 BENCH_PATH = "/catalog/items/7"
@@ -48,9 +56,11 @@ SATURATION_CONNECTIONS = 32
 LOAD_SHARE = 0.3            # the paced rate, as a share of the 0 % proxy's peak
 PACED_CONNECTIONS = 4
 OVERLOAD_CONNECTIONS = 64
-ROUNDS = 5                  # interleaved paced rounds per proxy; the median counts
+PACED_ROUNDS = 20           # rounds of "0 %, 100 %, 0 % again"; medians of paired ratios count
+PACED_ROUND_SECONDS = 1     # wrk's shortest run: short rounds follow the machine's drift
+CONTROL_ROUNDS = 8          # rounds of "plain, burner, plain, target load, plain"
 OVERLOAD_ROUNDS = 3
-ROUND_SECONDS = 3
+OVERLOAD_ROUND_SECONDS = 3
 SLOW_MS = 200               # the slow shadow target's answer time in the overload part
 METRICS_SETTLE_S = 1.5      # the supervisor merges workers' counters once a second
 BARS = {"p50": 1.10, "p99": 1.25}
@@ -178,43 +188,100 @@ def figures(name: str, samples: list[Sample], shadow: dict[str, float],
                    shadow_cpu_s * 1e6 / requests)
 
 
-def run_part(proxies: list[Proxy], rounds: int, connections: int, threads: int,
-             pause_ms: int | None) -> list[Figures]:
-    """Interleaved rounds (a burst from another tenant hits one round of each proxy), counters
-    read before and after the whole part."""
+def run_rounds(schedule: list[Proxy], rounds: int, connections: int, threads: int,
+               seconds: float, pause_ms: int | None) -> list[list[Sample]]:
+    """`rounds` rounds, each sampling the proxies of `schedule` in its order (one proxy may
+    appear twice); the samples of each schedule position, round by round."""
+    samples: list[list[Sample]] = [[] for _ in schedule]
+    for number in range(1, rounds + 1):
+        print(f"  round {number}/{rounds}", file=sys.stderr, flush=True)
+        for proxy, mine in zip(schedule, samples):
+            mine.append(sample(proxy, connections, threads, seconds, pause_ms))
+    return samples
+
+
+def run_part(proxies: list[Proxy], schedule: list[int], rounds: int, connections: int,
+             threads: int, seconds: float,
+             pause_ms: int | None) -> tuple[list[Figures], list[list[Sample]]]:
+    """Interleaved rounds over `schedule` (indexes into `proxies`): a burst from another tenant
+    hits one round of each. Counters and shadow CPU are read before and after the whole part.
+    Figures per proxy over all its samples, and the samples by schedule position."""
     time.sleep(METRICS_SETTLE_S)
     before = [p.counters() for p in proxies]
     cpu_before = [p.shadow_cpu_seconds() for p in proxies]
-    samples: list[list[Sample]] = [[] for _ in proxies]
-    for number in range(1, rounds + 1):
-        print(f"  round {number}/{rounds}", file=sys.stderr, flush=True)
-        for proxy, mine in zip(proxies, samples):
-            mine.append(sample(proxy, connections, threads, ROUND_SECONDS, pause_ms))
+    by_position = run_rounds([proxies[i] for i in schedule], rounds, connections, threads,
+                             seconds, pause_ms)
     cpu_after = [p.shadow_cpu_seconds() for p in proxies]
     time.sleep(METRICS_SETTLE_S)
     after = [p.counters() for p in proxies]
-    return [figures(p.server.name, s, {k: a[k] - b[k] for k in COUNTERS}, c1 - c0)
-            for p, s, b, a, c0, c1 in zip(proxies, samples, before, after, cpu_before, cpu_after)]
+    found = []
+    for index, proxy in enumerate(proxies):
+        mine = [s for position, samples in zip(schedule, by_position) if position == index
+                for s in samples]
+        found.append(figures(proxy.server.name, mine,
+                             {k: after[index][k] - before[index][k] for k in COUNTERS},
+                             cpu_after[index] - cpu_before[index]))
+    return found, by_position
+
+
+def paired(before: list[Sample], during: list[Sample], after: list[Sample]) -> dict[str, float]:
+    """Median over rounds of each `during` figure against the mean of the same figure in the
+    rounds just before and just after it: the machine's drift between rounds cancels."""
+    def ratio(key) -> float:
+        return statistics.median(key(d) / ((key(b) + key(a)) / 2)
+                                 for b, d, a in zip(before, during, after))
+    return {"p50": ratio(lambda s: s.load.p50_ms), "p99": ratio(lambda s: s.load.p99_ms)}
+
+
+def ruler(before: list[Sample], after: list[Sample]) -> dict[str, float]:
+    """The same proxy measured twice a round (after/before): what the ruler itself reads."""
+    return {"p50": statistics.median(a.load.p50_ms / b.load.p50_ms for b, a in zip(before, after)),
+            "p99": statistics.median(a.load.p99_ms / b.load.p99_ms for b, a in zip(before, after))}
+
+
+class Beside:
+    """A background process started before a sample and stopped after it."""
+
+    def __init__(self, name: str, argv: list[str], log: Path) -> None:
+        self.name, self.argv, self.log = name, argv, log
+
+    def sample(self, proxy: Proxy, pause_ms: int) -> Sample:
+        process = spawn(self.argv, self.log)
+        try:
+            time.sleep(0.2)             # started and settled before the client load begins
+            return sample(proxy, PACED_CONNECTIONS, 1, PACED_ROUND_SECONDS, pause_ms)
+        finally:
+            Server(self.name, "", [process]).stop()
 
 
 def run_control(off: Proxy, pause_ms: int, busy_us: float, every_us: float,
-                workdir: Path) -> list[Figures]:
-    """The 0 % proxy without and with the burner, in interleaved rounds."""
-    plain: list[Sample] = []
+                target_url: str, workdir: Path) -> dict:
+    """The 0 % proxy alone, beside the burner, alone, beside a paced load on the shadow target,
+    alone: each background against the mean of the plain rounds around it."""
+    burner = Beside("cpu burner", [sys.executable, "-m", "benchmarks.cpu_burner", "--busy-us",
+                                   f"{busy_us:.1f}", "--every-us", f"{every_us:.1f}"],
+                    workdir / "burner.log")
+    # The shadow target asked at the paced rate by wrk (C, one thread), at the shadow
+    # process's niceness: the target's own work plus about the least a client can spend.
+    target = Beside("target load", ["nice", "-n", str(SHADOW_NICENESS), *wrk_argv(
+        target_url + BENCH_PATH, str(PACING_SCRIPT), connections=PACED_CONNECTIONS, threads=1,
+        seconds=PACED_ROUND_SECONDS + 5, pause_ms=pause_ms)], workdir / "target-load.log")
+    plain: list[list[Sample]] = [[], [], []]
     burnt: list[Sample] = []
-    for number in range(1, ROUNDS + 1):
-        print(f"  round {number}/{ROUNDS}", file=sys.stderr, flush=True)
-        plain.append(sample(off, PACED_CONNECTIONS, 1, ROUND_SECONDS, pause_ms))
-        burner = spawn([sys.executable, "-m", "benchmarks.cpu_burner", "--busy-us",
-                        f"{busy_us:.1f}", "--every-us", f"{every_us:.1f}"], workdir / "burner.log")
-        try:
-            time.sleep(0.2)
-            burnt.append(sample(off, PACED_CONNECTIONS, 1, ROUND_SECONDS, pause_ms))
-        finally:
-            Server("cpu burner", "", [burner]).stop()
+    loaded: list[Sample] = []
+    for number in range(1, CONTROL_ROUNDS + 1):
+        print(f"  round {number}/{CONTROL_ROUNDS}", file=sys.stderr, flush=True)
+        plain[0].append(sample(off, PACED_CONNECTIONS, 1, PACED_ROUND_SECONDS, pause_ms))
+        burnt.append(burner.sample(off, pause_ms))
+        plain[1].append(sample(off, PACED_CONNECTIONS, 1, PACED_ROUND_SECONDS, pause_ms))
+        loaded.append(target.sample(off, pause_ms))
+        plain[2].append(sample(off, PACED_CONNECTIONS, 1, PACED_ROUND_SECONDS, pause_ms))
     nothing = dict.fromkeys(COUNTERS, 0.0)
-    return [figures("0% shadow", plain, nothing),
-            figures(f"0% + {busy_us:.0f} us CPU/req burnt", burnt, nothing)]
+    return {"figures": [figures("0% shadow", [s for part in plain for s in part], nothing),
+                        figures(f"0% + {busy_us:.0f} us CPU/req burnt", burnt, nothing),
+                        figures("0% + target asked by wrk", loaded, nothing)],
+            "burnt": paired(plain[0], burnt, plain[1]),
+            "target_load": paired(plain[1], loaded, plain[2])}
 
 
 def pause_for(rate: float) -> int:
@@ -245,14 +312,18 @@ def run() -> dict:
                                  for _ in range(3))
         pause_ms = pause_for(LOAD_SHARE * peak)
         print(f"paced: {PACED_CONNECTIONS} connections pausing {pause_ms} ms", file=sys.stderr)
-        paced = run_part([off, on], ROUNDS, PACED_CONNECTIONS, 1, pause_ms)
+        paced, (before, during, after) = run_part(
+            [off, on], [0, 1, 0], PACED_ROUNDS, PACED_CONNECTIONS, 1, PACED_ROUND_SECONDS,
+            pause_ms)
         print("overload", file=sys.stderr, flush=True)
-        overload = run_part([off, on, shed], OVERLOAD_ROUNDS, OVERLOAD_CONNECTIONS, WORKERS, None)
+        overload, _ = run_part([off, on, shed], [0, 1, 2], OVERLOAD_ROUNDS, OVERLOAD_CONNECTIONS,
+                               WORKERS, OVERLOAD_ROUND_SECONDS, None)
         print("control", file=sys.stderr, flush=True)
         busy_us = paced[1].shadow_process_cpu_us_per_request
-        control = run_control(off, pause_ms, busy_us, 1e6 / paced[1].rps, workdir)
-    return {"peak_rps": peak, "pause_ms": pause_ms, "paced": paced, "overload": overload,
-            "control": control}
+        control = run_control(off, pause_ms, busy_us, 1e6 / paced[1].rps, service.url, workdir)
+    return {"peak_rps": peak, "pause_ms": pause_ms, "paced": paced,
+            "paced_paired": paired(before, during, after), "paced_ruler": ruler(before, after),
+            "overload": overload, "control": control}
 
 
 def ratios(base: Figures, other: Figures) -> dict[str, float]:
@@ -261,11 +332,12 @@ def ratios(base: Figures, other: Figures) -> dict[str, float]:
             "cpu_us_per_request": other.cpu_us_per_request / base.cpu_us_per_request}
 
 
-def verdicts(paced: list[Figures], overload: list[Figures]) -> dict[str, bool]:
-    """Paced: 100 % within the bars of 0 %. Overload, for each shadow target: shadows were shed
-    and clients stay within the same bars of the 0 % proxy's overload figures."""
-    low = ratios(paced[0], paced[1])
-    out = {"paced p50": low["p50"] <= BARS["p50"], "paced p99": low["p99"] <= BARS["p99"]}
+def verdicts(paced_paired: dict[str, float], overload: list[Figures]) -> dict[str, bool]:
+    """Paced: the paired ratios of 100 % to 0 % within the bars. Overload, for each shadow
+    target: shadows were shed and clients stay within the same bars of the 0 % proxy's
+    overload figures."""
+    out = {"paced p50": paced_paired["p50"] <= BARS["p50"],
+           "paced p99": paced_paired["p99"] <= BARS["p99"]}
     for target, figures_ in (("fast target", overload[1]), ("slow target", overload[2])):
         shed = ratios(overload[0], figures_)
         out[f"overload dropped ({target})"] = figures_.shadow["dropped"] > 0
@@ -281,56 +353,70 @@ def render(found: dict, passed: dict[str, bool]) -> str:
              f"0% shadow peak {found['peak_rps']:.0f} req/s "
              f"(wrk -c{SATURATION_CONNECTIONS}, median of 3); "
              f"paced: wrk -c{PACED_CONNECTIONS} pausing {found['pause_ms']} ms "
-             f"({paced[0].rps / found['peak_rps']:.0%} of the peak), {ROUNDS} rounds; "
-             f"overload: wrk -c{OVERLOAD_CONNECTIONS}, {OVERLOAD_ROUNDS} rounds; "
-             f"{ROUND_SECONDS}s rounds, medians shown", "",
+             f"({paced[0].rps / found['peak_rps']:.0%} of the peak), {PACED_ROUNDS} rounds of "
+             f"{PACED_ROUND_SECONDS}s (0%, 100%, 0% again); overload: wrk "
+             f"-c{OVERLOAD_CONNECTIONS}, {OVERLOAD_ROUNDS} rounds of {OVERLOAD_ROUND_SECONDS}s; "
+             "medians of the rounds shown", "",
              f"{'part':<9}{'proxy':<28}{'req/s':>8}{'p50 ms':>9}{'p99 ms':>9}{'CPU us/req':>11}"
              f"{'submitted':>10}{'compared':>9}{'dropped':>9}{'errors':>7}"]
-    for part, rows in (("paced", paced), ("overload", overload), ("control", control)):
+    for part, rows in (("paced", paced), ("overload", overload), ("control", control["figures"])):
         for f in rows:
             s = f.shadow
             lines.append(f"{part:<9}{f.name:<28}{f.rps:>8.0f}{f.p50_ms:>9.3f}{f.p99_ms:>9.3f}"
                          f"{f.cpu_us_per_request:>11.0f}{s['submitted']:>10.0f}"
                          f"{s['compared']:>9.0f}{s['dropped']:>9.0f}{s['errors']:>7.0f}")
     lines.append("")
-    for label, base, other in (("paced 100%/0%", paced[0], paced[1]),
-                               ("overload 100%/0%", overload[0], overload[1]),
+    r = ratios(paced[0], paced[1])
+    lines.append(f"{'paced 100%/0%':<28} p50 {found['paced_paired']['p50']:.3f}x  "
+                 f"p99 {found['paced_paired']['p99']:.3f}x  (paired; medians alone: p50 "
+                 f"{r['p50']:.3f}x p99 {r['p99']:.3f}x; req/s {r['rps']:.3f}x, CPU/req "
+                 f"{r['cpu_us_per_request']:.3f}x)")
+    lines.append(f"{'paced 0%/0% (the ruler)':<28} p50 {found['paced_ruler']['p50']:.3f}x  "
+                 f"p99 {found['paced_ruler']['p99']:.3f}x")
+    for label, base, other in (("overload 100%/0%", overload[0], overload[1]),
                                (f"overload 100% to {SLOW_MS} ms/0%", overload[0], overload[2])):
         r = ratios(base, other)
         lines.append(f"{label:<28} p50 {r['p50']:.3f}x  p99 {r['p99']:.3f}x  "
                      f"req/s {r['rps']:.3f}x  CPU/req {r['cpu_us_per_request']:.3f}x")
-    r = ratios(control[0], control[1])
-    lines.append(f"{'control burnt/plain':<28} p50 {r['p50']:.3f}x  p99 {r['p99']:.3f}x  "
+    burnt, loaded = control["burnt"], control["target_load"]
+    lines.append(f"{'control burnt/plain':<28} p50 {burnt['p50']:.3f}x  p99 {burnt['p99']:.3f}x  "
                  f"(the shadow process spent {paced[1].shadow_process_cpu_us_per_request:.0f} "
                  "us CPU/req in the paced part; the burner spends as much with no shadowing)")
+    lines.append(f"{'control target load/plain':<28} p50 {loaded['p50']:.3f}x  "
+                 f"p99 {loaded['p99']:.3f}x  (wrk asks the shadow target at the paced rate)")
     lines.append(f"bars: p50 <= {BARS['p50']}x, p99 <= {BARS['p99']}x")
     lines += [f"  {name:<32}{'pass' if ok else 'FAIL'}" for name, ok in passed.items()]
     return "\n".join(lines)
 
 
 def main() -> int:
-    """Run the three parts, print the table, ratios and verdicts, save JSON; exit 1 on a miss."""
+    """Run the four parts, print the table, ratios and verdicts, save JSON; exit 1 on a miss."""
     started = datetime.now(timezone.utc)
     env_before = environment()
     found = run()
-    passed = verdicts(found["paced"], found["overload"])
+    passed = verdicts(found["paced_paired"], found["overload"])
     print(render(found, passed))
+    control = found["control"]
     path = write_result("shadow", {
         "benchmark": "shadow", "started": started.isoformat(),
         "config": {"workers": WORKERS, "path": BENCH_PATH, "load_share": LOAD_SHARE,
                    "paced_connections": PACED_CONNECTIONS, "pause_ms": found["pause_ms"],
-                   "overload_connections": OVERLOAD_CONNECTIONS, "rounds": ROUNDS,
-                   "overload_rounds": OVERLOAD_ROUNDS, "round_seconds": ROUND_SECONDS,
-                   "slow_ms": SLOW_MS},
+                   "paced_rounds": PACED_ROUNDS, "paced_round_seconds": PACED_ROUND_SECONDS,
+                   "overload_connections": OVERLOAD_CONNECTIONS,
+                   "overload_rounds": OVERLOAD_ROUNDS,
+                   "overload_round_seconds": OVERLOAD_ROUND_SECONDS,
+                   "control_rounds": CONTROL_ROUNDS, "slow_ms": SLOW_MS},
         "environment": env_before, "loadavg_after": os.getloadavg(),
         "peak_rps": found["peak_rps"],
         "paced": [asdict(f) for f in found["paced"]],
         "overload": [asdict(f) for f in found["overload"]],
-        "control": [asdict(f) for f in found["control"]],
-        "ratios": {"paced": ratios(found["paced"][0], found["paced"][1]),
+        "control": [asdict(f) for f in control["figures"]],
+        "ratios": {"paced_paired": found["paced_paired"], "paced_ruler": found["paced_ruler"],
+                   "paced_medians": ratios(found["paced"][0], found["paced"][1]),
                    "overload": ratios(found["overload"][0], found["overload"][1]),
                    "overload_slow_target": ratios(found["overload"][0], found["overload"][2]),
-                   "control": ratios(found["control"][0], found["control"][1])},
+                   "control_burnt": control["burnt"],
+                   "control_target_load": control["target_load"]},
         "bars": BARS, "passed": passed,
     })
     print(f"\nresult: {path}")

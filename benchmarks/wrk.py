@@ -32,6 +32,13 @@ def wrk_binary() -> str:
     return binary
 
 
+def wrk_argv(url: str, script: str, *, connections: int, threads: int, seconds: float,
+             pause_ms: int | None = None) -> list[str]:
+    argv = [wrk_binary(), f"-t{min(threads, connections)}", f"-c{connections}",
+            f"-d{max(1, round(seconds))}s", "--timeout", "5s", "-s", script, url]
+    return argv + ["--", str(pause_ms)] if pause_ms is not None else argv
+
+
 def run_wrk(url: str, *, connections: int, threads: int, seconds: float,
             pause_ms: int | None = None) -> Load:
     """`connections` keep-alive connections, each sending back to back (closed loop), or
@@ -41,10 +48,8 @@ def run_wrk(url: str, *, connections: int, threads: int, seconds: float,
         if pause_ms is not None:
             script.write(PACING_SCRIPT.read_text())
         script.flush()
-        argv = [wrk_binary(), f"-t{min(threads, connections)}", f"-c{connections}",
-                f"-d{max(1, round(seconds))}s", "--timeout", "5s", "-s", script.name, url]
-        if pause_ms is not None:
-            argv += ["--", str(pause_ms)]
+        argv = wrk_argv(url, script.name, connections=connections, threads=threads,
+                        seconds=seconds, pause_ms=pause_ms)
         done = subprocess.run(argv, capture_output=True, text=True, check=True)
     line = next((l for l in done.stdout.splitlines() if l.startswith("WRK_JSON ")), None)
     if line is None:
