@@ -108,26 +108,35 @@ class Applier:
         self.store.rollback()
         return offsets
 
+    def stored_topic_ids(self) -> dict[str, str]:
+        """The topic incarnations the stored offsets were counted in (saved with them)."""
+        ids = self.store.topic_ids(self.consumer)
+        self.store.rollback()
+        return ids
+
     def apply(self, records: list[Record]) -> Outcome:
         """Apply a batch and store its offsets in the same transaction; poison goes to the DLQ."""
         if not records:
             return Outcome()
         offsets: dict[tuple[str, int], int] = {}
+        topic_ids: dict[str, str] = {}
         for r in records:
             offsets[(r.topic, r.partition)] = max(offsets.get((r.topic, r.partition), 0), r.offset + 1)
+            if r.topic_id is not None:
+                topic_ids[r.topic] = r.topic_id
         # Lookups are cached for one batch only: other writers of the target (the service itself,
         # once it owns writes) may change the rows they read.
         self._cache.clear()
         try:
             self.store.begin()
             outcome = self._run(records, isolate=False)
-            self._finish(outcome, offsets)
+            self._finish(outcome, offsets, topic_ids)
         except (*self.store.errors, RowMissing):
             self.store.rollback()
             self._cache.clear()
             self.store.begin()
             outcome = self._run(records, isolate=True)
-            self._finish(outcome, offsets)
+            self._finish(outcome, offsets, topic_ids)
         outcome.offsets = offsets
         return outcome
 
@@ -156,10 +165,12 @@ class Applier:
         return result
 
     # --- one transaction ----------------------------------------------------------------------
-    def _finish(self, outcome: Outcome, offsets: dict[tuple[str, int], int]) -> None:
+    def _finish(self, outcome: Outcome, offsets: dict[tuple[str, int], int],
+                topic_ids: dict[str, str]) -> None:
         from cdc.dlq import write_dead
         write_dead(self.store, self.consumer, outcome.dead)
         self.store.save_offsets(self.consumer, offsets)
+        self.store.save_topic_ids(self.consumer, topic_ids)
         now_ms = int(time.time() * 1000)
         self._save_stats(outcome, now_ms)
         self.store.commit()

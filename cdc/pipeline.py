@@ -47,7 +47,8 @@ def make_source(config: CdcConfig, route: Route, applier: Applier) -> EventSourc
     if t.kind == "kafka":
         from cdc.transport_kafka import KafkaSource, ensure_topics
         ensure_topics(t.bootstrap, route.topics, t.partitions)
-        return KafkaSource(t.bootstrap, route.name, route.topics, applier.stored_offsets)
+        return KafkaSource(t.bootstrap, route.name, route.topics, applier.stored_offsets,
+                           applier.stored_topic_ids)
     from cdc.transport_embedded import EmbeddedSource
     return EmbeddedSource(t.path, route.name, route.topics, applier.stored_offsets)
 

@@ -13,6 +13,7 @@ class Record:
     partition: int
     offset: int
     event: ChangeEvent
+    topic_id: str | None = None   # Kafka's id of this incarnation of the topic (None: unknown)
 
 
 class EventSource(Protocol):

@@ -17,6 +17,7 @@ from strangler.db import make_engine, normalise_url
 from strangler.errors import OperatorError
 
 OFFSETS = "_cdc_apply_offsets"     # (not _cdc_offsets: SQLite capture keeps its own under that name)
+TOPIC_IDS = "_cdc_apply_topic_ids"  # which incarnation of each topic the stored offsets count in
 POSITIONS = "_cdc_row_positions"
 DLQ = "_cdc_dlq"
 STATS = "_cdc_apply_stats"
@@ -29,6 +30,8 @@ _DDL = {
     "postgresql": [
         f"CREATE TABLE IF NOT EXISTS {OFFSETS} (consumer TEXT NOT NULL, topic TEXT NOT NULL, "
         f"partition INTEGER NOT NULL, next_offset BIGINT NOT NULL, PRIMARY KEY (consumer, topic, partition))",
+        f"CREATE TABLE IF NOT EXISTS {TOPIC_IDS} (consumer TEXT NOT NULL, topic TEXT NOT NULL, "
+        f"topic_id TEXT NOT NULL, PRIMARY KEY (consumer, topic))",
         f"CREATE TABLE IF NOT EXISTS {POSITIONS} (tbl TEXT NOT NULL, pk TEXT NOT NULL, "
         f"position BIGINT NOT NULL, PRIMARY KEY (tbl, pk))",
         f"CREATE TABLE IF NOT EXISTS {DLQ} (id BIGSERIAL PRIMARY KEY, consumer TEXT NOT NULL, "
@@ -42,6 +45,8 @@ _DDL = {
     "sqlite": [
         f"CREATE TABLE IF NOT EXISTS {OFFSETS} (consumer TEXT NOT NULL, topic TEXT NOT NULL, "
         f"partition INTEGER NOT NULL, next_offset INTEGER NOT NULL, PRIMARY KEY (consumer, topic, partition))",
+        f"CREATE TABLE IF NOT EXISTS {TOPIC_IDS} (consumer TEXT NOT NULL, topic TEXT NOT NULL, "
+        f"topic_id TEXT NOT NULL, PRIMARY KEY (consumer, topic))",
         f"CREATE TABLE IF NOT EXISTS {POSITIONS} (tbl TEXT NOT NULL, pk TEXT NOT NULL, "
         f"position INTEGER NOT NULL, PRIMARY KEY (tbl, pk))",
         f"CREATE TABLE IF NOT EXISTS {DLQ} (id INTEGER PRIMARY KEY AUTOINCREMENT, consumer TEXT NOT NULL, "
@@ -247,6 +252,16 @@ class TargetStore:
         if rows:
             self.upsert(OFFSETS, ("consumer", "topic", "partition", "next_offset"),
                         ("consumer", "topic", "partition"), rows)
+
+    def save_topic_ids(self, consumer: str, ids: dict[str, str]) -> None:
+        if ids:
+            self.upsert(TOPIC_IDS, ("consumer", "topic", "topic_id"), ("consumer", "topic"),
+                        [(consumer, topic, topic_id) for topic, topic_id in ids.items()])
+
+    def topic_ids(self, consumer: str) -> dict[str, str]:
+        cur = self.cursor()
+        cur.execute(f"SELECT topic, topic_id FROM {TOPIC_IDS} WHERE consumer = {self.ph}", (consumer,))
+        return dict(cur.fetchall())
 
     def offsets(self, consumer: str) -> dict[tuple[str, int], int]:
         cur = self.cursor()

@@ -8,7 +8,11 @@ created explicitly with the configured partition count.
 Consumer: one consumer group per apply (so apply scales out by adding members),
 `enable.auto.commit=false`; on assignment each partition seeks to the offset stored in the
 target database, which apply commits in the same transaction as the rows. The offset is also
-committed to Kafka afterwards, only so standard lag tooling can see it.
+committed to Kafka afterwards, only so standard lag tooling can see it. Offsets count in one
+incarnation of a topic: apply stores the topic's id (KIP-516) beside them, and a topic deleted and
+re-created since (a new id) is read from its beginning, not from an offset that counted in the old
+one (which would skip every event below it once the new topic has grown past it); re-read events
+are no-ops by their source positions.
 """
 from __future__ import annotations
 
@@ -18,7 +22,7 @@ from typing import TYPE_CHECKING, Any, Callable
 
 import orjson
 from confluent_kafka import (OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, Producer,
-                             TopicPartition)
+                             TopicCollection, TopicPartition)
 from confluent_kafka.admin import AdminClient, NewTopic
 
 from cdc.envelope import decode, encode
@@ -185,13 +189,33 @@ class DeadLetterTopic:
         self._sink.close()
 
 
+def topic_ids(admin: AdminClient, topics: set[str], timeout_s: float = 10.0) -> dict[str, str]:
+    """Each topic's id, for those the broker describes (a topic it cannot is left out)."""
+    if not topics:
+        return {}
+    found: dict[str, str] = {}
+    futures = admin.describe_topics(TopicCollection(sorted(topics)), request_timeout=timeout_s)
+    for name, future in futures.items():
+        try:
+            found[name] = str(future.result().topic_id)
+        except KafkaException as exc:
+            log.warning("cannot learn the id of topic %s (%s): its stored offsets are used "
+                        "unchecked", name, exc.args[0].str() if exc.args else exc)
+    return found
+
+
 class KafkaSource:
-    """EventSource: a consumer-group member that starts each partition at the stored offset."""
+    """EventSource: a consumer-group member that starts each partition at the stored offset,
+    or at the beginning of a topic re-created since that offset was stored."""
 
     def __init__(self, bootstrap: str, group: str, topics: list[str],
                  stored_offsets: Callable[[], dict[tuple[str, int], int]],
+                 stored_topic_ids: Callable[[], dict[str, str]] = dict,
                  *, config: dict[str, Any] | None = None) -> None:
         self._stored_offsets = stored_offsets
+        self._stored_topic_ids = stored_topic_ids
+        self._admin = AdminClient({"bootstrap.servers": bootstrap})
+        self._ids: dict[str, str] = {}
         self._consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": group,
                                    **CONSUMER_DEFAULTS, **(config or {})})
         self._consumer.subscribe(topics, on_assign=self._on_assign)
@@ -199,8 +223,18 @@ class KafkaSource:
 
     def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         stored = self._stored_offsets()
+        current = topic_ids(self._admin, {p.topic for p in partitions})
+        recreated: set[str] = set()
+        for topic, old in self._stored_topic_ids().items():
+            if topic in current and current[topic] != old:
+                log.warning("topic %s was re-created since apply stored its offsets (id %s, now "
+                            "%s): reading it from its beginning; events already applied are "
+                            "skipped by their source positions", topic, old, current[topic])
+                recreated.add(topic)
         for p in partitions:
-            p.offset = stored.get((p.topic, p.partition), OFFSET_BEGINNING)
+            offset = stored.get((p.topic, p.partition))
+            p.offset = OFFSET_BEGINNING if offset is None or p.topic in recreated else offset
+        self._ids.update(current)
         consumer.assign(partitions)
         self.assigned = [(p.topic, p.partition) for p in partitions]
 
@@ -218,7 +252,7 @@ class KafkaSource:
             topic = msg.topic()
             out.append(Record(topic, msg.partition(), msg.offset(),
                               ChangeEvent(topic, decode(raw_key) if raw_key else None, value,
-                                          position)))
+                                          position), self._ids.get(topic)))
         return out
 
     def committed(self, offsets: dict[tuple[str, int], int]) -> None:

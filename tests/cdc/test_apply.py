@@ -1,6 +1,8 @@
 """Apply against a real PostgreSQL service schema: mapping, idempotence, stale skip, offsets, TOAST, truncate, origin."""
 from __future__ import annotations
 
+import dataclasses
+
 from sqlalchemy import text
 
 from cdc.mapping import UNAVAILABLE
@@ -21,6 +23,19 @@ def test_insert_maps_columns_prices_and_lookups_within_one_batch(service):
         (7, "SKU-000007", "Product 7", 4999, "EUR", "cat-1"),
         (8, "SKU-000008", "Product 8", 10, "EUR", "cat-1")]
     assert applier.stored_offsets() == {("legacy.public.categories", 0): 2, ("legacy.public.products", 0): 4}
+
+
+def test_the_topic_ids_records_carry_are_stored_with_their_offsets(service):
+    """The offsets count in one incarnation of each topic: its id commits with them."""
+    _, applier = service
+    ev = Events()
+    batch = [dataclasses.replace(ev.insert("categories", category(1)), topic_id="cat-id-1"),
+             ev.insert("products", product(7, price="1.00"))]          # a transport without ids
+    applier.apply(batch)
+    assert applier.stored_topic_ids() == {"legacy.public.categories": "cat-id-1"}
+    applier.apply([dataclasses.replace(ev.insert("categories", category(2)), topic_id="cat-id-2")])
+    assert applier.stored_topic_ids() == {"legacy.public.categories": "cat-id-2"}
+    assert applier.stored_offsets()[("legacy.public.categories", 0)] == 4
 
 
 def test_redelivered_batch_changes_nothing_and_stale_events_are_skipped(service):

@@ -9,7 +9,7 @@ import pytest
 from confluent_kafka.admin import AdminClient, NewTopic
 
 from cdc.events import ChangeEvent
-from cdc.transport_kafka import KafkaSink, KafkaSource, TransportError, ensure_topics
+from cdc.transport_kafka import KafkaSink, KafkaSource, TransportError, ensure_topics, topic_ids
 
 
 @pytest.fixture
@@ -89,6 +89,60 @@ def test_a_stored_offset_past_the_end_of_the_log_reads_the_log_whole(kafka_boots
     finally:
         source.close()
     assert [r.offset for r in got] == [0, 1, 2, 3]
+
+
+def _recreate(bootstrap: str, topic: str, old_id: str, deadline_s: float = 60.0) -> str:
+    """Delete the topic and create it again under the same name; its new id."""
+    admin = AdminClient({"bootstrap.servers": bootstrap})
+    admin.delete_topics([topic])[topic].result(30)
+    end = time.monotonic() + deadline_s
+    while time.monotonic() < end:
+        try:
+            ensure_topics(bootstrap, [topic], partitions=1)
+            new = topic_ids(admin, {topic}).get(topic)
+            if new is not None and new != old_id:
+                return new
+        except Exception:            # still being deleted: the broker refuses the name a moment
+            pass
+        time.sleep(0.2)
+    raise AssertionError(f"{topic} was not re-created within {deadline_s}s")
+
+
+def test_a_topic_re_created_since_its_offsets_were_stored_is_read_from_its_beginning(
+        kafka_bootstrap, topic):
+    """Apply stored offset 7 in the old topic. The new one has grown past 7 by the time apply
+    starts, so that offset is in range and the consumer would silently skip its first 7 events;
+    the topic id stored beside the offset says it counted in another topic."""
+    ensure_topics(kafka_bootstrap, [topic], partitions=1)
+    sink = KafkaSink(kafka_bootstrap, partitions=1)
+    for i in range(10):
+        sink.send(_event(topic, i))
+    sink.flush(30)
+    old_id = topic_ids(AdminClient({"bootstrap.servers": kafka_bootstrap}), {topic})[topic]
+    stored = {(topic, 0): 7}
+
+    same = KafkaSource(kafka_bootstrap, f"g{uuid.uuid4().hex[:8]}", [topic], lambda: stored,
+                       lambda: {topic: old_id})
+    try:
+        got = _drain(same, 3)
+    finally:
+        same.close()
+    assert [(r.offset, r.topic_id) for r in got] == [(7, old_id), (8, old_id), (9, old_id)]
+
+    new_id = _recreate(kafka_bootstrap, topic, old_id)
+    sink = KafkaSink(kafka_bootstrap, partitions=1)
+    for i in range(100, 112):
+        sink.send(_event(topic, i))
+    sink.flush(30)
+    source = KafkaSource(kafka_bootstrap, f"g{uuid.uuid4().hex[:8]}", [topic], lambda: stored,
+                         lambda: {topic: old_id})
+    try:
+        got = _drain(source, 12)
+    finally:
+        source.close()
+    assert [r.offset for r in got] == list(range(12))
+    assert [r.event.position for r in got] == list(range(100, 112))
+    assert {r.topic_id for r in got} == {new_id}
 
 
 def test_flush_raises_when_the_broker_refuses_an_event(kafka_bootstrap, topic):
