@@ -59,6 +59,7 @@ def _gate_watch(sub: argparse._SubParsersAction) -> None:
 # Benchmarks that parse their own command line: name -> (module, its main(argv)). They get the
 # rest of the command line as is, --help included.
 OWN_PARSER = {"rules": ("rule_table", "main"), "rule-edit": ("rule_edit", "main"),
+              "shadow-cpu": ("shadow_cpu", "main"),
               "legacy-seed": ("legacy_seed", "main"), "cdc": ("cdc_bench", "cli")}
 
 

@@ -6,8 +6,8 @@ import pytest
 
 from benchmarks.__main__ import COMMANDS, main
 
-EXPECTED = {"proxy", "shadow", "rules", "rule-edit", "cdc", "cdc-capture", "legacy-seed",
-            "gate-watch"}
+EXPECTED = {"proxy", "shadow", "shadow-cpu", "rules", "rule-edit", "cdc", "cdc-capture",
+            "legacy-seed", "gate-watch"}
 
 
 def test_every_benchmark_is_listed_in_the_top_level_help(capsys):
