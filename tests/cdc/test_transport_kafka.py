@@ -91,6 +91,23 @@ def test_a_stored_offset_past_the_end_of_the_log_reads_the_log_whole(kafka_boots
     assert [r.offset for r in got] == [0, 1, 2, 3]
 
 
+def _produce(bootstrap: str, topic: str, numbers: range) -> None:
+    sink = KafkaSink(bootstrap, partitions=1)
+    for i in numbers:
+        sink.send(_event(topic, i))
+    sink.flush(30)
+
+
+def _read_stored(bootstrap: str, topic: str, offsets: dict, ids: dict, count: int) -> list:
+    """`count` records read by a new group member given apply's stored offsets and topic ids."""
+    source = KafkaSource(bootstrap, f"g{uuid.uuid4().hex[:8]}", [topic], lambda: offsets,
+                         lambda: ids)
+    try:
+        return _drain(source, count)
+    finally:
+        source.close()
+
+
 def _recreate(bootstrap: str, topic: str, old_id: str, deadline_s: float = 60.0) -> str:
     """Delete the topic and create it again under the same name; its new id."""
     admin = AdminClient({"bootstrap.servers": bootstrap})
@@ -114,32 +131,16 @@ def test_a_topic_re_created_since_its_offsets_were_stored_is_read_from_its_begin
     starts, so that offset is in range and the consumer would silently skip its first 7 events;
     the topic id stored beside the offset says it counted in another topic."""
     ensure_topics(kafka_bootstrap, [topic], partitions=1)
-    sink = KafkaSink(kafka_bootstrap, partitions=1)
-    for i in range(10):
-        sink.send(_event(topic, i))
-    sink.flush(30)
+    _produce(kafka_bootstrap, topic, range(10))
     old_id = topic_ids(AdminClient({"bootstrap.servers": kafka_bootstrap}), {topic})[topic]
-    stored = {(topic, 0): 7}
+    stored = ({(topic, 0): 7}, {topic: old_id})
 
-    same = KafkaSource(kafka_bootstrap, f"g{uuid.uuid4().hex[:8]}", [topic], lambda: stored,
-                       lambda: {topic: old_id})
-    try:
-        got = _drain(same, 3)
-    finally:
-        same.close()
+    got = _read_stored(kafka_bootstrap, topic, *stored, count=3)
     assert [(r.offset, r.topic_id) for r in got] == [(7, old_id), (8, old_id), (9, old_id)]
 
     new_id = _recreate(kafka_bootstrap, topic, old_id)
-    sink = KafkaSink(kafka_bootstrap, partitions=1)
-    for i in range(100, 112):
-        sink.send(_event(topic, i))
-    sink.flush(30)
-    source = KafkaSource(kafka_bootstrap, f"g{uuid.uuid4().hex[:8]}", [topic], lambda: stored,
-                         lambda: {topic: old_id})
-    try:
-        got = _drain(source, 12)
-    finally:
-        source.close()
+    _produce(kafka_bootstrap, topic, range(100, 112))
+    got = _read_stored(kafka_bootstrap, topic, *stored, count=12)
     assert [r.offset for r in got] == list(range(12))
     assert [r.event.position for r in got] == list(range(100, 112))
     assert {r.topic_id for r in got} == {new_id}
