@@ -12,12 +12,14 @@ committed to Kafka afterwards, only so standard lag tooling can see it. Offsets 
 incarnation of a topic: apply stores the topic's id (KIP-516) beside them, and a topic deleted and
 re-created since (a new id) is read from its beginning, not from an offset that counted in the old
 one (which would skip every event below it once the new topic has grown past it); re-read events
-are no-ops by their source positions.
+are no-ops by their source positions. A running consumer is not told of a re-creation (it goes on
+at its old position in the new topic), so the source also asks for the ids every ID_CHECK_EVERY_S.
 """
 from __future__ import annotations
 
 import logging
 import threading
+import time
 from typing import TYPE_CHECKING, Any, Callable
 
 import orjson
@@ -34,6 +36,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 POSITION_HEADER = "strangler.position"
+ID_CHECK_EVERY_S = 5.0      # how soon a topic re-created under a running source is noticed
 
 PRODUCER_DEFAULTS: dict[str, Any] = {
     "enable.idempotence": True,
@@ -216,6 +219,7 @@ class KafkaSource:
         self._stored_topic_ids = stored_topic_ids
         self._admin = AdminClient({"bootstrap.servers": bootstrap})
         self._ids: dict[str, str] = {}
+        self._next_id_check = time.monotonic() + ID_CHECK_EVERY_S
         self._consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": group,
                                    **CONSUMER_DEFAULTS, **(config or {})})
         self._consumer.subscribe(topics, on_assign=self._on_assign)
@@ -253,7 +257,24 @@ class KafkaSource:
             out.append(Record(topic, msg.partition(), msg.offset(),
                               ChangeEvent(topic, decode(raw_key) if raw_key else None, value,
                                           position), self._ids.get(topic)))
+        if time.monotonic() >= self._next_id_check:
+            out = self._check_ids(out)
         return out
+
+    def _check_ids(self, out: list[Record]) -> list[Record]:
+        """librdkafka reads a topic re-created under it from its old position (librdkafka
+        #3255): seek such a topic's partitions to the beginning and drop what this poll read."""
+        self._next_id_check = time.monotonic() + ID_CHECK_EVERY_S
+        current = topic_ids(self._admin, {topic for topic, _ in self.assigned})
+        changed = {t for t, new in current.items() if self._ids.get(t, new) != new}
+        for topic in changed:
+            log.warning("topic %s was re-created while apply read it (id %s, now %s): reading it "
+                        "again from its beginning", topic, self._ids[topic], current[topic])
+            for t, partition in self.assigned:
+                if t == topic:
+                    self._consumer.seek(TopicPartition(t, partition, OFFSET_BEGINNING))
+        self._ids.update(current)
+        return [r for r in out if r.topic not in changed]
 
     def committed(self, offsets: dict[tuple[str, int], int]) -> None:
         if offsets:

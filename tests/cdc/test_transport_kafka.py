@@ -8,6 +8,7 @@ import uuid
 import pytest
 from confluent_kafka.admin import AdminClient, NewTopic
 
+from cdc import transport_kafka
 from cdc.events import ChangeEvent
 from cdc.transport_kafka import KafkaSink, KafkaSource, TransportError, ensure_topics, topic_ids
 
@@ -143,6 +144,25 @@ def test_a_topic_re_created_since_its_offsets_were_stored_is_read_from_its_begin
     got = _read_stored(kafka_bootstrap, topic, *stored, count=12)
     assert [r.offset for r in got] == list(range(12))
     assert [r.event.position for r in got] == list(range(100, 112))
+    assert {r.topic_id for r in got} == {new_id}
+
+
+def test_a_topic_re_created_under_a_running_source_is_read_again_from_its_beginning(
+        kafka_bootstrap, topic, monkeypatch):
+    """librdkafka goes on at its old position in the new topic (here it read 5-11 and never
+    0-4); the source's periodic id check seeks the topic back to its beginning."""
+    monkeypatch.setattr(transport_kafka, "ID_CHECK_EVERY_S", 0.2)
+    ensure_topics(kafka_bootstrap, [topic], partitions=1)
+    _produce(kafka_bootstrap, topic, range(5))
+    source = KafkaSource(kafka_bootstrap, f"g{uuid.uuid4().hex[:8]}", [topic], dict, dict)
+    try:
+        old_id = {r.topic_id for r in _drain(source, 5)}.pop()
+        new_id = _recreate(kafka_bootstrap, topic, old_id)
+        _produce(kafka_bootstrap, topic, range(100, 112))
+        got = _drain(source, 12)
+    finally:
+        source.close()
+    assert [(r.offset, r.event.position) for r in got] == list(zip(range(12), range(100, 112)))
     assert {r.topic_id for r in got} == {new_id}
 
 
