@@ -62,13 +62,23 @@ def promote(rules_path: str | Path, capability: str, client: AdminClient | None,
                 raise
             unjudged = str(exc)              # --force: an unreachable proxy does not block
     if not force and verdict is not None and verdict.state != PASS:
-        return Promotion(capability, verdict, None)
+        return Promotion(capability, verdict, None, message=_at_zero(cap, verdict, step))
     figures = "; ".join(verdict.reasons) if verdict else f"no live figures ({unjudged})"
     why = (f"forced ({verdict.state if verdict else 'unjudged'}): {reason.strip()}; {figures}"
            if force else f"gates pass: {figures}")
     change = actions.rollout(rules_path, capability, step, Actor(who, why),
                              expected_version=rules.version)
     return Promotion(capability, verdict, change, forced=force)
+
+
+def _at_zero(cap, verdict: GateVerdict, step: float) -> str:
+    """At 0 % no read reaches the service unless pinned to it: waiting for traffic would wait
+    for ever, so say what moves it on."""
+    if cap.percent > 0 or verdict.state != WAIT or verdict.checks[0].gate != "traffic":
+        return ""
+    return (f"{cap.name} is at 0 %: only reads pinned to the service (the override header) reach "
+            f"it, so its traffic will not come by itself; pin test reads to it, or take the first "
+            f"step by hand: `strangler rollout {cap.name} {step:g}`")
 
 
 def _verdict(version: str, cap, client: AdminClient) -> GateVerdict:

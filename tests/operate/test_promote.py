@@ -1,6 +1,7 @@
 """`strangler promote CAP` against a real `strangler proxy` (2 workers) and real upstreams:
-low traffic waits, healthy traffic promotes one step, a failing service is refused, --force
-needs a reason and is recorded; bad input changes nothing."""
+low traffic waits, healthy traffic promotes one step, 0 % without pinned reads says what moves it
+on, a failing service is refused, --force needs a reason and is recorded; bad input changes
+nothing."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -54,6 +55,23 @@ async def test_promote_waits_on_low_traffic_then_moves_one_step_on_healthy_traff
             again = cli(*args, "--json")
             assert again.code == 3
             assert percent_in(rules) == 50
+
+
+async def test_promote_at_0_percent_without_pinned_reads_says_what_moves_it_on(
+        tmp_path: Path, cli):
+    async with upstream("legacy") as (legacy, _), upstream("service") as (service, _):
+        rules = write_rules(tmp_path / "rules" / "canary.yaml", legacy, service, percent=0)
+        async with proxy_process(rules, workers=2, log=tmp_path / "proxy.log") as (proxy, _):
+            await traffic(proxy, 30)                  # every read goes to legacy
+            waiting = cli("promote", "catalog", "--rules", str(rules), "--proxy",
+                          proxy.admin_url, "--token-file", token_file(tmp_path, proxy))
+            assert waiting.code == 3, waiting.err
+            assert waiting.out.splitlines()[0] == (
+                "catalog is at 0 %: only reads pinned to the service (the override header) "
+                "reach it, so its traffic will not come by itself; pin test reads to it, or take "
+                "the first step by hand: `strangler rollout catalog 10`")
+            assert "traffic: wait: waiting: 0 of 20 requests" in waiting.out
+            assert percent_in(rules) == 0 and entries(history_dir(rules)) == []
 
 
 async def test_promote_refuses_a_failing_service_and_force_needs_a_reason(tmp_path: Path, cli):
