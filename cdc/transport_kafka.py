@@ -214,12 +214,14 @@ class KafkaSource:
     def __init__(self, bootstrap: str, group: str, topics: list[str],
                  stored_offsets: Callable[[], dict[tuple[str, int], int]],
                  stored_topic_ids: Callable[[], dict[str, str]] = dict,
-                 *, config: dict[str, Any] | None = None) -> None:
+                 *, config: dict[str, Any] | None = None,
+                 id_check_every_s: float = ID_CHECK_EVERY_S) -> None:
         self._stored_offsets = stored_offsets
         self._stored_topic_ids = stored_topic_ids
         self._admin = AdminClient({"bootstrap.servers": bootstrap})
         self._ids: dict[str, str] = {}
-        self._next_id_check = time.monotonic() + ID_CHECK_EVERY_S
+        self._id_check_every_s = id_check_every_s
+        self._next_id_check = time.monotonic() + id_check_every_s
         self._consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": group,
                                    **CONSUMER_DEFAULTS, **(config or {})})
         self._consumer.subscribe(topics, on_assign=self._on_assign)
@@ -264,7 +266,7 @@ class KafkaSource:
     def _check_ids(self, out: list[Record]) -> list[Record]:
         """librdkafka reads a topic re-created under it from its old position (librdkafka
         #3255): seek such a topic's partitions to the beginning and drop what this poll read."""
-        self._next_id_check = time.monotonic() + ID_CHECK_EVERY_S
+        self._next_id_check = time.monotonic() + self._id_check_every_s
         current = topic_ids(self._admin, {topic for topic, _ in self.assigned})
         changed = {t for t, new in current.items() if self._ids.get(t, new) != new}
         for topic in changed:

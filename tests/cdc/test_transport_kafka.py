@@ -8,7 +8,6 @@ import uuid
 import pytest
 from confluent_kafka.admin import AdminClient, NewTopic
 
-from cdc import transport_kafka
 from cdc.events import ChangeEvent
 from cdc.transport_kafka import KafkaSink, KafkaSource, TransportError, ensure_topics, topic_ids
 
@@ -148,13 +147,13 @@ def test_a_topic_re_created_since_its_offsets_were_stored_is_read_from_its_begin
 
 
 def test_a_topic_re_created_under_a_running_source_is_read_again_from_its_beginning(
-        kafka_bootstrap, topic, monkeypatch):
+        kafka_bootstrap, topic):
     """librdkafka goes on at its old position in the new topic (here it read 5-11 and never
     0-4); the source's periodic id check seeks the topic back to its beginning."""
-    monkeypatch.setattr(transport_kafka, "ID_CHECK_EVERY_S", 0.2)
     ensure_topics(kafka_bootstrap, [topic], partitions=1)
     _produce(kafka_bootstrap, topic, range(5))
-    source = KafkaSource(kafka_bootstrap, f"g{uuid.uuid4().hex[:8]}", [topic], dict, dict)
+    source = KafkaSource(kafka_bootstrap, f"g{uuid.uuid4().hex[:8]}", [topic], dict, dict,
+                         id_check_every_s=0.2)
     try:
         old_id = {r.topic_id for r in _drain(source, 5)}.pop()
         new_id = _recreate(kafka_bootstrap, topic, old_id)
