@@ -78,6 +78,7 @@ class Applier:
         self._order = mapping.target_order(direction)
         self._keys = {m.target_table: m.target_key for ms in self._maps.values() for m in ms}
         self._cache: dict[tuple[Lookup, Any], Any] = {}
+        self._saved_topic_ids: dict[str, str] = {}   # committed: saved again only when changed
         self._source_rank = {t: i for i, t in enumerate(mapping.source_tables(direction))}
         self._lookup_tables = {lk.table for t in mapping.tables for c in t.columns
                                for d, lk in c.lookups if d == direction}
@@ -170,10 +171,12 @@ class Applier:
         from cdc.dlq import write_dead
         write_dead(self.store, self.consumer, outcome.dead)
         self.store.save_offsets(self.consumer, offsets)
-        self.store.save_topic_ids(self.consumer, topic_ids)
+        new_ids = {t: i for t, i in topic_ids.items() if self._saved_topic_ids.get(t) != i}
+        self.store.save_topic_ids(self.consumer, new_ids)
         now_ms = int(time.time() * 1000)
         self._save_stats(outcome, now_ms)
         self.store.commit()
+        self._saved_topic_ids.update(new_ids)
         outcome.commit_ms = int(time.time() * 1000)
 
     def _save_stats(self, outcome: Outcome, now_ms: int) -> None:

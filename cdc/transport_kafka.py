@@ -265,16 +265,22 @@ class KafkaSource:
 
     def _check_ids(self, out: list[Record]) -> list[Record]:
         """librdkafka reads a topic re-created under it from its old position (librdkafka
-        #3255): seek such a topic's partitions to the beginning and drop what this poll read."""
+        #3255): seek such a topic's partitions to the beginning and drop what this poll read.
+        A seek the client refuses is tried again at the next check (the old id is kept)."""
         self._next_id_check = time.monotonic() + self._id_check_every_s
         current = topic_ids(self._admin, {topic for topic, _ in self.assigned})
         changed = {t for t, new in current.items() if self._ids.get(t, new) != new}
         for topic in changed:
             log.warning("topic %s was re-created while apply read it (id %s, now %s): reading it "
                         "again from its beginning", topic, self._ids[topic], current[topic])
-            for t, partition in self.assigned:
-                if t == topic:
-                    self._consumer.seek(TopicPartition(t, partition, OFFSET_BEGINNING))
+            try:
+                for t, partition in self.assigned:
+                    if t == topic:
+                        self._consumer.seek(TopicPartition(t, partition, OFFSET_BEGINNING))
+            except KafkaException as exc:
+                log.warning("cannot seek topic %s back yet (%s); trying again in %g s", topic,
+                            exc.args[0].str() if exc.args else exc, self._id_check_every_s)
+                del current[topic]
         self._ids.update(current)
         return [r for r in out if r.topic not in changed]
 
