@@ -15,6 +15,7 @@ import pickle
 import shutil
 import signal
 import tempfile
+import time
 from functools import partial
 from multiprocessing.connection import Connection
 from typing import Any
@@ -36,6 +37,7 @@ SHADOW_NICENESS = 10
 # is below RESUME_FILL (checked on every batch and every FILL_CHECK_S).
 SHED_FILL, RESUME_FILL = 0.9, 0.5
 FILL_CHECK_S = 0.02
+CPU_METRIC = "strangler_shadow_process_cpu_seconds_total"
 
 
 class ShadowProcess(ProcessWorker):
@@ -143,8 +145,16 @@ async def _serve(store_url: str, options: dict, path: str, conn: Connection) -> 
         except (EOFError, OSError):
             stop.set()                        # the supervisor is gone: shut down
 
+    # What shadowing costs the proxy's host, next to strangler_shadow_compared_total.
+    metrics.describe(CPU_METRIC, "CPU time of the shadow process (replay, compare, store).")
+    spent = 0.0
+
     async def report() -> None:
+        nonlocal spent
         while True:
+            now = time.process_time()
+            metrics.inc(CPU_METRIC, (), now - spent)
+            spent = now
             conn.send(("metrics", {"metrics": metrics.snapshot(), "version": None}))
             await asyncio.sleep(REPORT_EVERY_S)
 

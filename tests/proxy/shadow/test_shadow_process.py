@@ -1,6 +1,6 @@
 """`strangler proxy --workers N`: shadows run in the shadow process, not on the workers' loops.
 Workers batch exchanges over a unix socket; the shadow process compares and stores them, its
-counters reach /metrics, and it is restarted when it dies."""
+counters (and its CPU time) reach /metrics, and it is restarted when it dies."""
 from __future__ import annotations
 
 import asyncio
@@ -15,7 +15,7 @@ REQUESTS = 30
 
 def counter(text: str, name: str) -> float:
     return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
-               if line.startswith(name + "{"))
+               if line.startswith((name + "{", name + " ")))
 
 
 async def test_shadow_process_compares_reports_counters_and_is_restarted(tmp_path):
@@ -41,9 +41,11 @@ async def test_shadow_process_compares_reports_counters_and_is_restarted(tmp_pat
                         text = await resp.text()
                     assert counter(text, "strangler_shadow_compared_total") == n, text
                     assert counter(text, "strangler_shadow_submitted_total") == n
-                await eventually(compared)
+                    return counter(text, "strangler_shadow_process_cpu_seconds_total")
+                return await eventually(compared)
 
-            await requests_compared(REQUESTS)
+            cpu = await requests_compared(REQUESTS)
+            assert cpu > 0                  # what shadowing costs the host, beside the counts
             first = (await status())["shadow_process"]
             worker_pids = {w["pid"] for w in (await status())["workers"]}
             assert first["alive"] and first["pid"] not in worker_pids | {proc.pid}
@@ -56,4 +58,4 @@ async def test_shadow_process_compares_reports_counters_and_is_restarted(tmp_pat
             await eventually(restarted)
             await asyncio.sleep(0.5)         # workers reconnect to the new shadow process
             # its counters start again; the dead one's are kept, so totals still add up
-            await requests_compared(2 * REQUESTS)
+            assert await requests_compared(2 * REQUESTS) >= cpu
