@@ -224,19 +224,22 @@ def run_part(proxies: list[Proxy], schedule: list[int], rounds: int, connections
     return found, by_position
 
 
+def _median_ratio(pairs: list[tuple[Sample, float]], field: str) -> float:
+    return statistics.median(getattr(s.load, field) / base for s, base in pairs)
+
+
 def paired(before: list[Sample], during: list[Sample], after: list[Sample]) -> dict[str, float]:
     """Median over rounds of each `during` figure against the mean of the same figure in the
     rounds just before and just after it: the machine's drift between rounds cancels."""
-    def ratio(key) -> float:
-        return statistics.median(key(d) / ((key(b) + key(a)) / 2)
-                                 for b, d, a in zip(before, during, after))
-    return {"p50": ratio(lambda s: s.load.p50_ms), "p99": ratio(lambda s: s.load.p99_ms)}
+    return {key: _median_ratio([(d, (getattr(b.load, field) + getattr(a.load, field)) / 2)
+                                for b, d, a in zip(before, during, after)], field)
+            for key, field in (("p50", "p50_ms"), ("p99", "p99_ms"))}
 
 
 def ruler(before: list[Sample], after: list[Sample]) -> dict[str, float]:
     """The same proxy measured twice a round (after/before): what the ruler itself reads."""
-    return {"p50": statistics.median(a.load.p50_ms / b.load.p50_ms for b, a in zip(before, after)),
-            "p99": statistics.median(a.load.p99_ms / b.load.p99_ms for b, a in zip(before, after))}
+    return {key: _median_ratio([(a, getattr(b.load, field)) for b, a in zip(before, after)], field)
+            for key, field in (("p50", "p50_ms"), ("p99", "p99_ms"))}
 
 
 class Beside:

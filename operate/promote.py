@@ -17,6 +17,7 @@ from operate.admin_client import AdminClient
 from operate.gates import FAIL, PASS, WAIT, Check, Figures, GateVerdict, evaluate
 from operate.rule_edit import compile_rules, read_rules
 from operate.status import capability_view, cdc_lag_s, live_from
+from proxy.rules.capability import CompiledCapability
 from strangler.errors import OperatorError
 
 EXIT = {PASS: 0, FAIL: 1, WAIT: 3}
@@ -71,7 +72,7 @@ def promote(rules_path: str | Path, capability: str, client: AdminClient | None,
     return Promotion(capability, verdict, change, forced=force)
 
 
-def _at_zero(cap, verdict: GateVerdict, step: float) -> str:
+def _at_zero(cap: CompiledCapability, verdict: GateVerdict, step: float) -> str:
     """At 0 % no read reaches the service unless pinned to it: waiting for traffic would wait
     for ever, so say what moves it on."""
     if cap.percent > 0 or verdict.state != WAIT or verdict.checks[0].gate != "traffic":
