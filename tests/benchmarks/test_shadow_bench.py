@@ -4,6 +4,7 @@ drift between rounds, and the verdicts apply the issue's bars to ratios of the s
 from __future__ import annotations
 
 import dataclasses
+import operator
 
 import yaml
 
@@ -68,6 +69,8 @@ def test_paired_ratios_hold_each_round_against_the_rounds_around_it():
                   [timed(1.0, 4.0), timed(1.5, 8.0), timed(1.0, 4.0)],
                   [timed(1.0, 4.0), timed(1.0, 4.0), timed(9.0, 9.0)])
     assert many == {"p50": 1.0, "p99": 1.0}       # the median: one bad round does not decide
+    added = paired(before, during, after, operator.sub)     # ms the 100 % rounds add
+    assert {k: round(v, 6) for k, v in added.items()} == {"p50": 0.22, "p99": 2.2}
 
 
 def test_verdicts_hold_shadowing_to_the_bars_against_no_shadowing_of_the_same_run():
@@ -88,10 +91,12 @@ def test_verdicts_hold_shadowing_to_the_bars_against_no_shadowing_of_the_same_ru
                "burnt": {"p50": 1.2, "p99": 1.1}, "target_load": {"p50": 1.05, "p99": 1.08}}
     table = render({"peak_rps": 9000.0, "pause_ms": 1, "paced": paced,
                     "paced_paired": paced_paired, "paced_ruler": {"p50": 1.01, "p99": 0.98},
+                    "paced_added_ms": {"p50": 0.031, "p99": 0.12},
                     "overload": overload, "control": control}, passed)
     assert "paced 100%/0%                p50 1.090x  p99 1.300x  (paired; medians alone: p50 " \
         "1.200x p99 1.100x" in table
     assert "paced 0%/0% (the ruler)      p50 1.010x  p99 0.980x" in table
+    assert "paced 100% - 0%              p50 +31 us  p99 +120 us" in table
     assert "  paced p99                       FAIL" in table
     assert "control burnt/plain          p50 1.200x  p99 1.100x  (the shadow process spent 70 us" \
         in table
