@@ -98,6 +98,16 @@ def _expand(value: Any) -> Any:
     return value
 
 
+def _rules_path(config: Path, raw: str) -> Path:
+    """`rules:` as written in the file is relative to the file; a path an environment variable
+    gives (`${STRANGLER_RULES}`, as operators set it for every command) to the current
+    directory, like every other path on a command line."""
+    whole = _ENV.fullmatch(str(raw))
+    if whole and os.environ.get(whole.group(1)):
+        return Path(os.environ[whole.group(1)])
+    return config.parent / str(_expand(raw))
+
+
 def config_path(capability: str, path: str | None = None) -> Path:
     return Path(path) if path else RULES_DIR / f"{capability}.yaml"
 
@@ -118,7 +128,9 @@ def rules_owner(rules: Path, capability: str) -> str:
                         "`rules:` at the rules that route it")
 
 
-def load_config(capability: str, path: str | None = None) -> CdcConfig:
+def load_config(capability: str, path: str | None = None, writes: str | None = None) -> CdcConfig:
+    """The capability's CDC config. `writes`: the write owner as the caller's own routing rules
+    say (operate's gates, the proxy's automatic rollback), instead of the rules `rules:` names."""
     p = config_path(capability, path)
     if not p.is_file():
         raise OperatorError(f"{p}: no CDC config for capability {capability!r}; "
@@ -145,12 +157,12 @@ def load_config(capability: str, path: str | None = None) -> CdcConfig:
         return Side(url=url, topic_prefix=str(_expand(node.get("topic_prefix", name))),
                     schema=str(_expand(node.get("schema", default_schema))))
 
-    if doc.get("rules") is not None:
-        if "writes" in doc:
-            raise where.fail(doc, "writes", "writes", "the routing rules named by `rules:` own the write "
-                             "owner; remove writes: from this file (`strangler writes` edits the rules)")
-        writes = rules_owner(p.parent / str(_expand(doc["rules"])), str(doc.get("capability", capability)))
-    else:
+    if doc.get("rules") is not None and "writes" in doc:
+        raise where.fail(doc, "writes", "writes", "the routing rules named by `rules:` own the write "
+                         "owner; remove writes: from this file (`strangler writes` edits the rules)")
+    if writes is None and doc.get("rules") is not None:
+        writes = rules_owner(_rules_path(p, doc["rules"]), str(doc.get("capability", capability)))
+    elif writes is None:
         writes = doc.get("writes", "legacy")
     if writes not in ("legacy", "service"):
         raise where.fail(doc, "writes", "writes", f"{writes!r}: use legacy or service")

@@ -89,7 +89,7 @@ def _verdict(version: str, cap, client: AdminClient) -> GateVerdict:
         return GateVerdict(WAIT, tuple(Check("rules", WAIT, f"proxy at {p.url} serves rules "
                                              f"{p.version}, not the file's {version}; waiting "
                                              "for it to reload") for p in stale))
-    lag = cdc_lag_s(cap.name) if cap.gates.max_cdc_lag_s is not None else None
+    lag = cdc_lag_s(cap) if cap.gates.max_cdc_lag_s is not None else None
     view = capability_view(cap, live, lag)
     figures = Figures.from_dict(view["figures"]) if view["figures"] else Figures()
     return evaluate(cap.gates, figures)

@@ -33,7 +33,7 @@ def build(rules_path: str | Path, capability: str, store_url: str | None,
     it writes, wherever that is), else from the default store."""
     rules = read_rules(rules_path)
     cap = find_capability(compile_rules(rules), capability)
-    cdc = cdc_directions(capability)
+    cdc = cdc_directions(cap)
     view = capability_view(cap, live_from(client), lag_of(cdc))
     log = [e for e in history.entries(history.history_dir(rules.path))
            if e.get("capability") == capability][-HISTORY_LINES:]

@@ -21,17 +21,19 @@ from strangler.db import normalise_url
 from strangler.errors import OperatorError
 
 
-def cdc_directions(capability: str) -> list[Any] | None:
-    """cdc.status for the capability's write direction (the one that must keep up); None when
-    it has no CDC config (routing_rules/cdc/CAP.yaml), nothing ran yet, or it cannot be read."""
+def cdc_directions(cap: CompiledCapability) -> list[Any] | None:
+    """cdc.status for the direction that must keep up: away from whoever owns the
+    capability's writes in the rules the caller works with (not whichever rules the CDC file's
+    `rules:` names). None when it has no CDC config (routing_rules/cdc/CAP.yaml), nothing ran
+    yet, or it cannot be read."""
     from cdc.config import config_path, load_config
-    if not config_path(capability).is_file():
+    if not config_path(cap.name).is_file():
         return None
     from sqlalchemy.exc import SQLAlchemyError
 
     from cdc import status as cdc_status
     try:
-        config = load_config(capability)
+        config = load_config(cap.name, writes=cap.writes)
         if not all(_exists(side.url) for side in (config.legacy, config.service)):
             return None                       # nothing ran yet: do not create SQLite files
         return cdc_status.gather(config, interval_s=0, directions=(config.write_direction,))
@@ -39,9 +41,9 @@ def cdc_directions(capability: str) -> list[Any] | None:
         return None
 
 
-def cdc_lag_s(capability: str) -> float | None:
+def cdc_lag_s(cap: CompiledCapability) -> float | None:
     """The newest applied event's lag in the write direction, in seconds (None: unmeasured)."""
-    return lag_of(cdc_directions(capability))
+    return lag_of(cdc_directions(cap))
 
 
 def lag_of(directions: list[Any] | None) -> float | None:
@@ -145,7 +147,7 @@ def gather(rules_path: str | Path, client: AdminClient | None) -> dict[str, Any]
                              if w.get("rules_version") not in (None, p.version)],
                          "last_reload_error": p.raw["rules"].get("last_reload_error")}
                         for p in live.proxies],
-            "capabilities": [capability_view(c, live, cdc_lag_s(c.name))
+            "capabilities": [capability_view(c, live, cdc_lag_s(c))
                              for c in table.capabilities],
             "autorollbacks": live.autorollbacks()}
 

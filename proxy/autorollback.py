@@ -120,7 +120,7 @@ class GateWatch:
                                              now - start)
         if cap.gates.max_cdc_lag_s is not None:
             from operate.status import cdc_lag_s      # the CDC side loads only when gated on
-            lag = await asyncio.to_thread(cdc_lag_s, cap.name)
+            lag = await asyncio.to_thread(cdc_lag_s, cap)
         self._slow[cap.name] = (now, shadow, lag)
         return shadow, lag
 

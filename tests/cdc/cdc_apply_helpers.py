@@ -109,6 +109,14 @@ def wait_synced(config, direction: str, timeout_s: float = 60.0, expected: int =
         time.sleep(0.5)
 
 
+def wait_streaming(pipeline) -> None:
+    """Until every capture streams (the reverse one takes no snapshot: it starts at its slot)."""
+    deadline = time.monotonic() + 30
+    while not all(c.capture is not None and c.capture.streaming.is_set() for c in pipeline.captures):
+        assert time.monotonic() < deadline and not pipeline.errors, pipeline.errors
+        time.sleep(0.05)
+
+
 def rows(url: str, sql: str) -> list[tuple]:
     engine = make_engine(url)
     with engine.connect() as conn:

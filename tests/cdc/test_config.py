@@ -36,6 +36,26 @@ def test_the_owner_comes_from_the_routing_rules_and_follows_them(tmp_path):
     assert (config.writes, config.directions("auto")) == ("service", [TO_LEGACY])
 
 
+def test_a_rules_path_from_the_environment_is_read_from_the_current_directory(tmp_path,
+                                                                           monkeypatch):
+    (tmp_path / "ops").mkdir()
+    (tmp_path / "ops" / "rules.yaml").write_text(
+        RULES.replace("stage: shadow", "stage: cutover").replace("writes: legacy ", "writes: service "))
+    (tmp_path / "rules.yaml").write_text(RULES)          # what the file's own default names
+    path = _config(tmp_path, "rules: ${STRANGLER_RULES:-../rules.yaml}")
+    assert load_config("catalog", str(path)).writes == "legacy"
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("STRANGLER_RULES", "ops/rules.yaml")   # as an operator sets it
+    assert load_config("catalog", str(path)).writes == "service"
+
+
+def test_an_owner_the_caller_knows_wins_over_the_rules_the_file_names(tmp_path):
+    (tmp_path / "rules.yaml").write_text(RULES)           # writes: legacy
+    path = _config(tmp_path, "rules: ../rules.yaml")
+    config = load_config("catalog", str(path), writes="service")
+    assert (config.writes, config.write_direction) == ("service", TO_LEGACY)
+
+
 def test_without_rules_the_cdc_file_says_and_both_at_once_is_refused(tmp_path):
     assert load_config("catalog", str(_config(tmp_path, "writes: service"))).writes == "service"
     (tmp_path / "rules.yaml").write_text(RULES)

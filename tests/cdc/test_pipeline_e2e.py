@@ -17,7 +17,8 @@ from cdc.pipeline import Pipeline
 from cdc.store import TargetStore
 from cdc.transport_kafka import KafkaSource
 from cdc_apply_helpers import (cleanup_cdc, create_legacy_schema, create_service_schema, execute,
-                               new_stores, rows, seed_legacy, wait_synced, write_config)
+                               new_stores, rows, seed_legacy, wait_streaming, wait_synced,
+                               write_config)
 
 
 @pytest.fixture
@@ -27,14 +28,6 @@ def stores(pg_database, pg_admin_url, kafka_bootstrap, tmp_path):
                                                batch_size=500)))
     yield config, legacy, service
     cleanup_cdc(pg_admin_url, cap, kafka_bootstrap)
-
-
-def _wait_streaming(pipeline: Pipeline) -> None:
-    """Until every capture streams (the reverse one takes no snapshot: it starts at its slot)."""
-    deadline = time.monotonic() + 30
-    while not all(c.capture is not None and c.capture.streaming.is_set() for c in pipeline.captures):
-        assert time.monotonic() < deadline and not pipeline.errors, pipeline.errors
-        time.sleep(0.05)
 
 
 def _writer(url: str, stop: threading.Event, start_id: int, done: list[int]) -> None:
@@ -149,7 +142,7 @@ def test_reverse_sync_has_no_echo_loop(stores, kafka_bootstrap):
     pipeline = Pipeline(config, [TO_SERVICE, TO_LEGACY]).start()
     try:
         assert wait_synced(config, TO_SERVICE).differences == 0
-        _wait_streaming(pipeline)
+        wait_streaming(pipeline)
         # The service takes over writes for a product: the change flows back to legacy...
         execute(service, "UPDATE products SET title = 'from the service', price_cents = 4321 WHERE id = 7")
         execute(service, "INSERT INTO products (id, sku, title, description, price_cents, currency, "
@@ -185,7 +178,7 @@ def test_sqlite_stores_over_the_embedded_log_both_ways_without_echo(tmp_path):
     pipeline = Pipeline(config, [TO_SERVICE, TO_LEGACY]).start()
     try:
         assert wait_synced(config, TO_SERVICE, timeout_s=30).differences == 0
-        _wait_streaming(pipeline)
+        wait_streaming(pipeline)
         execute(legacy, "UPDATE products SET price = 5.55 WHERE id = 3", "DELETE FROM products WHERE id = 4")
         execute(service, "UPDATE products SET title = 'service wrote this' WHERE id = 9")
         assert wait_synced(config, TO_SERVICE, timeout_s=30).differences == 0
@@ -237,7 +230,7 @@ def test_switching_write_ownership_mid_traffic_loses_and_duplicates_nothing(stor
     pipeline = Pipeline(config, [TO_SERVICE, TO_LEGACY]).start()
     try:
         assert wait_synced(config, TO_SERVICE).differences == 0
-        _wait_streaming(pipeline)
+        wait_streaming(pipeline)
         for i in range(200):                       # the old owner's last burst, still in flight...
             execute(legacy, "UPDATE products SET price = :p WHERE id = :id", params={"p": i, "id": 1 + i % 20})
         assert drain(config, TO_SERVICE, timeout_s=60)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import time
 from pathlib import Path
 
 import pytest
@@ -85,3 +86,36 @@ def test_every_live_command_explains_itself(cli, capsys):
             cli(command, "--help")
         assert done.value.code == 0
         assert words in capsys.readouterr().out
+
+
+def test_cdc_lag_follows_the_write_owner_of_the_rules_in_hand(tmp_path: Path, monkeypatch):
+    """The CDC file names other rules (still `writes: legacy`) than the ones an operator or the
+    proxy works with (`writes: service`): the lag judged is the direction those rules need."""
+    import cdc.config
+    from cdc.mapping import TO_LEGACY
+    from cdc.pipeline import Pipeline
+    from operate.status import cdc_lag_s
+    from strangler.db import sqlite_url
+    from tests.cdc.cdc_apply_helpers import (create_legacy_schema, create_service_schema,
+                                             execute, wait_streaming, write_config)
+    legacy, service = sqlite_url(tmp_path / "legacy.db"), sqlite_url(tmp_path / "service.db")
+    create_legacy_schema(legacy)
+    create_service_schema(service)
+    other = write_rules(tmp_path / "other-rules.yaml", free_port(), free_port(), percent=10)
+    config = write_config(tmp_path, "catalog", legacy, service)
+    config.write_text(config.read_text().replace("writes: legacy", f"rules: {other.name}"))
+    monkeypatch.setattr(cdc.config, "RULES_DIR", tmp_path)
+    in_hand = write_rules(tmp_path / "rules.yaml", free_port(), free_port(), percent=10)
+    in_hand.write_text(in_hand.read_text().replace("writes: legacy", "writes: service"))
+    owned_by_service = load_table(in_hand).capabilities[0]
+    pipeline = Pipeline(cdc.config.load_config("catalog"), [TO_LEGACY]).start()
+    try:
+        wait_streaming(pipeline)
+        execute(service, "INSERT INTO categories (slug, display_name) VALUES ('local', 'Local')")
+        deadline = time.monotonic() + 30
+        while cdc_lag_s(owned_by_service) is None:        # until service -> legacy applied it
+            assert time.monotonic() < deadline, "no lag measured for service -> legacy"
+            time.sleep(0.2)
+    finally:
+        pipeline.close()
+    assert cdc_lag_s(load_table(other).capabilities[0]) is None   # legacy -> service never ran
