@@ -11,10 +11,7 @@ from __future__ import annotations
 import argparse
 import inspect
 import json
-import os
 import sys
-import tempfile
-from pathlib import Path
 
 from operate import promote as promotion
 from operate import report as handover
@@ -26,6 +23,7 @@ from operate.render import paint, table
 from proxy.shadow.formats import FORMATS, parse_window
 from proxy.shadow.store import STORE_ENV, default_store_url
 from strangler.errors import OperatorError
+from strangler.output import write_document
 
 STATE_COLOURS = {"pass": "green", "wait": "yellow", "fail": "red"}
 
@@ -176,13 +174,6 @@ def run_report(args: argparse.Namespace) -> int:
         if client is not None:
             client.close()
     text = handover.render(doc, args.format)
-    if not args.output:
-        sys.stdout.write(text)
-        return 0
-    target = Path(args.output)
-    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.")
-    with os.fdopen(fd, "w", encoding="utf-8") as fh:
-        fh.write(text)
-    os.replace(tmp, target)
-    print(f"report written to {target}")
+    if write_document(text, args.output):
+        print(f"report written to {args.output}")
     return 0

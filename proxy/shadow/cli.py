@@ -2,9 +2,7 @@
 from __future__ import annotations
 
 import argparse
-import os
 import sys
-import tempfile
 from pathlib import Path
 
 from sqlalchemy.engine import make_url
@@ -15,6 +13,7 @@ from proxy.shadow.report import build_report, gate
 from proxy.shadow.store import STORE_ENV, ShadowStore, default_store_url
 from strangler.db import normalise_url
 from strangler.errors import OperatorError
+from strangler.output import write_document
 
 
 def register(subparsers) -> None:
@@ -63,7 +62,7 @@ def run_report(args: argparse.Namespace) -> int:
     if args.fail_under is not None:
         report["gate"] = {"fail_under": args.fail_under, "passed": not failures,
                           "failures": failures}
-    _write(render(report, args.format, args.fail_under), args.output)
+    write_document(render(report, args.format, args.fail_under), args.output)
     for line in failures:
         print(f"strangler: shadow gate failed: {line}", file=sys.stderr)
     return 1 if failures else 0
@@ -88,13 +87,3 @@ def _safe(url: str) -> str:
     return make_url(normalise_url(url)).render_as_string(hide_password=True)
 
 
-def _write(text: str, output: str | None) -> None:
-    if not output:
-        sys.stdout.write(text)
-        return
-    target = Path(output)
-    # Write then rename: a reader never sees half a report.
-    fd, tmp = tempfile.mkstemp(dir=target.parent or Path("."), prefix=f".{target.name}.")
-    with os.fdopen(fd, "w", encoding="utf-8") as fh:
-        fh.write(text)
-    os.replace(tmp, target)
