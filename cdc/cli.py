@@ -2,13 +2,16 @@
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import logging
 import signal
 import sys
+from pathlib import Path
 
 from cdc.config import CdcConfig, load_config
 from cdc.mapping import DIRECTIONS
+from strangler.db import sqlite_path
 from strangler.errors import OperatorError
 
 
@@ -23,7 +26,7 @@ def register(subparsers) -> None:
         if capability:
             p.add_argument("capability", help="capability name, e.g. catalog")
         p.add_argument("--config", help="CDC config file (default routing_rules/cdc/CAPABILITY.yaml)")
-        p.set_defaults(func=func)
+        p.set_defaults(func=_stores_reachable(func))
         return p
 
     run = command("run", run_cmd)
@@ -60,8 +63,32 @@ def register(subparsers) -> None:
     group.add_argument("--all", action="store_true", help="re-apply every letter")
 
 
+def _stores_reachable(func):
+    """A store that cannot be opened is one line naming the database, not a traceback."""
+    @functools.wraps(func)
+    def guarded(args) -> int:
+        from sqlalchemy.exc import OperationalError
+        try:
+            return func(args)
+        except OperationalError as exc:
+            reason = str(exc.orig).strip().splitlines()[0] if exc.orig else str(exc)
+            raise OperatorError(f"cannot open a CDC store: {reason}; check the legacy and service "
+                                "URLs of the CDC config and that the database runs") from None
+    return guarded
+
+
 def _config(args) -> CdcConfig:
-    return load_config(args.capability, args.config)
+    """The config, its SQLite stores checked to exist: SQLite would create an empty file and
+    CDC would then read or fill the wrong database without a word."""
+    config = load_config(args.capability, args.config)
+    for name, side in (("legacy", config.legacy), ("service", config.service)):
+        path = sqlite_path(side.url)
+        if path is not None and not path.is_file():
+            relative = "" if path.is_absolute() else f" (relative to the current directory {Path.cwd()})"
+            raise OperatorError(f"{name} store {side.url}: no database at {path}{relative}; run "
+                                "where the stores live or give an absolute URL in the CDC config "
+                                "(or its environment variable)")
+    return config
 
 
 def _one_direction(config: CdcConfig, choice: str) -> str:

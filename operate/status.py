@@ -11,13 +11,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy.engine import make_url
-
 from operate.admin_client import AdminClient, ProxyStatus
 from operate.gates import Figures, GateVerdict, combine, evaluate
 from operate.rule_edit import compile_rules, read_rules
 from proxy.rules import CompiledCapability, CompiledTable
-from strangler.db import normalise_url
+from strangler.db import sqlite_path
 from strangler.errors import OperatorError
 
 
@@ -52,8 +50,8 @@ def lag_of(directions: list[Any] | None) -> float | None:
 
 
 def _exists(url: str) -> bool:
-    parsed = make_url(normalise_url(url))
-    return parsed.get_backend_name() != "sqlite" or Path(parsed.database or "").exists()
+    path = sqlite_path(url)
+    return path is None or path.exists()
 
 
 @dataclass

@@ -15,6 +15,7 @@ import pytest
 from cdc.config import load_config
 from cdc.mapping import TO_SERVICE
 from cdc_apply_helpers import cleanup_cdc, execute, new_stores, rows, wait_synced, write_config
+from tests.conftest import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -152,3 +153,27 @@ def test_snapshot_dlq_and_operator_errors_from_the_command_line(setup, tmp_path)
     invalid = cli("verify", cap, "--config", str(bad))
     assert invalid.returncode == 2
     assert f"{bad}:" in invalid.stderr and "columns.price.convert: unknown conversion 'cents'" in invalid.stderr
+
+
+def test_a_store_that_cannot_be_opened_is_one_line_and_no_empty_sqlite_file(tmp_path):
+    """The demo's relative SQLite URLs from another folder, and a PostgreSQL that does not
+    answer: what is wrong and where, never a traceback; SQLite must not create an empty file
+    that CDC would then read as the store."""
+    (tmp_path / "var").mkdir()
+    config = write_config(tmp_path, "demo", "sqlite:///var/legacy.db", "sqlite:///var/service.db")
+    elsewhere = subprocess.run([sys.executable, "-m", "strangler", "cdc", "status", "demo",
+                                "--config", str(config), "--interval", "0"], cwd=tmp_path,
+                               capture_output=True, text=True, timeout=60,
+                               env={**os.environ, "PYTHONPATH": str(ROOT)})
+    assert elsewhere.returncode == 2 and elsewhere.stderr.count("\n") == 1, elsewhere.stderr
+    assert ("legacy store sqlite:///var/legacy.db: no database at var/legacy.db (relative to the "
+            f"current directory {tmp_path})") in elsewhere.stderr
+    assert list((tmp_path / "var").iterdir()) == []
+
+    port = free_port()                     # nothing listens there
+    down = write_config(tmp_path, "down", f"postgresql://u:secret@127.0.0.1:{port}/legacy",
+                        f"postgresql://u:secret@127.0.0.1:{port}/service")
+    refused = cli("status", "down", "--config", str(down), "--interval", "0")
+    assert refused.returncode == 2 and refused.stderr.count("\n") == 1, refused.stderr
+    assert "cannot open a CDC store: " in refused.stderr and f"port {port}" in refused.stderr
+    assert "secret" not in refused.stderr
