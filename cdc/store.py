@@ -8,6 +8,7 @@ Raw DBAPI (psycopg2 / sqlite3) rather than the ORM because apply is the pipeline
 from __future__ import annotations
 
 import json
+from datetime import datetime, timezone
 from typing import Any, Iterable, Sequence
 
 from sqlalchemy.engine import make_url
@@ -69,6 +70,22 @@ def key_text(key: dict[str, Any]) -> str:
     return _KEY_ENCODER.encode(key)
 
 
+def sqlite_timestamp(value: Any) -> Any:
+    """An event's timestamp ("2026-11-28T13:04:29", "…Z") in the form SQLAlchemy stores in a
+    SQLite DATETIME column ("2026-11-28 13:04:29.000000", UTC, no zone): SQLite compares
+    timestamps as text, so rows applied in the event's form would sort after and outside every
+    range of the rows the apps wrote. Anything else is returned as it is."""
+    if not isinstance(value, str):
+        return value
+    try:
+        parsed = datetime.fromisoformat(value)
+    except ValueError:
+        return value
+    if parsed.tzinfo is not None:
+        parsed = parsed.astimezone(timezone.utc).replace(tzinfo=None)
+    return parsed.strftime("%Y-%m-%d %H:%M:%S.%f")
+
+
 def q(name: str) -> str:
     return '"' + name.replace('"', '""') + '"'
 
@@ -107,6 +124,7 @@ class TargetStore:
                            sqlite3.ProgrammingError)
         self.in_tx = False
         self._types: dict[str, dict[str, str]] = {}     # PostgreSQL: table -> column -> type
+        self._stamps: dict[str, set[str]] = {}          # SQLite: table -> timestamp columns
         self.marked = False             # set below, once the marker table exists
         self.begin()
         cur = self.conn.cursor()
@@ -177,7 +195,30 @@ class TargetStore:
                         f"{conflict}", [list(c) for c in zip(*rows)])
         else:
             marks = ", ".join("?" for _ in columns)
-            cur.executemany(f"INSERT INTO {q(table)} ({cols}) VALUES ({marks}) {conflict}", rows)
+            cur.executemany(f"INSERT INTO {q(table)} ({cols}) VALUES ({marks}) {conflict}",
+                            self._sqlite_rows(table, columns, rows))
+
+    def _sqlite_rows(self, table: str, columns: Sequence[str], rows: list[tuple]) -> list[tuple]:
+        """Timestamps in SQLite's stored form (`sqlite_timestamp`); other values as they are."""
+        stamps = self._sqlite_timestamp_columns(table)
+        at = [i for i, c in enumerate(columns) if c in stamps]
+        if not at:
+            return rows
+        out = []
+        for row in rows:
+            values = list(row)
+            for i in at:
+                values[i] = sqlite_timestamp(values[i])
+            out.append(tuple(values))
+        return out
+
+    def _sqlite_timestamp_columns(self, table: str) -> set[str]:
+        found = self._stamps.get(table)
+        if found is None:
+            info = self.cursor().execute(f"PRAGMA table_info({q(table)})").fetchall()
+            found = self._stamps[table] = {r[1] for r in info
+                                           if str(r[2]).upper().startswith(("DATETIME", "TIMESTAMP"))}
+        return found
 
     def _unnest(self, table: str, columns: Sequence[str]) -> str:
         """`unnest(%s::type[], ...)`, one typed array parameter per column of `table`."""
@@ -219,6 +260,9 @@ class TargetStore:
         """Update some columns of one row; False when there is no such row."""
         sets = ", ".join(f"{q(c)} = {self.ph}" for c in columns)
         where = " AND ".join(f"{q(k)} = {self.ph}" for k in key)
+        if not self.is_pg:
+            values = [*self._sqlite_rows(table, columns, [tuple(values[:len(columns)])])[0],
+                      *values[len(columns):]]
         cur = self.cursor()
         cur.execute(f"UPDATE {q(table)} SET {sets} WHERE {where}", values)
         return cur.rowcount > 0
