@@ -1,8 +1,9 @@
 """`strangler status`, `strangler promote CAP`, `strangler report CAP`: the operator's commands
 that read running proxies (their admin APIs, with the admin token) beside the rule file.
 
-Proxies: `--proxy URL` (repeatable), else $STRANGLER_PROXIES (comma separated). Token:
-`--token-file`, else $STRANGLER_ADMIN_TOKEN, else var/admin.token. Without proxies, `status`
+Proxies: `--proxy URL` (repeatable), else $STRANGLER_PROXIES (comma separated). Token: the
+file `--token-file`, else the token itself in $STRANGLER_ADMIN_TOKEN, else the file
+var/admin.token. Without proxies, `status`
 and `report` show the rule file alone. Exit codes: 0 ok, 1 gates fail, 2 operator error
 (nothing changed), 3 promote is waiting for traffic.
 """
@@ -36,7 +37,8 @@ def _common(p: argparse.ArgumentParser, json_flag: bool = True) -> None:
                    help="a proxy's admin API, e.g. http://127.0.0.1:8081 (repeatable; default "
                         "$STRANGLER_PROXIES)")
     p.add_argument("--token-file", metavar="PATH",
-                   help="the admin token (default $STRANGLER_ADMIN_TOKEN, else var/admin.token)")
+                   help="file holding the admin token (default: the token itself from "
+                        "$STRANGLER_ADMIN_TOKEN, else the file var/admin.token)")
     if json_flag:
         p.add_argument("--json", action="store_true", help="print one JSON document")
 
@@ -77,11 +79,13 @@ def _client(args: argparse.Namespace) -> AdminClient | None:
 def run_status(args: argparse.Namespace) -> int:
     """Show every capability of the rules with the live figures of the running proxies.
 
-    Per capability: stage, writes, percent and next step. Live columns (legacy | service),
-    summed over every proxy given and counted since the capability's last rollout change (at
-    most 5 minutes): requests per minute, error rate, p99; then the shadow match rate, CDC
-    lag, breaker state, and the gate verdict (canary only). Each proxy's rules version is listed; one serving other rules than the file is
-    marked "OLD RULES" (it missed a reload). Without proxies, the live columns show "-".
+    Per capability: stage, writes, and percent (in canary "10 -> 50": now, then the next
+    step). Live columns (legacy | service), summed over every proxy given and counted since the
+    capability's last rollout change (at most 5 minutes): requests per minute, error rate, p99;
+    then the shadow match rate, CDC lag, breaker state, and GATES, the gate verdict in canary
+    (pass, fail or wait; `strangler report CAP` gives the reasons). Each proxy's rules version
+    is listed; one serving other rules than the file is marked "OLD RULES" (it missed a
+    reload). Without proxies, the live columns show "-".
     """
     client = _client(args)
     try:
