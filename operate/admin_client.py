@@ -100,6 +100,17 @@ class AdminClient:
     def statuses(self) -> list[ProxyStatus]:
         return [self.status(url) for url in self.urls]
 
+    def reachable_statuses(self) -> tuple[list[ProxyStatus], dict[str, str]]:
+        """The proxies that answer, and why each other one did not (url -> message): for a
+        view that is worth showing from the proxies still up (never for a decision)."""
+        found, failed = [], {}
+        for url in self.urls:
+            try:
+                found.append(self.status(url))
+            except OperatorError as exc:
+                failed[url] = str(exc)
+        return found, failed
+
     def shadow(self, url: str, capability: str, since: str | None = None) -> dict[str, Any]:
         """The proxy's shadow report (GET /admin/shadow) for CAPABILITY, as JSON."""
         params = {"capability": capability, "format": "json"}

@@ -93,9 +93,11 @@ def run_status(args: argparse.Namespace) -> int:
     finally:
         if client is not None:
             client.close()
+    # Exit 2 when a proxy did not answer: what is shown leaves it out.
+    code = 2 if doc["unreachable"] else 0
     if args.json:
         print(json.dumps(doc, indent=2))
-        return 0
+        return code
     headers, rows = live_status.rows(doc)
     lines = table(headers, rows, width=120).splitlines()
     for i, line in enumerate(lines[1:], 1):      # colour after layout: codes have no width
@@ -104,7 +106,7 @@ def run_status(args: argparse.Namespace) -> int:
             lines[i] = f"{head}  {paint(verdict, STATE_COLOURS[verdict])}"
     print("\n".join(lines))
     print(f"\nrules {doc['rules']['path']} version {doc['rules']['version']}")
-    if not doc["proxies"]:
+    if not doc["proxies"] and not doc["unreachable"]:
         print("no proxy given: live columns are empty (pass --proxy URL or set "
               "STRANGLER_PROXIES)")
     for p in doc["proxies"]:
@@ -115,7 +117,9 @@ def run_status(args: argparse.Namespace) -> int:
     for a in doc["autorollbacks"]:
         print(paint(f"automatic rollback of {a['capability']} by {a['who']} "
                     f"(history #{a['history_id']}): {'; '.join(a['reasons'])}", "red"))
-    return 0
+    for p in doc["unreachable"]:
+        print(f"strangler: error: {p['error']} (the live columns leave it out)", file=sys.stderr)
+    return code
 
 
 def run_promote(args: argparse.Namespace) -> int:

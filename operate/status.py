@@ -136,8 +136,11 @@ def capability_view(cap: CompiledCapability, live: Live,
 def gather(rules_path: str | Path, client: AdminClient | None) -> dict[str, Any]:
     """The whole status document (what --json prints and the table shows)."""
     table: CompiledTable = compile_rules(read_rules(rules_path))
-    live = live_from(client)
+    # A proxy that is down is part of the picture, not a reason to show none of it.
+    proxies, unreachable = client.reachable_statuses() if client is not None else ([], {})
+    live = Live(proxies, client)
     return {"rules": {"path": str(rules_path), "version": table.version},
+            "unreachable": [{"url": url, "error": why} for url, why in unreachable.items()],
             "proxies": [{"url": p.url, "version": p.version,
                          "stale": p.version != table.version,
                          "workers_on_other_rules": [

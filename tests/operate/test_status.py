@@ -71,6 +71,22 @@ async def test_status_sums_live_figures_and_marks_a_proxy_on_old_rules(tmp_path:
             monkeypatch.setenv("STRANGLER_PROXIES", f"{a.admin_url},{b.admin_url}")
             both = cli("status", "--rules", str(rules), "--token-file", token_file(tmp_path, b))
             assert both.code == 2 and f"the admin token was refused by {a.admin_url}" in both.err
+            assert f"proxy {b.admin_url} serves rules" in both.out    # the one that answered
+
+            # A proxy that is down leaves the others' figures shown, and says so.
+            dead = f"http://127.0.0.1:{free_port()}"
+            partial = cli("status", "--rules", str(rules), "--proxy", a.admin_url,
+                          "--proxy", dead)
+            assert partial.code == 2
+            assert partial.err.splitlines() == [
+                f"strangler: error: proxy at {dead} is unreachable (connection refused); is it "
+                "running? start it with `strangler proxy ...` or pass --proxy (the live columns "
+                "leave it out)"]
+            assert partial.out.splitlines()[1].split()[-1] == "pass"   # a's figures, judged
+            doc = json.loads(cli("status", "--rules", str(rules), "--proxy", a.admin_url,
+                                 "--proxy", dead, "--json").out)
+            assert [p["url"] for p in doc["proxies"]] == [a.admin_url]
+            assert [p["url"] for p in doc["unreachable"]] == [dead]
             monkeypatch.setenv("STRANGLER_ADMIN_TOKEN", b.token)
             only_b = cli("status", "--rules", str(rules), "--proxy", b.admin_url, "--json")
             [proxy] = json.loads(only_b.out)["proxies"]
