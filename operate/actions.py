@@ -24,7 +24,7 @@ from operate.rule_edit import (RuleSet, RulesChanged, compile_rules, edit_yaml, 
                                version_of)
 from operate.transitions import check_percent, check_stage, check_writes, rollback_plan
 from proxy.rules import CompiledCapability, CompiledTable
-from strangler.errors import OperatorError
+from strangler.errors import OperatorError, did_you_mean
 
 
 @dataclass(frozen=True, slots=True)
@@ -293,9 +293,7 @@ def find_capability(table: CompiledTable, name: str) -> CompiledCapability:
     cap = table.capability(name)
     if cap is not None:
         return cap
-    names = [c.name for c in table.capabilities]
-    close = difflib.get_close_matches(name, names, n=1)
-    hint = f"did you mean {close[0]!r}?" if close else f"known: {', '.join(names) or 'none'}"
+    hint = did_you_mean(name, [c.name for c in table.capabilities])
     raise OperatorError(f"unknown capability {name!r} in {', '.join(table.files)}; {hint}")
 
 

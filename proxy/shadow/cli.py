@@ -12,7 +12,7 @@ from proxy.shadow.formats import FORMATS, parse_window, render
 from proxy.shadow.report import build_report, gate
 from proxy.shadow.store import STORE_ENV, ShadowStore, default_store_url
 from strangler.db import normalise_url
-from strangler.errors import OperatorError
+from strangler.errors import OperatorError, did_you_mean
 from strangler.output import write_document
 
 
@@ -28,12 +28,20 @@ def register(subparsers) -> None:
     report.add_argument("--capability", help="only this capability")
     report.add_argument("--since", help="only results from this window, e.g. 15m, 1h, 7d")
     report.add_argument("--format", choices=FORMATS, default="text")
-    report.add_argument("--fail-under", type=float, metavar="PERCENT",
+    report.add_argument("--fail-under", type=_percent, metavar="PERCENT",
                         help="exit 1 when a capability's match rate, or that of a route with "
                              "enough comparisons, is below PERCENT (e.g. 99.5), or when there "
                              "is no comparison at all")
     report.add_argument("--output", "-o", help="write the report to this file instead of stdout")
     report.set_defaults(func=run_report)
+
+
+def _percent(text: str) -> float:
+    """99.5 or 99.5% (as the rule files write their gates)."""
+    try:
+        return float(text.strip().removesuffix("%"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a percentage; write e.g. 99.5") from None
 
 
 def run_report(args: argparse.Namespace) -> int:
@@ -51,6 +59,10 @@ def run_report(args: argparse.Namespace) -> int:
         raise OperatorError(f"--fail-under {args.fail_under:g} is not a percentage; use 0..100")
     store = ShadowStore(url)
     try:
+        known = store.capabilities()
+        if args.capability is not None and known and args.capability not in known:
+            raise OperatorError(f"no shadow results for capability {args.capability!r} in "
+                                f"{_safe(url)}; {did_you_mean(args.capability, known)}")
         report = build_report(store, capability=args.capability, since_s=since_s)
     except SQLAlchemyError as exc:
         raise OperatorError(f"cannot read the shadow store {_safe(url)}: "

@@ -330,6 +330,14 @@ class ShadowStore:
         conn.execute(delete(samples_t).where(samples_t.c.at < cutoff))
 
     # ---- read side ---------------------------------------------------------------------------
+    def capabilities(self) -> list[str]:
+        """Every capability the store holds results of (within retention)."""
+        if not inspect(self.engine).has_table(counters_t.name):
+            return []
+        with self.engine.connect() as conn:
+            return list(conn.execute(select(counters_t.c.capability).distinct()
+                                     .order_by(counters_t.c.capability)).scalars())
+
     def snapshot(self, capability: str | None = None, since: float | None = None) -> Snapshot:
         """Aggregates for a report; an empty Snapshot when no proxy has written yet."""
         snap = Snapshot()

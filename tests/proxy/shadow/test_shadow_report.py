@@ -143,8 +143,17 @@ def test_cli_report_and_fail_under(store, tmp_path, capsys):
     assert "<li>catalog /api/products/{id}: match rate 0.00 % &lt; 99.5 % (0/20)</li>" in page
     assert "shadow gate failed: catalog /api/products/{id}" in captured.err
     assert main(["shadow", "report", "--store", url, "--capability", "search",
-                 "--fail-under", "99.5"]) == 0
+                 "--fail-under", "99.5%"]) == 0          # written as the rule files write it
     assert "capability search: match rate 100.00 % (20/20)" in capsys.readouterr().out
+    # A misspelt capability is an operator error, not "no results yet" and a failed gate.
+    assert main(["shadow", "report", "--store", url, "--capability", "serach",
+                 "--fail-under", "99.5"]) == 2
+    err = capsys.readouterr().err
+    assert "no shadow results for capability 'serach' in " in err
+    assert err.rstrip().endswith("did you mean 'search'?")
+    with pytest.raises(SystemExit):
+        main(["shadow", "report", "--store", url, "--fail-under", "most"])
+    assert "'most' is not a percentage; write e.g. 99.5" in capsys.readouterr().err
     out_file = tmp_path / "report.md"
     assert main(["shadow", "report", "--store", url, "--format", "markdown",
                  "-o", str(out_file)]) == 0
