@@ -122,8 +122,11 @@ def writes(path: str | Path, capability: str, owner: str, actor: Actor,
         return f"{cap.name}: writes {cap.writes} -> {owner}"
 
     def notes(cap: CompiledCapability) -> tuple[str, ...]:
-        direction = "legacy -> service" if owner == "service" else "service -> legacy"
-        return (f"CDC now has to run {direction}: check `strangler cdc status`",)
+        old, flow = ("to_service", "service -> legacy") if owner == "service" \
+            else ("to_legacy", "legacy -> service")
+        return (f"drain what {cap.writes} wrote (`strangler cdc drain {cap.name} --direction "
+                f"{old}`); from now on CDC carries {flow}: check `strangler cdc status "
+                f"{cap.name}`",)
     return _edit(path, capability, f"writes {capability} {owner}", actor, dry_run,
                  lambda cap: check_writes(cap, owner), mutate, notes=notes,
                  same=lambda cap: f"{capability}: writes already go to {owner}")

@@ -140,8 +140,10 @@ class AdminClient:
             raise OperatorError(f"the admin token was refused by {url}; pass --token-file with "
                                 f"the proxy's token (or set {TOKEN_ENV})")
         if resp.status_code == 404:
-            raise OperatorError(f"proxy at {url} has no {path} (404); is that the admin port, "
-                                "and is shadowing enabled there?")
+            hint = (" and is shadowing on there (not --no-shadow)?" if path == "/admin/shadow"
+                    else "?")
+            raise OperatorError(f"proxy at {url} has no {path} (404); is that its admin port "
+                                f"(not the one clients use){hint}")
         if resp.status_code != 200:
             first = resp.text.strip().splitlines()[:1]
             raise OperatorError(f"proxy at {url} answered {path} with HTTP {resp.status_code}"

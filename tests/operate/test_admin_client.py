@@ -56,6 +56,19 @@ def test_a_refused_token_says_which_proxy_and_what_to_pass(client):
 
 
 @respx.mock
+def test_a_port_without_the_admin_api_is_named(client):
+    respx.get(f"{URL}/admin/status").mock(return_value=httpx.Response(404, text="no"))
+    respx.get(f"{URL}/admin/shadow").mock(return_value=httpx.Response(404, text="no"))
+    with pytest.raises(OperatorError) as exc:
+        client.status(URL)
+    assert str(exc.value) == (f"proxy at {URL} has no /admin/status (404); is that its admin "
+                              "port (not the one clients use)?")
+    with pytest.raises(OperatorError, match=r"\(not the one clients use\) and is shadowing on "
+                                            r"there \(not --no-shadow\)\?$"):
+        client.shadow(URL, "catalog")
+
+
+@respx.mock
 def test_an_answer_that_is_not_json_names_the_proxy(client):
     respx.get(f"{URL}/admin/status").mock(return_value=httpx.Response(200, text="<html>hi"))
     with pytest.raises(OperatorError, match=f"proxy at {URL} answered /admin/status with "

@@ -28,7 +28,9 @@ def test_the_migration_walk_and_what_each_step_prints(demo: Path, cli):
     assert "change #1" in r.out and "strangler rollout catalog 1" in r.out
     assert cli("rollout", "catalog", "5").out.startswith("catalog: rollout percent 0 -> 5 ")
     r = cli("writes", "catalog", "service")
-    assert r.code == 0 and "strangler cdc status" in r.out
+    assert r.code == 0 and ("note: drain what legacy wrote (`strangler cdc drain catalog "
+                            "--direction to_service`); from now on CDC carries service -> legacy: "
+                            "check `strangler cdc status catalog`") in r.out
     assert cli("cutover", "catalog").code == 0
     assert (cap(demo).stage, cap(demo).writes) == ("cutover", "service")
     assert cli("retire", "catalog").code == 0
