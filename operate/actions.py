@@ -19,9 +19,9 @@ from ruamel.yaml.scalarstring import DoubleQuotedScalarString, SingleQuotedScala
 
 from operate import history
 from operate.rule_diff import Difference, diff_tables
-from operate.rule_edit import (RuleSet, RulesChanged, compile_rules, edit_yaml, locked,
-                               read_rules, replace_atomically, require_unchanged, sha256,
-                               version_of)
+from operate.rule_edit import (RuleSet, RulesChanged, RulesInvalid, compile_rules, edit_yaml,
+                               locked, read_rules, replace_atomically, require_unchanged,
+                               sha256, version_of)
 from operate.transitions import check_percent, check_stage, check_writes, rollback_plan
 from proxy.rules import CompiledCapability, CompiledTable
 from strangler.errors import OperatorError, did_you_mean
@@ -181,10 +181,33 @@ def rollback(path: str | Path, capability: str, actor: Actor, dry_run: bool = Fa
     def notes(cap: CompiledCapability) -> tuple[str, ...]:
         plan = rollback_plan(cap)
         return (plan.note,) if plan and plan.note else ()
-    return _edit(path, capability, f"rollback {capability}", actor, dry_run, _no_check, mutate,
-                 notes=notes,
-                 same=lambda cap: f"{capability}: nothing to roll back (stage {cap.stage}, "
-                                  f"legacy answers every read)")
+    try:
+        return _edit(path, capability, f"rollback {capability}", actor, dry_run, _no_check,
+                     mutate, notes=notes,
+                     same=lambda cap: f"{capability}: nothing to roll back (stage {cap.stage}, "
+                                      f"legacy answers every read)")
+    except RulesInvalid as exc:       # an emergency must not wait for someone's typo
+        way_back = _last_recorded(path)
+        if way_back is None:
+            raise
+        raise RulesInvalid(f"{exc}; or, to roll back before fixing it, put back the rules of "
+                           f"change #{way_back[0]} (`strangler rules apply {way_back[1]} --rules "
+                           f"{path}`), then run `strangler rollback {capability}` again") from None
+
+
+def _last_recorded(path: str | Path) -> tuple[int, Path] | None:
+    """The newest change in the history of a single rule file and its stored copy, if any."""
+    rules = read_rules(path)
+    if len(rules.files) != 1:
+        return None
+    hdir = history.history_dir(rules.path)
+    name = Path(next(iter(rules.files))).name
+    for entry in reversed(history.entries(hdir)):
+        shas = entry.get("files", {}).get(name)
+        copy = hdir / "objects" / shas[1] if shas else None
+        if copy is not None and copy.is_file():
+            return entry["id"], copy
+    return None
 
 
 def apply(path: str | Path, new_file: str | Path, actor: Actor, dry_run: bool = False) -> Change:

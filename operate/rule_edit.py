@@ -34,6 +34,10 @@ from proxy.rules.source import rule_files, version_of
 from strangler.errors import OperatorError
 
 
+class RulesInvalid(OperatorError):
+    """The rules on disk do not validate (the proxies keep serving their last valid ones)."""
+
+
 class RulesChanged(OperatorError):
     """The rules on disk are not the ones the edit was computed from: re-run, never overwrite."""
 
@@ -81,8 +85,8 @@ def compile_rules(rules: RuleSet, replace: dict[str, bytes] | None = None,
     if replace:
         raise OperatorError(f"{what or 'the change'} would make the rules invalid: {first}{more}; "
                             "nothing was written")
-    raise OperatorError(f"the rules at {rules.path} do not validate: {first}{more}; fix them first "
-                        f"(`strangler rules validate {rules.path}`)")
+    raise RulesInvalid(f"the rules at {rules.path} do not validate: {first}{more}; fix them first "
+                       f"(`strangler rules validate {rules.path}`)")
 
 
 def _yaml() -> YAML:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -35,6 +36,23 @@ def test_the_migration_walk_and_what_each_step_prints(demo: Path, cli):
     assert (cap(demo).stage, cap(demo).writes) == ("cutover", "service")
     assert cli("retire", "catalog").code == 0
     assert cap(demo).stage == "retired"
+
+
+def test_rollback_of_a_broken_file_names_the_way_back_to_the_last_recorded_rules(demo: Path, cli):
+    """Someone's typo must not hold an emergency rollback: the refusal names the stored copy of
+    the last recorded change (what the proxies still serve) and the command that restores it."""
+    assert cli("stage", "catalog", "canary", "--reason", "go").code == 0
+    assert cli("rollout", "catalog", "10").code == 0
+    demo.write_text(demo.read_text().replace("stage: canary", "stage: canry"))
+    refused = cli("rollback", "catalog")
+    assert refused.code == 2 and "stage: 'canry' is not one of" in refused.err
+    restore = re.search(r"put back the rules of change #2 \(`strangler (rules apply \S+ --rules "
+                        r"\S+)`\), then run `strangler rollback catalog` again", refused.err)
+    assert restore, refused.err
+    assert cli(*restore.group(1).split()).code == 0
+    assert (cap(demo).stage, cap(demo).percent) == ("canary", 10)
+    assert cli("rollback", "catalog").code == 0
+    assert (cap(demo).stage, cap(demo).percent) == ("canary", 0)
 
 
 def test_shadow_on_and_off(demo: Path, cli):
