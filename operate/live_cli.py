@@ -62,6 +62,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--reason", default="", metavar="TEXT", help="why, for the history")
     p.add_argument("--who", metavar="NAME",
                    help="who, for the history (default $STRANGLER_OPERATOR, else user@host)")
+    p.add_argument("--dry-run", action="store_true",
+                   help="judge the gates and show the step it would take; write nothing")
     p = _add(subparsers, "report", run_report, json_flag=False)
     p.add_argument("capability", metavar="CAP")
     p.add_argument("--format", choices=FORMATS, default="text")
@@ -135,7 +137,7 @@ def run_promote(args: argparse.Namespace) -> int:
     try:
         result = promotion.promote(rules_path(args), args.capability, client,
                                    who=args.who or default_who(), force=args.force,
-                                   reason=args.reason)
+                                   reason=args.reason, dry_run=args.dry_run)
     finally:
         if client is not None:
             client.close()

@@ -39,7 +39,9 @@ class Promotion:
 
 
 def promote(rules_path: str | Path, capability: str, client: AdminClient | None, who: str,
-            force: bool = False, reason: str = "") -> Promotion:
+            force: bool = False, reason: str = "", dry_run: bool = False) -> Promotion:
+    """Judge the gates and take the next step when they pass (`dry_run`: judge, show the step
+    it would take, write nothing)."""
     if force and not reason.strip():
         raise OperatorError("--force needs --reason TEXT: a forced promotion is recorded with why")
     rules = read_rules(rules_path)
@@ -67,7 +69,7 @@ def promote(rules_path: str | Path, capability: str, client: AdminClient | None,
     figures = "; ".join(verdict.reasons) if verdict else f"no live figures ({unjudged})"
     why = (f"forced ({verdict.state if verdict else 'unjudged'}): {reason.strip()}; {figures}"
            if force else f"gates pass: {figures}")
-    change = actions.rollout(rules_path, capability, step, Actor(who, why),
+    change = actions.rollout(rules_path, capability, step, Actor(who, why), dry_run=dry_run,
                              expected_version=rules.version)
     return Promotion(capability, verdict, change, forced=force)
 

@@ -43,6 +43,10 @@ async def test_promote_waits_on_low_traffic_then_moves_one_step_on_healthy_traff
             await traffic(proxy, 30, pin="service")
             await traffic(proxy, 30, pin="legacy")
             await wait_for(proxy, lambda s: service_requests(s) >= 20, "enough traffic")
+            judged = cli(*args, "--dry-run")
+            assert judged.code == 0 and "gates: pass" in judged.out
+            assert "catalog: rollout percent 10 -> 50" in judged.out and "dry run" in judged.out
+            assert percent_in(rules) == 10 and entries(history_dir(rules)) == []
             done = cli(*args)
             assert done.code == 0, done.out + done.err
             assert "gates: pass" in done.out
