@@ -25,6 +25,8 @@ def test_demo_shadows_catalog_reads_to_the_service_and_keeps_legacy_answering() 
     assert decision.shadow.target.port == 8002
     listing = table.decide("GET", "/api/categories", "", {})
     assert listing.capability == "catalog" and listing.shadow is not None
+    # Category reads are one report route, not one per slug (slugs do not look like ids).
+    assert table.decide("GET", "/api/categories/office", "", {}).route == "/api/categories/{slug}"
 
 
 def test_demo_writes_stay_with_legacy_and_are_not_shadowed_by_default() -> None:
