@@ -205,7 +205,10 @@ def _check_rollout(d: dict[str, Any], stage: str, err: Report) -> None:
                 f"{previous:g})", "rollout", "steps", i)
             return
         previous = p
-    if stage != "canary" and percent:
+    # Past canary the service answers every read: a percent of 100, where promote leaves it
+    # before cutover, says the same and is no news.
+    implied = 100 if stage in ("cutover", "retired") else 0
+    if stage != "canary" and percent and percent != implied:
         err(f"rollout.percent is ignored in stage {stage} (only canary splits reads)",
             "rollout", "percent", severity=WARNING)
     if stage == "canary" and not rollout.get("sticky"):

@@ -275,3 +275,16 @@ def test_malformed_shadow_compare_paths_cite_the_line(rules_file) -> None:
     assert found[0].message == ("shadow.compare.ignore[1]: path '$.a[': cannot read from "
                                 "position 3 ('[')")
     assert found[1].message.startswith("shadow.compare.unordered_arrays[0]: path '$.items[*'")
+
+
+@pytest.mark.parametrize("stage, percent, warned", [
+    ("shadow", 10, True), ("cutover", 50, True), ("cutover", 100, False),
+    ("retired", 100, False), ("legacy", 0, False)])
+def test_a_percent_its_stage_ignores_is_a_warning_unless_the_stage_implies_it(
+        rules_file, stage: str, percent: int, warned: bool) -> None:
+    writes = "service" if stage in ("cutover", "retired") else "legacy"
+    extra = f"writes: {writes}\nrollout: {{percent: {percent}}}"
+    report = check_rules(rules_file(HEAD + cap(stage=stage, extra=extra)), environ={})
+    assert report.table is not None
+    ignored = [w for w in report.warnings if "rollout.percent is ignored" in w.message]
+    assert bool(ignored) is warned, report.warnings
