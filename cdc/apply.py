@@ -10,6 +10,7 @@ events are isolated into the dead-letter table and everything else still applies
 """
 from __future__ import annotations
 
+import json
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -399,27 +400,57 @@ class Applier:
             del self._cache[ck]
 
     def _truncate(self, record: Record, outcome: Outcome) -> None:
+        """Empty the mapped target tables, except rows whose source changed after the truncate:
+        a truncate has no key, so it may reach us after such changes, applied from other
+        partitions. Their stored positions stay; older changes still on their way are skipped
+        by the table-wide position saved here."""
         table = topic_table(record.topic)
         maps = self._maps.get(table)
         if not maps:
             outcome.dead.append(Dead(record, "unmappable", f"no mapping for source table {table!r}"))
             return
+        position = record.event.position
         stored = self.store.positions(record.topic, [TABLE_WIDE]).get(TABLE_WIDE, -1)
-        if record.event.position < stored:
+        if position < stored:
             outcome.skipped += 1
             return
+        newer = [json.loads(pk) for pk in self.store.positions_after(record.topic, position)]
         for m in reversed(maps):
+            keep = self._target_keys(m, newer)
             if m.table.on_delete == "clear":
                 cols = [c for c in m.target_columns if c not in m.target_key]
-                sets = ", ".join(f'"{c}" = NULL' for c in cols)
-                self.store.cursor().execute(f'UPDATE "{m.target_table}" SET {sets}')
+                self._clear(m.target_table, cols, m.target_key, keep)
+            elif keep:
+                gone = [k for k in self.store.keys(m.target_table, m.target_key) if k not in keep]
+                self.store.delete(m.target_table, m.target_key, gone)
             else:
                 self.store.truncate(m.target_table)
             self._invalidate(m.target_table)
-        cur = self.store.cursor()
-        cur.execute(f"DELETE FROM _cdc_row_positions WHERE tbl = {self.store.ph}", (record.topic,))
-        self.store.save_positions([(record.topic, TABLE_WIDE, record.event.position)])
+        self.store.forget_positions(record.topic, position)
+        self.store.save_positions([(record.topic, TABLE_WIDE, position)])
         outcome.applied += 1
+
+    def _target_keys(self, m: DirectedMap, source_keys: list[dict[str, Any]]) -> set[tuple]:
+        """The target keys of these source rows (those the mapping can still find)."""
+        resolve = self._resolver({})
+        found = set()
+        for source_key in source_keys:
+            try:
+                key = m.map_key(source_key, resolve)
+            except (LookupMissing, MappingError):
+                continue
+            if key is not None:
+                found.add(tuple(key))
+        return found
+
+    def _clear(self, table: str, cols: list[str], key: tuple[str, ...], keep: set[tuple]) -> None:
+        sets = ", ".join(f'"{c}" = NULL' for c in cols)
+        if not keep:
+            self.store.cursor().execute(f'UPDATE "{table}" SET {sets}')
+            return
+        where = " AND ".join(f'"{k}" = {self.store.ph}' for k in key)
+        self.store.execute_many(f'UPDATE "{table}" SET {sets} WHERE {where}',
+                                [k for k in self.store.keys(table, key) if k not in keep])
 
 
 def _fold(net: dict, target_key: tuple[str, tuple], op: _Op) -> None:

@@ -287,6 +287,23 @@ class TargetStore:
             found.update(cur.fetchall())
         return found
 
+    def positions_after(self, tbl: str, position: int) -> list[str]:
+        """The row keys of TBL whose stored position is past POSITION (not the table-wide one)."""
+        cur = self.cursor()
+        cur.execute(f"SELECT pk FROM {POSITIONS} WHERE tbl = {self.ph} AND pk <> {self.ph} "
+                    f"AND position > {self.ph}", (tbl, TABLE_WIDE, position))
+        return [r[0] for r in cur.fetchall()]
+
+    def forget_positions(self, tbl: str, up_to: int) -> None:
+        """Drop TBL's stored positions up to UP_TO (a truncate there replaces them)."""
+        self.cursor().execute(f"DELETE FROM {POSITIONS} WHERE tbl = {self.ph} AND position <= "
+                              f"{self.ph}", (tbl, up_to))
+
+    def keys(self, table: str, key: Sequence[str]) -> list[tuple]:
+        cur = self.cursor()
+        cur.execute(f"SELECT {', '.join(q(k) for k in key)} FROM {q(table)}")
+        return [tuple(r) for r in cur.fetchall()]
+
     def save_positions(self, rows: list[tuple[str, str, int]]) -> None:
         if rows:
             self.upsert(POSITIONS, ("tbl", "pk", "position"), ("tbl", "pk"), rows)
