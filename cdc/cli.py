@@ -70,11 +70,19 @@ def _stores_reachable(func):
         from sqlalchemy.exc import OperationalError
         try:
             return func(args)
-        except OperationalError as exc:
-            reason = str(exc.orig).strip().splitlines()[0] if exc.orig else str(exc)
+        except (OperationalError, *_driver_connect_errors()) as exc:
+            reason = str(getattr(exc, "orig", None) or exc).strip().splitlines()[0]
             raise OperatorError(f"cannot open a CDC store: {reason}; check the legacy and service "
                                 "URLs of the CDC config and that the database runs") from None
     return guarded
+
+
+def _driver_connect_errors() -> tuple[type[BaseException], ...]:
+    """The drivers' own connection errors (capture and snapshot use psycopg2 directly)."""
+    import sqlite3
+
+    import psycopg2
+    return (psycopg2.OperationalError, sqlite3.OperationalError)
 
 
 def _config(args) -> CdcConfig:
@@ -209,8 +217,9 @@ def dlq_cmd(args) -> int:
         found = dlq.letters(applier.store, route.name, ids=None if args.all else args.replay)
         if args.replay and len(found) != len(set(args.replay)):
             missing = sorted(set(args.replay) - {lt.id for lt in found})
+            config_flag = f" --config {args.config}" if args.config else ""
             raise OperatorError(f"no dead letter with id {missing} for {route.name}; list them with "
-                                f"`strangler cdc dlq {args.capability}`")
+                                f"`strangler cdc dlq {args.capability}{config_flag}`")
         result = dlq.replay(applier, found)
         failed = {i: r for i, r in result.items() if r is not None}
         for i, reason in failed.items():

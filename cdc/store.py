@@ -104,8 +104,9 @@ class TargetStore:
         try:
             self._raw = self.engine.raw_connection()
         except Exception as exc:  # noqa: BLE001 - any driver error means the same to the operator
+            why = str(getattr(exc, "orig", None) or exc).strip().splitlines()[:1] or [type(exc).__name__]
             raise OperatorError(f"cannot connect to {make_url(url).render_as_string(hide_password=True)}: "
-                                f"{exc.__class__.__name__}; check the URL and that the database runs") from None
+                                f"{why[0]}; check the URL and that the database runs") from None
         self.conn = self._raw.driver_connection
         self.is_pg = self.backend == "postgresql"
         self.ph = "%s" if self.is_pg else "?"

@@ -146,6 +146,7 @@ def test_snapshot_dlq_and_operator_errors_from_the_command_line(setup, tmp_path)
     assert listing.returncode == 0 and "0 dead letters" in listing.stdout
     missing = cli("dlq", cap, "--config", str(path), "--replay", "999")
     assert missing.returncode == 2 and missing.stderr.count("\n") == 1 and "no dead letter with id [999]" in missing.stderr
+    assert f"list them with `strangler cdc dlq {cap} --config {path}`" in missing.stderr
     nothing = cli("verify", "nosuch")
     assert nothing.returncode == 2 and "no CDC config for capability 'nosuch'" in nothing.stderr
     bad = tmp_path / "bad.yaml"
@@ -177,3 +178,9 @@ def test_a_store_that_cannot_be_opened_is_one_line_and_no_empty_sqlite_file(tmp_
     assert refused.returncode == 2 and refused.stderr.count("\n") == 1, refused.stderr
     assert "cannot open a CDC store: " in refused.stderr and f"port {port}" in refused.stderr
     assert "secret" not in refused.stderr
+    snapshot = cli("snapshot", "down", "products", "--config", str(down))   # psycopg2 itself
+    assert snapshot.returncode == 2 and snapshot.stderr.count("\n") == 1, snapshot.stderr
+    assert "cannot open a CDC store: " in snapshot.stderr and "secret" not in snapshot.stderr
+    dlq = cli("dlq", "down", "--config", str(down))                           # through apply's store
+    assert dlq.returncode == 2 and dlq.stderr.count("\n") == 1, dlq.stderr
+    assert f"port {port} failed: Connection refused" in dlq.stderr
