@@ -15,7 +15,9 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from cdc.mapping import UNAVAILABLE, DirectedMap, Lookup, LookupMissing, Mapping, MappingError
+from cdc.mapping import (TO_SERVICE, UNAVAILABLE, DirectedMap, Lookup, LookupMissing, Mapping,
+                         MappingError)
+from cdc.mapping_check import check_side
 from cdc.records import Record
 from cdc.store import DLQ, STATS, TABLE_WIDE, TargetStore, key_text
 from strangler.errors import OperatorError
@@ -89,20 +91,9 @@ class Applier:
             self.origin = store.setup_origin(f"strangler_{consumer}"[:60])
 
     def _check_target(self) -> None:
-        """Every mapped target table and column exists, else a file:line error before any event."""
-        path = self.mapping.path
-        for i, t in enumerate(self.mapping.tables):
-            m = t.directed(self.direction)
-            found = self.store.columns(m.target_table)
-            side = "service" if m.direction == "to_service" else "legacy"
-            if found is None:
-                raise OperatorError(f"{path}:{t.line}: tables[{i}].{side}: table {m.target_table!r} does not "
-                                    "exist in the target database; create it (migrations) or fix the name")
-            for col in t.columns:
-                name = col.service if side == "service" else col.legacy
-                if name not in found:
-                    raise OperatorError(f"{path}:{col.line}: tables[{i}].columns.{col.legacy}: {side} column "
-                                        f"{name!r} is not in table {m.target_table!r} ({', '.join(sorted(found))})")
+        """The mapping's tables, columns and lookups exist in the target, before any event."""
+        side = "service" if self.direction == TO_SERVICE else "legacy"
+        check_side(self.mapping, side, self.store.columns)
 
     # --- public -----------------------------------------------------------------------------
     def stored_offsets(self) -> dict[tuple[str, int], int]:

@@ -11,6 +11,7 @@ from pathlib import Path
 
 from cdc.config import CdcConfig, load_config
 from cdc.mapping import DIRECTIONS
+from cdc.mapping_check import check_stores
 from strangler.db import sqlite_path
 from strangler.errors import OperatorError
 
@@ -31,7 +32,8 @@ def register(subparsers) -> None:
 
     run = command("run", run_cmd)
     run.add_argument("--direction", choices=["auto", "both", *DIRECTIONS], default="auto",
-                     help="auto: away from whoever owns writes (the config's `writes`); both: while "
+                     help="auto: away from whoever owns writes (as the routing rules named by `rules:` "
+                          "say, else the config's `writes:`); both: while "
                           "write ownership may switch (loop-free; only legacy->service snapshots)")
     run.add_argument("--only", choices=["capture", "apply"], help="run one half (e.g. as separate processes)")
     run.add_argument("--no-snapshot", action="store_true", help="stream only; skip the initial snapshot")
@@ -96,6 +98,7 @@ def _config(args) -> CdcConfig:
             raise OperatorError(f"{name} store {side.url}: no database at {path}{relative}; run "
                                 "where the stores live or give an absolute URL in the CDC config "
                                 "(or its environment variable)")
+    check_stores(config)
     return config
 
 

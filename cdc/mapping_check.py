@@ -1,0 +1,76 @@
+"""The mapping against the real databases: every table, key and column it names on a side, and
+every lookup resolved on that side, exists there. Checked before anything is captured, sent or
+applied, so a typo is one file:line error instead of events dead-lettered (or topics created)
+one by one."""
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Callable
+
+from cdc.mapping import TO_LEGACY, TO_SERVICE, Mapping
+from strangler.errors import OperatorError
+
+if TYPE_CHECKING:
+    from cdc.config import CdcConfig
+
+Columns = Callable[[str], "set[str] | None"]    # table -> its column names, None if absent
+SIDES = ("legacy", "service")
+
+
+def check_side(mapping: Mapping, side: str, columns: Columns) -> None:
+    """SIDE ("legacy" or "service"): its tables, keys and columns, and the lookups of the
+    direction that writes to it (they read that side's tables)."""
+    path = mapping.path
+    into = TO_SERVICE if side == "service" else TO_LEGACY
+    for i, t in enumerate(mapping.tables):
+        table = getattr(t, side)
+        found = columns(table)
+        if found is None:
+            raise OperatorError(f"{path}:{t.line}: tables[{i}].{side}: table {table!r} does not "
+                                f"exist in the {side} database; create it (migrations) or fix "
+                                "the name")
+        key = t.legacy_key if side == "legacy" else t.service_key
+        for name in key:
+            if name not in found:
+                raise OperatorError(f"{path}:{t.line}: tables[{i}].key.{side}: column {name!r} "
+                                    f"is not in table {table!r} ({', '.join(sorted(found))})")
+        for col in t.columns:
+            name = getattr(col, side)
+            if name not in found:
+                raise OperatorError(f"{path}:{col.line}: tables[{i}].columns.{col.legacy}: {side} "
+                                    f"column {name!r} is not in table {table!r} "
+                                    f"({', '.join(sorted(found))})")
+            for direction, lookup in col.lookups:
+                if direction != into:
+                    continue
+                there = columns(lookup.table)
+                missing = ([lookup.table] if there is None else
+                           [c for c in (lookup.match, lookup.take) if c not in there])
+                if missing:
+                    what = (f"table {lookup.table!r} does not exist" if there is None else
+                            f"column {missing[0]!r} is not in table {lookup.table!r}")
+                    raise OperatorError(f"{path}:{col.line}: tables[{i}].columns.{col.legacy}: "
+                                        f"lookup {lookup.table}.{lookup.match} -> {lookup.take}: "
+                                        f"{what} of the {side} database")
+
+
+def check_stores(config: "CdcConfig") -> None:
+    """Both databases of a CDC config against its mapping (what every `strangler cdc` command
+    checks first)."""
+    from sqlalchemy import inspect
+    from sqlalchemy.exc import NoSuchTableError
+
+    from strangler.db import make_engine
+    for side in SIDES:
+        store = getattr(config, side)
+        engine = make_engine(store.url)
+        try:
+            inspector = inspect(engine)
+
+            def columns(table: str) -> set[str] | None:
+                try:
+                    return {c["name"] for c in inspector.get_columns(table, schema=store.schema)}
+                except NoSuchTableError:
+                    return None
+            check_side(config.mapping, side, columns)
+        finally:
+            engine.dispose()
