@@ -87,9 +87,11 @@ def _driver_connect_errors() -> tuple[type[BaseException], ...]:
     return (psycopg2.OperationalError, sqlite3.OperationalError)
 
 
-def _config(args) -> CdcConfig:
-    """The config, its SQLite stores checked to exist: SQLite would create an empty file and
-    CDC would then read or fill the wrong database without a word."""
+def _config(args, broker: bool = False) -> CdcConfig:
+    """The config, its SQLite stores checked to exist (SQLite would create an empty file and
+    CDC would then read or fill the wrong database without a word), its mapping against both
+    stores, and with BROKER a Kafka transport's broker answering (else one line naming the
+    address, instead of librdkafka retrying into the log without end)."""
     config = load_config(args.capability, args.config)
     for name, side in (("legacy", config.legacy), ("service", config.service)):
         path = sqlite_path(side.url)
@@ -99,6 +101,13 @@ def _config(args) -> CdcConfig:
                                 "where the stores live or give an absolute URL in the CDC config "
                                 "(or its environment variable)")
     check_stores(config)
+    if broker and config.transport.kind == "kafka":
+        from cdc.transport_kafka import unreachable
+        why = unreachable(config.transport.bootstrap)
+        if why is not None:
+            raise OperatorError(f"cannot reach the Kafka broker at {config.transport.bootstrap} "
+                                f"(transport.bootstrap in {config.path}): {why}; start it "
+                                "(scripts/kafka.sh start) or fix the address")
     return config
 
 
@@ -116,7 +125,7 @@ def run_cmd(args) -> int:
 
     from cdc.pipeline import Pipeline
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    config = _config(args)
+    config = _config(args, broker=True)
     parts = (args.only,) if args.only else ("capture", "apply")
     pipeline = Pipeline(config, config.directions(args.direction), parts=parts,
                         snapshot=not args.no_snapshot)
@@ -154,7 +163,7 @@ def snapshot_cmd(args) -> int:
     """Re-send every current row of one source table through the pipeline (safe while streaming)."""
     from cdc.pipeline import backend
     from cdc.resnapshot import emit_rows
-    config = _config(args)
+    config = _config(args, broker=True)
     route = config.route(_one_direction(config, args.direction))
     if args.table not in route.source_tables:
         raise OperatorError(f"{args.table!r} is not a source table of {route.name}; "
@@ -169,7 +178,7 @@ def snapshot_cmd(args) -> int:
 def verify_cmd(args) -> int:
     """Compare both stores after mapping (counts, chunked checksums, then the rows); exit 1 on differences."""
     from cdc.verify import verify
-    config = _config(args)
+    config = _config(args, broker=args.repair)
     report = verify(config, _one_direction(config, args.direction), repair=args.repair,
                     chunk_rows=args.chunk_rows, recheck_rounds=args.recheck_rounds)
     if args.json:
@@ -192,7 +201,7 @@ def drain_cmd(args) -> int:
     the new owner write (with `run --direction both`, the other direction is already streaming).
     """
     from cdc.drain import drain
-    config = _config(args)
+    config = _config(args, broker=True)
     direction = _one_direction(config, args.direction)
     if drain(config, direction, timeout_s=args.timeout):
         print(f"{config.route(direction).name}: drained")

@@ -68,6 +68,20 @@ class TransportError(Exception):
     """The transport could not make events durable (capture must not acknowledge them)."""
 
 
+def unreachable(bootstrap: str, timeout_s: float = 5.0) -> str | None:
+    """Why the broker at BOOTSTRAP does not answer within TIMEOUT_S, or None when it does.
+    librdkafka's own retry log is kept quiet meanwhile: the caller says it once, plainly."""
+    quiet = logging.getLogger("cdc.kafka.probe")
+    quiet.propagate, quiet.disabled = False, True
+    admin = AdminClient({"bootstrap.servers": bootstrap, "logger": quiet})
+    try:
+        admin.list_topics(timeout=timeout_s)
+    except KafkaException as exc:
+        error = exc.args[0]
+        return error.str() if isinstance(error, KafkaError) else str(error)
+    return None
+
+
 def ensure_topics(bootstrap: str, topics: list[str], partitions: int, replication: int = 1,
                   timeout_s: float = 30.0) -> None:
     """Create the topics that are missing, with `partitions` partitions each."""

@@ -14,7 +14,9 @@ import pytest
 
 from cdc.config import load_config
 from cdc.mapping import TO_SERVICE
-from cdc_apply_helpers import cleanup_cdc, execute, new_stores, rows, wait_synced, write_config
+from cdc_apply_helpers import (cleanup_cdc, create_legacy_schema, create_service_schema, execute,
+                               new_stores, rows, wait_synced, write_config)
+from strangler.db import sqlite_url
 from tests.conftest import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -184,3 +186,20 @@ def test_a_store_that_cannot_be_opened_is_one_line_and_no_empty_sqlite_file(tmp_
     dlq = cli("dlq", "down", "--config", str(down))                           # through apply's store
     assert dlq.returncode == 2 and dlq.stderr.count("\n") == 1, dlq.stderr
     assert f"port {port} failed: Connection refused" in dlq.stderr
+
+
+def test_an_unreachable_broker_is_one_line_naming_its_address(tmp_path):
+    """Not librdkafka's retry log without end, nor a traceback after 30 s."""
+    legacy, service = sqlite_url(tmp_path / "legacy.db"), sqlite_url(tmp_path / "service.db")
+    create_legacy_schema(legacy)
+    create_service_schema(service)
+    port = free_port()                          # no broker there
+    config = write_config(tmp_path, "nobroker", legacy, service, kafka=f"127.0.0.1:{port}")
+    for args in (("run", "nobroker", "--seconds", "30"), ("snapshot", "nobroker", "products"),
+                 ("drain", "nobroker")):
+        done = cli(*args, "--config", str(config))
+        assert done.returncode == 2, (args, done.stderr)
+        [line] = done.stderr.splitlines()
+        assert line.startswith(f"strangler: error: cannot reach the Kafka broker at 127.0.0.1:"
+                               f"{port} (transport.bootstrap in {config}): "), line
+        assert line.endswith("; start it (scripts/kafka.sh start) or fix the address"), line
