@@ -46,5 +46,8 @@ class Product(Base):
     # BIGINT, not INTEGER: legacy's NUMERIC(10,2) reaches 99,999,999.99, past INTEGER cents.
     price_cents: Mapped[int] = mapped_column(BigInteger)
     currency: Mapped[str] = mapped_column(CHAR(3))
-    category_slug: Mapped[str] = mapped_column(ForeignKey("categories.slug"), index=True)
+    # A slug renamed at the source (legacy keys categories by number) carries its products.
+    category_slug: Mapped[str] = mapped_column(
+        ForeignKey("categories.slug", name="fk_products_category_slug", onupdate="CASCADE"),
+        index=True)
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))

@@ -120,6 +120,19 @@ def test_a_truncate_applied_after_newer_rows_from_other_partitions_keeps_them(se
     assert rows(url, "SELECT id, title FROM products ORDER BY id") == [(3, "renamed"), (4, "Product 4")]
 
 
+def test_a_slug_renamed_in_legacy_moves_the_category_and_its_products(service):
+    url, applier = service
+    ev = Events()
+    applier.apply([ev.insert("categories", category(1)), ev.insert("products", product(1)),
+                   ev.insert("products", product(2))])
+    renamed = ev.update("categories", category(1), category(1, slug="renamed"))
+    outcome = applier.apply([renamed])
+    assert (outcome.applied, outcome.dead) == (1, [])
+    assert rows(url, "SELECT slug, legacy_category_id FROM categories") == [("renamed", 1)]
+    assert rows(url, "SELECT id, category_slug FROM products ORDER BY id") == [
+        (1, "renamed"), (2, "renamed")]
+
+
 def test_applied_transactions_carry_a_replication_origin_so_capture_drops_them(service):
     url, applier = service
     assert applier.origin and applier.origin == f"strangler_{applier.consumer}_0"

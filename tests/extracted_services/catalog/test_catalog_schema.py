@@ -5,7 +5,7 @@ from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 import pytest
 from sqlalchemy import inspect
-from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import IntegrityError, OperationalError
 
 from extracted_services.catalog import migrate, seed
 from extracted_services.catalog.models import Base
@@ -63,5 +63,31 @@ def test_pointed_at_the_legacy_database_it_fails_loudly(tmp_path):
         with pytest.raises(OperationalError, match="already exists"):
             migrate.upgrade(engine)
         assert set(inspect(engine).get_table_names()) == tables  # nothing half-created
+    finally:
+        engine.dispose()
+
+
+def test_a_renamed_category_slug_carries_its_products(database_url):
+    """What CDC does when legacy renames a slug: the category row moves, its products follow.
+    Upgraded from 0001 with data in it, as a live service would be."""
+    engine = make_engine(database_url)
+    try:
+        migrate.upgrade(engine, "0001")
+        assert seed.seed(engine, 20) == 20
+        migrate.upgrade(engine)
+        with engine.begin() as conn:
+            slug, count = conn.exec_driver_sql(
+                "SELECT category_slug, count(*) FROM products GROUP BY category_slug "
+                "ORDER BY category_slug LIMIT 1").one()
+            conn.exec_driver_sql(f"UPDATE categories SET slug = 'renamed' WHERE slug = '{slug}'")
+        with engine.connect() as conn:
+            moved = conn.exec_driver_sql(
+                "SELECT count(*) FROM products WHERE category_slug = 'renamed'").scalar()
+            left = conn.exec_driver_sql(
+                f"SELECT count(*) FROM products WHERE category_slug = '{slug}'").scalar()
+        assert (moved, left) == (count, 0)
+        with engine.begin() as conn:             # and a slug nobody has is still refused
+            with pytest.raises(IntegrityError):
+                conn.exec_driver_sql("UPDATE products SET category_slug = 'nowhere' WHERE id = 1")
     finally:
         engine.dispose()
