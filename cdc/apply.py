@@ -62,6 +62,9 @@ class _Poison(Exception):
         self.kind, self.reason = kind, reason
 
 
+STALE = "stale"        # a replayed letter a newer change of its row had overtaken
+
+
 def topic_table(topic: str) -> str:
     """`<prefix>.<schema>.<table>` -> table."""
     return topic.rsplit(".", 1)[-1]
@@ -134,7 +137,9 @@ class Applier:
         return outcome
 
     def replay(self, entries: list[tuple[int, Record]]) -> dict[int, str | None]:
-        """Re-apply dead letters: applied ones leave the DLQ, others keep it with the new reason."""
+        """Re-apply dead letters: applied ones leave the DLQ (None), so do those a newer change
+        of their row has overtaken meanwhile (STALE: applying them would undo it); the others
+        keep their letter with the new reason."""
         result: dict[int, str | None] = {}
         self.store.begin()
         cur = self.store.cursor()
@@ -152,7 +157,7 @@ class Applier:
                 result[dlq_id] = d.reason
             else:
                 cur.execute(f"DELETE FROM {DLQ} WHERE id = {ph}", (dlq_id,))
-                result[dlq_id] = None
+                result[dlq_id] = None if outcome.applied else STALE
         self._save_stats(total, int(time.time() * 1000))
         self.store.commit()
         return result

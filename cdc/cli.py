@@ -214,6 +214,7 @@ def drain_cmd(args) -> int:
 def dlq_cmd(args) -> int:
     """List dead-lettered events, or replay them (--replay ID..., --all) once the cause is fixed."""
     from cdc import dlq
+    from cdc.apply import STALE
     from cdc.pipeline import make_applier
     config = _config(args)
     route = config.route(_one_direction(config, args.direction))
@@ -233,10 +234,12 @@ def dlq_cmd(args) -> int:
             raise OperatorError(f"no dead letter with id {missing} for {route.name}; list them with "
                                 f"`strangler cdc dlq {args.capability}{config_flag}`")
         result = dlq.replay(applier, found)
-        failed = {i: r for i, r in result.items() if r is not None}
+        stale = [i for i, r in result.items() if r == STALE]
+        failed = {i: r for i, r in result.items() if r not in (None, STALE)}
         for i, reason in failed.items():
             print(f"{i}: still failing: {reason}", file=sys.stderr)
-        print(f"{len(result) - len(failed)} replayed, {len(failed)} still failing")
+        print(f"{len(result) - len(failed) - len(stale)} applied, {len(stale)} dropped as "
+              f"overtaken by a newer change of their row, {len(failed)} still failing")
         return 0 if not failed else 1
     finally:
         applier.store.close()

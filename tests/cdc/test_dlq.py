@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from cdc import dlq
+from cdc.apply import STALE
 from cdc_apply_helpers import Events, category, mapping, product, rows
 
 
@@ -49,6 +50,6 @@ def test_replay_keeps_a_letter_that_still_fails_and_skips_a_stale_one(service):
     letters = dlq.letters(applier.store, applier.consumer)
     result = dlq.replay(applier, letters)
     assert "ck_products_price_cents" in result[letters[0].id]
-    assert result[letters[1].id] is None                      # stale now: skipped, letter resolved
+    assert result[letters[1].id] == STALE                     # overtaken: skipped, letter resolved
     assert rows(url, "SELECT id, price_cents FROM products") == [(2, 700)]
     assert [(lt.id, lt.attempts) for lt in dlq.letters(applier.store, applier.consumer)] == [(letters[0].id, 2)]
