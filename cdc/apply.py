@@ -83,6 +83,9 @@ class Applier:
             t: mapping.for_source(direction, t) for t in mapping.source_tables(direction)}
         self._order = mapping.target_order(direction)
         self._keys = {m.target_table: m.target_key for ms in self._maps.values() for m in ms}
+        self._also_delete = {m.target_table: [(t, c) for d, t, c in m.table.also_delete
+                                              if d == direction]
+                             for ms in self._maps.values() for m in ms}
         self._cache: dict[tuple[Lookup, Any], Any] = {}
         self._saved_topic_ids: dict[str, str] = {}   # committed: saved again only when changed
         self._source_rank = {t: i for i, t in enumerate(mapping.source_tables(direction))}
@@ -388,6 +391,8 @@ class Applier:
         for table in reversed(self._order):              # children first
             keys = [key for key, op in by_table.get(table, ()) if op.kind == "delete"]
             if keys:
+                for dependent, column in self._also_delete.get(table, ()):
+                    self.store.delete(dependent, (column,), keys)
                 self.store.delete(table, self._keys[table], keys)
                 self._invalidate(table)
 

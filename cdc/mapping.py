@@ -123,6 +123,9 @@ class TableMap:
     columns: tuple[ColumnMap, ...]
     filter: RowFilter | None = None
     on_delete: str = "delete"           # "delete" the target row, or "clear" this mapping's columns
+    # (direction, table, column): rows of the target's TABLE whose COLUMN holds a deleted row's
+    # key go first, as the owning app's own delete does (legacy drops a product's stock row).
+    also_delete: tuple[tuple[str, str, str], ...] = ()
     line: int = 0
 
     def directed(self, direction: str) -> "DirectedMap":
@@ -292,7 +295,7 @@ def parse_mapping(doc: Any, path: str) -> Mapping:
     return Mapping(path=path, tables=parsed)
 
 
-_TABLE_FIELDS = {"legacy", "service", "key", "columns", "filter", "on_delete"}
+_TABLE_FIELDS = {"legacy", "service", "key", "columns", "filter", "on_delete", "also_delete"}
 _COLUMN_FIELDS = {"service", "convert", "values", "lookup"}
 
 
@@ -330,7 +333,35 @@ def _parse_table(where: _Where, node: Any, name: str) -> TableMap:
     if on_delete not in ("delete", "clear"):
         raise where.fail(node, "on_delete", f"{name}.on_delete", f"{on_delete!r}: use delete or clear")
     return TableMap(legacy=legacy, service=service, legacy_key=legacy_key, service_key=service_key,
-                    columns=tuple(columns), filter=flt, on_delete=on_delete, line=where.line(node))
+                    columns=tuple(columns), filter=flt, on_delete=on_delete,
+                    also_delete=_parse_also_delete(where, node, name, legacy_key, service_key),
+                    line=where.line(node))
+
+
+def _parse_also_delete(where: _Where, node: Any, name: str, legacy_key: tuple[str, ...],
+                       service_key: tuple[str, ...]) -> tuple[tuple[str, str, str], ...]:
+    """`also_delete: {to_legacy: [inventory.product_id, ...]}`, in the order they go."""
+    spec = node.get("also_delete")
+    if spec is None:
+        return ()
+    field = f"{name}.also_delete"
+    if not isinstance(spec, dict) or not set(spec) <= set(DIRECTIONS):
+        raise where.fail(node, "also_delete", field, "map a direction (to_service, to_legacy) to a "
+                         "list of TABLE.COLUMN")
+    out = []
+    for direction, targets in spec.items():
+        key = service_key if direction == TO_SERVICE else legacy_key
+        if len(key) != 1:
+            raise where.fail(spec, direction, f"{field}.{direction}", "needs a one-column key")
+        if not isinstance(targets, list) or not targets:
+            raise where.fail(spec, direction, f"{field}.{direction}", "must list TABLE.COLUMN")
+        for target in targets:
+            table, _, column = str(target).partition(".")
+            if not (table.isidentifier() and column.isidentifier()):
+                raise where.fail(spec, direction, f"{field}.{direction}",
+                                 f"{target!r} is not TABLE.COLUMN")
+            out.append((direction, table, column))
+    return tuple(out)
 
 
 def _parse_key(where: _Where, node: Any, name: str, columns: list[ColumnMap]):

@@ -33,6 +33,11 @@ def check_side(mapping: Mapping, side: str, columns: Columns) -> None:
             if name not in found:
                 raise OperatorError(f"{path}:{t.line}: tables[{i}].key.{side}: column {name!r} "
                                     f"is not in table {table!r} ({', '.join(sorted(found))})")
+        for direction, dependent, column in t.also_delete:
+            there = columns(dependent) if direction == into else {column}
+            if there is None or column not in there:
+                raise OperatorError(f"{path}:{t.line}: tables[{i}].also_delete.{direction}: "
+                                    f"{dependent}.{column} is not in the {side} database")
         for col in t.columns:
             name = getattr(col, side)
             if name not in found:

@@ -151,3 +151,37 @@ def test_applied_transactions_carry_a_replication_origin_so_capture_drops_them(s
     engine.dispose()
     inserts = [c for c in changes if c.startswith("table public.categories: INSERT")]
     assert len(inserts) == 1 and "local" in inserts[0]
+
+
+def test_a_product_deleted_on_the_service_leaves_legacy_with_its_stock_row(pg_url, pg_admin_url):
+    """After the write switch, service -> legacy: legacy's own delete drops the stock row and
+    cart lines first (also_delete); a product still in an order stays, dead-lettered."""
+    import uuid
+
+    from cdc.apply import Applier
+    from cdc.mapping import TO_LEGACY
+    from cdc.store import TargetStore
+    from cdc_apply_helpers import cleanup_cdc, create_legacy_schema, execute, seed_legacy
+    create_legacy_schema(pg_url)
+    seed_legacy(pg_url, categories=1, products=3)
+    execute(pg_url, "INSERT INTO inventory (product_id, quantity, updated_at) "
+                    "VALUES (1, 5, now()), (2, 5, now()), (3, 5, now())",
+            "INSERT INTO customers (id, email, name, created_at) VALUES (1, 'a@b.c', 'A', now())",
+            "INSERT INTO orders (id, customer_id, status, total, currency, created_at) "
+            "VALUES (1, 1, 'placed', 12.34, 'EUR', now())",
+            "INSERT INTO order_items (order_id, product_id, quantity, unit_price) "
+            "VALUES (1, 3, 1, 12.34)")
+    store = TargetStore(pg_url)
+    consumer = f"apply_{uuid.uuid4().hex[:8]}"
+    try:
+        applier = Applier(store, mapping(), TO_LEGACY, consumer)
+        ev = Events(prefix="catalog")
+        gone = [ev.delete("products", {"id": i, "sku": f"SKU-{i:06d}"}) for i in (1, 3)]
+        outcome = applier.apply(gone)
+        assert outcome.applied == 1 and [d.kind for d in outcome.dead] == ["constraint"]
+        assert "order_items" in outcome.dead[0].reason
+        assert rows(pg_url, "SELECT id FROM products ORDER BY id") == [(2,), (3,)]
+        assert rows(pg_url, "SELECT product_id FROM inventory ORDER BY product_id") == [(2,), (3,)]
+    finally:
+        store.close()
+        cleanup_cdc(pg_admin_url, consumer, None)

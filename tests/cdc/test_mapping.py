@@ -53,6 +53,12 @@ BAD = [
      "m.yaml:8: tables[0].columns.s.values: two legacy values map to one service value"),
     ("tables:\n  - legacy: a\n    service: b\n    key: id\n    columns:\n      id: x\n      y: x\n",
      "m.yaml:5: tables[0].columns: service column(s) ['x'] mapped twice"),
+    ("tables:\n  - legacy: a\n    service: b\n    key: id\n    columns:\n      id: id\n"
+     "    also_delete:\n      to_legacy: [stock]\n",
+     "m.yaml:8: tables[0].also_delete.to_legacy: 'stock' is not TABLE.COLUMN"),
+    ("tables:\n  - legacy: a\n    service: b\n    key: id\n    columns:\n      id: id\n"
+     "    also_delete: {backwards: [s.id]}\n",
+     "m.yaml:7: tables[0].also_delete: map a direction"),
     ("tables: [\n", "m.yaml: not valid YAML"),
 ]
 

@@ -35,6 +35,8 @@ def config_file(tmp_path: Path) -> Path:
     ("match: legacy_category_id", "match: legacy_categoryid", "category_id:",
      "tables[1].columns.category_id: lookup categories.legacy_categoryid -> slug: column 'legacy_categoryid' is not in table "
      "'categories' of the service database"),
+    ("to_legacy: [inventory.product_id,", "to_legacy: [inventry.product_id,", "- legacy: products",
+     "tables[1].also_delete.to_legacy: inventry.product_id is not in the legacy database"),
     ("match: slug, take: id", "match: slug, take: ident", "category_id:",
      "tables[1].columns.category_id: lookup categories.slug -> ident: column 'ident' is not in table 'categories' of the "
      "legacy database"),
