@@ -24,7 +24,7 @@ from datetime import date, datetime, timezone
 from decimal import Decimal
 from typing import Any, Callable
 
-from sqlalchemy import text
+from sqlalchemy import bindparam, text
 from sqlalchemy.engine import Engine
 
 from cdc.config import CdcConfig, Route
@@ -72,6 +72,9 @@ class VerifyReport:
 
 
 _DECIMAL = re.compile(r"-?\d{1,30}\.\d{1,30}")
+
+
+KEYS_PER_QUERY = 1000      # suspects rechecked per query
 
 
 def canonical(value: Any) -> Any:
@@ -176,21 +179,39 @@ class _Side:
         src: dict[tuple, dict] = {}
         tgt: dict[tuple, dict] = {}
         raw: dict[tuple, dict] = {}
-        scond = " AND ".join(f"{q(k)} = :k{i}" for i, k in enumerate(self.skey))
-        tcond = " AND ".join(f"{q(k)} = :k{i}" for i, k in enumerate(self.tkey))
         cols = ", ".join(q(c) for c in dict.fromkeys([*self.m.target_columns, *self.m.target_key]))
         with self.source.connect() as sconn, self.target.connect() as tconn:
-            for key in keys:
-                params = {f"k{i}": v for i, v in enumerate(key)}
-                for r in sconn.execute(text(f"SELECT * FROM {q(self.m.source_table)} WHERE {scond}"), params):
-                    mapped = self._mapped(dict(r._mapping))
-                    if mapped is not None:
-                        src[key] = mapped
-                for r in tconn.execute(text(f"SELECT {cols} FROM {q(self.m.target_table)} WHERE {tcond}"), params):
+            for scond, tcond, params in self._key_conditions(keys):
+                select_s = text(f"SELECT * FROM {q(self.m.source_table)} WHERE {scond}")
+                select_t = text(f"SELECT {cols} FROM {q(self.m.target_table)} WHERE {tcond}")
+                if "keys" in params:
+                    select_s = select_s.bindparams(bindparam("keys", expanding=True))
+                    select_t = select_t.bindparams(bindparam("keys", expanding=True))
+                for r in sconn.execute(select_s, params):
                     row = dict(r._mapping)
+                    mapped = self._mapped(row)
+                    if mapped is not None:
+                        src[self._key(row, self.skey)] = mapped
+                for r in tconn.execute(select_t, params):
+                    row = dict(r._mapping)
+                    key = self._key(row, self.tkey)
                     tgt[key] = {c: canonical(row.get(c)) for c in self.m.target_columns}
                     raw[key] = row
         return src, tgt, raw
+
+    def _key_conditions(self, keys: list[tuple]):
+        """WHERE conditions (source, target) and their parameters covering KEYS: a thousand at a
+        time for one-column keys (a drifted table has tens of thousands of suspects, rechecked
+        several rounds), one by one for composite keys."""
+        if len(self.skey) == 1 and len(self.tkey) == 1:
+            for i in range(0, len(keys), KEYS_PER_QUERY):
+                yield (f"{q(self.skey[0])} IN :keys", f"{q(self.tkey[0])} IN :keys",
+                       {"keys": [k[0] for k in keys[i:i + KEYS_PER_QUERY]]})
+            return
+        scond = " AND ".join(f"{q(k)} = :k{i}" for i, k in enumerate(self.skey))
+        tcond = " AND ".join(f"{q(k)} = :k{i}" for i, k in enumerate(self.tkey))
+        for key in keys:
+            yield scond, tcond, {f"k{i}": v for i, v in enumerate(key)}
 
 
 def _compare(src: dict[tuple, dict], tgt: dict[tuple, dict]) -> tuple[list, list, list]:

@@ -9,7 +9,7 @@ import pytest
 from cdc.config import load_config
 from cdc.mapping import TO_SERVICE
 from cdc.pipeline import Pipeline
-from cdc.verify import canonical, verify
+from cdc.verify import KEYS_PER_QUERY, canonical, verify
 from cdc_apply_helpers import cleanup_cdc, execute, new_stores, rows, write_config
 
 ROWS = 100_000
@@ -84,6 +84,19 @@ def test_differences_are_listed_exactly_and_repair_fixes_them(synced):
     repaired = verify(config, TO_SERVICE, repair=True, chunk_rows=2000, recheck_rounds=8, recheck_wait_s=0.5)
     assert repaired.repaired == 5 and repaired.differences == 0, repaired.as_dict()
     assert rows(service, "SELECT price_cents FROM products WHERE id IN (10, 777) ORDER BY id") == [(10,), (777,)]
+
+
+@pytest.mark.parametrize("synced", [20_000], indirect=True)
+def test_a_widely_drifted_table_is_rechecked_in_batches_and_counted_exactly(synced):
+    """More suspects than one recheck query takes (KEYS_PER_QUERY): each still counted once."""
+    config, _, service = synced
+    drifted = 2 * KEYS_PER_QUERY + 500
+    execute(service, f"UPDATE products SET title = 'drift' WHERE id <= {drifted}",
+            f"DELETE FROM products WHERE id > {20_000 - 3}")
+    report = verify(config, TO_SERVICE, chunk_rows=2000, recheck_rounds=2, recheck_wait_s=0.1)
+    products = next(t for t in report.tables if t.source == "products")
+    assert len(products.different) == drifted and len(products.missing) == 3
+    assert sorted(products.different)[:2] == [(1,), (2,)] and products.extra == []
 
 
 @pytest.mark.parametrize("a,b", [("12.50", 12.5), ("2026-01-01T00:00:00Z", "2026-01-01 00:00:00+00:00"),
