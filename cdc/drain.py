@@ -57,7 +57,10 @@ def _log_ends(config: CdcConfig, route: Route) -> dict[tuple[str, int], int]:
     t = config.transport
     if t.kind == "kafka":
         from confluent_kafka import Consumer, TopicPartition
-        consumer = Consumer({"bootstrap.servers": t.bootstrap, "group.id": f"{route.name}-drain"})
+
+        from cdc.transport_kafka import KAFKA_LOG
+        consumer = Consumer({"bootstrap.servers": t.bootstrap, "group.id": f"{route.name}-drain",
+                             "logger": KAFKA_LOG})
         try:
             ends = {}
             meta = consumer.list_topics(timeout=10)

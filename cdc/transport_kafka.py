@@ -18,6 +18,7 @@ at its old position in the new topic), so the source also asks for the ids every
 from __future__ import annotations
 
 import logging
+import re
 import threading
 import time
 from typing import TYPE_CHECKING, Any, Callable
@@ -38,7 +39,34 @@ log = logging.getLogger(__name__)
 POSITION_HEADER = "strangler.position"
 ID_CHECK_EVERY_S = 5.0      # how soon a topic re-created under a running source is noticed
 
+class _Repeats(logging.Filter):
+    """librdkafka logs a failing connection again at every retry, several a second while a
+    broker is down: each line (numbers aside) passes once a minute, so an outage is told
+    without burying everything else in the log."""
+
+    def __init__(self, every_s: float = 60.0) -> None:
+        super().__init__()
+        self.every_s = every_s
+        self._last: dict[str, float] = {}
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        key = _DIGITS.sub("#", record.getMessage())
+        now = time.monotonic()
+        if now - self._last.get(key, -self.every_s) < self.every_s:
+            return False
+        if len(self._last) > 1000:
+            self._last.clear()
+        self._last[key] = now
+        return True
+
+
+_DIGITS = re.compile(r"\d+")
+# Every client's own log goes here (not straight to stderr, where librdkafka writes by default).
+KAFKA_LOG = logging.getLogger("cdc.kafka")
+KAFKA_LOG.addFilter(_Repeats())
+
 PRODUCER_DEFAULTS: dict[str, Any] = {
+    "logger": KAFKA_LOG,
     "enable.idempotence": True,
     "acks": "all",
     "linger.ms": 10,                       # a short wait fills batches at high rates
@@ -51,6 +79,7 @@ PRODUCER_DEFAULTS: dict[str, Any] = {
 }
 
 CONSUMER_DEFAULTS: dict[str, Any] = {
+    "logger": KAFKA_LOG,
     "enable.auto.commit": False,
     # A stored offset past the end of a partition (topic re-created, broker data lost) names
     # nothing in this log: read it whole, the stale check makes re-read events no-ops.
@@ -85,7 +114,7 @@ def unreachable(bootstrap: str, timeout_s: float = 5.0) -> str | None:
 def ensure_topics(bootstrap: str, topics: list[str], partitions: int, replication: int = 1,
                   timeout_s: float = 30.0) -> None:
     """Create the topics that are missing, with `partitions` partitions each."""
-    admin = AdminClient({"bootstrap.servers": bootstrap})
+    admin = AdminClient({"bootstrap.servers": bootstrap, "logger": KAFKA_LOG})
     existing = set(admin.list_topics(timeout=timeout_s).topics)
     wanted = [NewTopic(t, num_partitions=partitions, replication_factor=replication)
               for t in topics if t not in existing]
@@ -232,7 +261,7 @@ class KafkaSource:
                  id_check_every_s: float = ID_CHECK_EVERY_S) -> None:
         self._stored_offsets = stored_offsets
         self._stored_topic_ids = stored_topic_ids
-        self._admin = AdminClient({"bootstrap.servers": bootstrap})
+        self._admin = AdminClient({"bootstrap.servers": bootstrap, "logger": KAFKA_LOG})
         self._ids: dict[str, str] = {}
         self._id_check_every_s = id_check_every_s
         self._next_id_check = time.monotonic() + id_check_every_s

@@ -198,3 +198,31 @@ def test_two_apply_members_of_one_group_share_the_partitions(kafka_bootstrap, to
     finally:
         a.close()
         b.close()
+
+
+def test_a_broker_that_is_down_is_logged_once_a_minute_not_at_every_retry(capfd, caplog):
+    """librdkafka retries a refused connection several times a second and, left alone, writes
+    each retry to stderr: its lines go through the `cdc.kafka` logger, each once a minute."""
+    import logging
+
+    from tests.conftest import free_port
+    port = free_port()                                   # nothing listens there
+    seen: list[logging.LogRecord] = []
+
+    class Keep(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            seen.append(record)
+    keep = Keep()
+    logging.getLogger("cdc.kafka").addHandler(keep)
+    consumer = KafkaSource(f"127.0.0.1:{port}", f"g-{uuid.uuid4().hex[:8]}", ["t"], dict,
+                           config={"reconnect.backoff.ms": 50, "reconnect.backoff.max.ms": 50})
+    try:
+        deadline = time.monotonic() + 3
+        while time.monotonic() < deadline:           # ~60 connection attempts
+            consumer.poll(100, 0.2)
+    finally:
+        consumer.close()
+        logging.getLogger("cdc.kafka").removeHandler(keep)
+    refused = [r for r in seen if f"127.0.0.1:{port}" in r.getMessage()]
+    assert 1 <= len(refused) <= 3, [r.getMessage() for r in seen]
+    assert "rdkafka" not in capfd.readouterr().err
