@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Callable
 
-from cdc.mapping import TO_LEGACY, TO_SERVICE, Mapping
+from cdc.mapping import TO_LEGACY, TO_SERVICE, Lookup, Mapping
 from strangler.errors import OperatorError
 
 if TYPE_CHECKING:
@@ -34,7 +34,9 @@ def check_side(mapping: Mapping, side: str, columns: Columns) -> None:
                 raise OperatorError(f"{path}:{t.line}: tables[{i}].key.{side}: column {name!r} "
                                     f"is not in table {table!r} ({', '.join(sorted(found))})")
         for direction, dependent, column in t.also_delete:
-            there = columns(dependent) if direction == into else {column}
+            if direction != into:
+                continue
+            there = columns(dependent)
             if there is None or column not in there:
                 raise OperatorError(f"{path}:{t.line}: tables[{i}].also_delete.{direction}: "
                                     f"{dependent}.{column} is not in the {side} database")
@@ -45,18 +47,21 @@ def check_side(mapping: Mapping, side: str, columns: Columns) -> None:
                                     f"column {name!r} is not in table {table!r} "
                                     f"({', '.join(sorted(found))})")
             for direction, lookup in col.lookups:
-                if direction != into:
-                    continue
-                there = columns(lookup.table)
-                missing = ([lookup.table] if there is None else
-                           [c for c in (lookup.match, lookup.take) if c not in there])
-                if missing:
-                    what = (f"table {lookup.table!r} does not exist" if there is None else
-                            f"column {missing[0]!r} is not in table {lookup.table!r}")
-                    raise OperatorError(f"{path}:{col.line}: tables[{i}].columns.{col.legacy}: "
-                                        f"lookup {lookup.table}.{lookup.match} -> {lookup.take}: "
-                                        f"{what} of the {side} database")
+                if direction == into:
+                    _check_lookup(lookup, columns, f"{path}:{col.line}: tables[{i}].columns."
+                                                   f"{col.legacy}", side)
 
+
+def _check_lookup(lookup: Lookup, columns: Columns, where: str, side: str) -> None:
+    there = columns(lookup.table)
+    if there is None:
+        what = f"table {lookup.table!r} does not exist"
+    elif absent := [c for c in (lookup.match, lookup.take) if c not in there]:
+        what = f"column {absent[0]!r} is not in table {lookup.table!r}"
+    else:
+        return
+    raise OperatorError(f"{where}: lookup {lookup.table}.{lookup.match} -> {lookup.take}: {what} "
+                        f"of the {side} database")
 
 def check_stores(config: "CdcConfig") -> None:
     """Both databases of a CDC config against its mapping (what every `strangler cdc` command
