@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import logging
 import queue
-import re
 import sys
 import threading
 from datetime import datetime, timezone
@@ -20,7 +19,8 @@ from typing import Any, BinaryIO
 
 import orjson
 
-SENSITIVE_QUERY = re.compile(r"(?i)(pass|secret|token|key|auth|session|sig|card|cvv|code)")
+from proxy.secret_names import looks_secret
+
 REDACTED = "***"
 
 
@@ -31,7 +31,7 @@ def redact_query(query: str) -> str:
     parts = []
     for item in query.split("&"):
         name, eq, _ = item.partition("=")
-        parts.append(f"{name}={REDACTED}" if eq and SENSITIVE_QUERY.search(name) else item)
+        parts.append(f"{name}={REDACTED}" if eq and looks_secret(name) else item)
     return "&".join(parts)
 
 

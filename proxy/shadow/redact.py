@@ -1,8 +1,9 @@
 """Redaction applied before anything reaches the results store (samples, diffs, curl lines).
 
-Removes: credential headers (Authorization, Cookie, Set-Cookie, ...), configured sensitive
-fields anywhere in JSON (and `name=value` in form bodies and query strings), and card-like
-digit runs (13–19 digits, spaces or dashes allowed, Luhn-valid) in any text.
+Removes: credential headers (Authorization, Cookie, Set-Cookie, and any whose name looks secret,
+proxy.secret_names), query parameters whose names look secret, configured sensitive fields
+anywhere in JSON (and `name=value` in form bodies and query strings), and card-like digit runs
+(13–19 digits, spaces or dashes allowed, Luhn-valid) in any text.
 """
 from __future__ import annotations
 
@@ -10,6 +11,8 @@ import json
 import re
 from functools import lru_cache
 from typing import Any, Iterable
+
+from proxy.secret_names import looks_secret
 
 REDACTED = "[REDACTED]"
 SECRET_HEADERS = frozenset({
@@ -78,16 +81,34 @@ def redact_body(body: bytes | str, sensitive: frozenset[str], limit: int) -> str
     return text if len(text) <= limit else text[:limit] + f"… [{len(text) - limit} more chars]"
 
 
+def secret_header(name: str) -> bool:
+    """Credentials by name: the known ones and any whose name looks secret (X-Auth-Token)."""
+    return name.lower() in SECRET_HEADERS or looks_secret(name)
+
+
 def redact_headers(headers: Iterable[tuple[str, str]],
                    sensitive: frozenset[str]) -> list[tuple[str, str]]:
-    return [(k, REDACTED if k.lower() in SECRET_HEADERS else redact_text(v, sensitive))
-            for k, v in headers]
+    return [(k, REDACTED if secret_header(k) else redact_text(v, sensitive)) for k, v in headers]
+
+
+def redact_target(target: str, sensitive: frozenset[str]) -> str:
+    """A request target with the values of query parameters that look secret (api_key=...)
+    or are configured sensitive replaced; the rest as `redact_text` leaves it."""
+    path, mark, query = target.partition("?")
+    if not mark:
+        return redact_text(target, sensitive)
+    params = []
+    for item in query.split("&"):
+        name, eq, _ = item.partition("=")
+        params.append(f"{name}={REDACTED}" if eq and (looks_secret(name)
+                                                      or name.lower() in sensitive) else item)
+    return redact_text(f"{path}?{'&'.join(params)}", sensitive)
 
 
 def redact_field(path: str, value: Any, sensitive: frozenset[str]) -> Any:
     """A diff's value: wholly redacted when the field itself is sensitive (a sensitive JSON key,
     or a compared credential header such as `header:set-cookie`)."""
-    if path.startswith("header:") and path[len("header:"):].lower() in SECRET_HEADERS:
+    if path.startswith("header:") and secret_header(path[len("header:"):]):
         return REDACTED
     last = re.split(r"[.\[\]']+", path.rstrip("]'"))[-1].lower()
     if last in sensitive:

@@ -8,7 +8,7 @@ import shlex
 from proxy.decision import SAFE_METHODS, Backend
 from proxy.exchange import Exchange
 from proxy.shadow.compare import FieldDiff, decoded_body
-from proxy.shadow.redact import redact_body, redact_field, redact_headers, redact_text
+from proxy.shadow.redact import redact_body, redact_field, redact_headers, redact_target
 from proxy.shadow.replay import DRY_RUN_HEADER, NOT_REPLAYED, Replayed
 from proxy.shadow_settings import ShadowSettings
 
@@ -22,7 +22,7 @@ def build_sample(ex: Exchange, settings: ShadowSettings, legacy: Replayed, servi
     sensitive = frozenset(f.lower() for f in settings.sensitive_fields)
     req_headers = redact_headers(ex.request_headers, sensitive)
     req_body = redact_body(ex.request_body, sensitive, SAMPLE_BODY_CHARS)
-    target = redact_text(ex.target, sensitive)
+    target = redact_target(ex.target, sensitive)
     dry_run = ex.decision.shadow is not None and ex.decision.shadow.dry_run
 
     def side(r: Replayed) -> dict:

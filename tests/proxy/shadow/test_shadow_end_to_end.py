@@ -181,7 +181,7 @@ async def test_post_is_shadowed_as_a_dry_run_without_side_effects(shop):
 
 
 SECRETS = ["s3cr3t-bearer", "cookie-value-42", "hunter2", "query-token-7",
-           "4111111111111111", "4111 1111 1111 1111"]
+           "4111111111111111", "4111 1111 1111 1111", "XAUTH_HHH888", "QSECRET_DDD444"]
 
 
 async def send_secrets(shop, dispatcher: ShadowDispatcher) -> None:
@@ -190,12 +190,13 @@ async def send_secrets(shop, dispatcher: ShadowDispatcher) -> None:
                        "category": "lighting", "description": "password=hunter2",
                        "password": "hunter2"})
     headers = (("Content-Type", "application/json"), ("Authorization", "Bearer s3cr3t-bearer"),
-               ("Cookie", "sid=cookie-value-42"))
+               ("Cookie", "sid=cookie-value-42"), ("X-Auth-Token", "XAUTH_HHH888"))
     dispatcher.submit(await shop.call(shop.decision("/api/products", dry_run=True), "POST",
                                       "/api/products?token=query-token-7",
                                       body=body.encode(), headers=headers))
     dispatcher.submit(await shop.call(shop.decision("/api/products/{id}"), "GET",
-                                      "/api/products/1?token=query-token-7", headers=headers))
+                                      "/api/products/1?token=query-token-7&api_key=QSECRET_DDD444",
+                                      headers=headers))
     await dispatcher.drain()
 
 

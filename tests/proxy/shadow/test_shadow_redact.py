@@ -1,7 +1,7 @@
 import json
 
 from proxy.shadow.redact import (REDACTED, luhn_valid, redact_body, redact_field,
-                                 redact_headers, redact_text)
+                                 redact_headers, redact_target, redact_text)
 
 SENSITIVE = frozenset({"password", "card_number", "token"})
 
@@ -48,6 +48,17 @@ def test_credential_headers():
                               ("Set-Cookie", "sid=2"), ("Accept", "*/*")], SENSITIVE)
     assert headers == [("Authorization", REDACTED), ("Cookie", REDACTED),
                        ("Set-Cookie", REDACTED), ("Accept", "*/*")]
+
+
+def test_names_that_look_secret_are_redacted_like_the_access_log_does():
+    headers = redact_headers([("X-Auth-Token", "t1"), ("X-Session-Id", "s1"),
+                              ("X-Request-Id", "r1")], SENSITIVE)
+    assert headers == [("X-Auth-Token", REDACTED), ("X-Session-Id", REDACTED),
+                       ("X-Request-Id", "r1")]
+    assert redact_target("/api/products?limit=5&api_key=k1&q=a&sig=s1", SENSITIVE) == \
+        f"/api/products?limit=5&api_key={REDACTED}&q=a&sig={REDACTED}"
+    assert redact_target("/api/products/1", SENSITIVE) == "/api/products/1"
+    assert redact_field("header:x-auth-token", "t1", SENSITIVE) == REDACTED
 
 
 def test_diff_values_of_sensitive_fields():
