@@ -53,6 +53,8 @@ class GateWatch:
         self._figures: dict[str, Figures] = {}
         self._verdicts: dict[str, GateVerdict] = {}
         self._slow: dict[str, tuple[float, tuple[int, int], float | None]] = {}
+        # cap -> (rollout change time, shadow counts then): what later counts start from
+        self._shadow_base: dict[str, tuple[float, tuple[int, int]]] = {}
         self._tried: set[tuple[str, str]] = set()          # (capability, version) acted upon
         self.rollbacks: dict[tuple[str, str], int] = {}     # (capability, gate) -> count
         self.last_autorollback: dict[str, Any] | None = None
@@ -93,7 +95,7 @@ class GateWatch:
                 self._since[cap.name] = prior = (key, self._samples[0][0] if first else now)
                 self._slow.pop(cap.name, None)     # shadow counts of the old step are stale
             start = max(prior[1], now - self.window_s)
-            shadow, lag = await self._slow_figures(cap, start, now)
+            shadow, lag = await self._slow_figures(cap, prior[1], now)
             figures[cap.name] = _window(self._samples, cap.name, start, shadow, lag)
             verdicts[cap.name] = evaluate(cap.gates, figures[cap.name])
         self._figures, self._verdicts = figures, verdicts
@@ -104,10 +106,14 @@ class GateWatch:
                 await self._roll_back(cap.name, table.version, verdicts[cap.name],
                                       figures[cap.name])
 
-    async def _slow_figures(self, cap: Any, start: float,
+    async def _slow_figures(self, cap: Any, changed_at: float,
                             now: float) -> tuple[tuple[int, int], float | None]:
-        """(compared, matched) shadows since START and the CDC lag, only for a canary whose
-        gates need them, cached SLOW_FIGURES_S (each reads a database)."""
+        """(compared, matched) shadows since the rollout change at CHANGED_AT and the CDC lag,
+        only for a canary whose gates need them, cached SLOW_FIGURES_S (each reads a database).
+
+        The store counts in 5-minute buckets, so a window read alone would count comparisons of
+        the previous step too (an operator saw a rollback judged on them): the counts found at
+        the first reading after the change are subtracted from every later one."""
         if cap.stage != "canary" or (cap.gates.min_shadow_match is None
                                      and cap.gates.max_cdc_lag_s is None):
             return (0, 0), None
@@ -116,8 +122,12 @@ class GateWatch:
             return cached[1], cached[2]
         shadow, lag = (0, 0), None
         if cap.gates.min_shadow_match is not None and self.shadow_store:
-            shadow = await asyncio.to_thread(shadow_counts, self.shadow_store, cap.name,
-                                             now - start)
+            total = await asyncio.to_thread(shadow_counts, self.shadow_store, cap.name,
+                                            now - changed_at, now)
+            base = self._shadow_base.get(cap.name)
+            if base is None or base[0] != changed_at:
+                base = self._shadow_base[cap.name] = (changed_at, total)
+            shadow = (max(0, total[0] - base[1][0]), max(0, total[1] - base[1][1]))
         if cap.gates.max_cdc_lag_s is not None:
             from operate.status import cdc_lag_s      # the CDC side loads only when gated on
             lag = await asyncio.to_thread(cdc_lag_s, cap)
@@ -175,14 +185,16 @@ class GateWatch:
             metrics.counters[(METRIC, (("capability", capability), ("gate", gate)))] = count
 
 
-def shadow_counts(store_url: str, capability: str, since_s: float) -> tuple[int, int]:
-    """(compared, matched) for CAPABILITY over the last SINCE_S from the shadow results store,
-    judged by the shadow report's own rules (noise-aware)."""
+def shadow_counts(store_url: str, capability: str, since_s: float,
+                  now: float | None = None) -> tuple[int, int]:
+    """(compared, matched) for CAPABILITY over the last SINCE_S (from the start of the store's
+    bucket holding that time) from the shadow results store, judged by the shadow report's
+    own rules (noise-aware)."""
     from proxy.shadow.report import build_report
     from proxy.shadow.store import ShadowStore
     store = ShadowStore(store_url)
     try:
-        report = build_report(store, capability=capability, since_s=since_s)
+        report = build_report(store, capability=capability, since_s=since_s, now=now)
     except Exception:
         log.warning("gate watch: shadow store unreadable; the shadow gate waits", exc_info=True)
         return 0, 0

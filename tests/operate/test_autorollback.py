@@ -128,3 +128,38 @@ def test_fallbacks_count_against_the_service_and_figures_are_windowed(tmp_path: 
     assert figures.service.p99_s == 0.005 and figures.window_s == 60.0
     whole = _window(deque([(0.0, {})] + list(samples)), "catalog", 0.0, (3, 2), 1.5)
     assert whole.service.requests == 50 and whole.shadow_matched == 2 and whole.cdc_lag_s == 1.5
+
+
+async def test_the_shadow_gate_counts_only_comparisons_after_the_rollout_change(tmp_path: Path):
+    """The store counts in 5-minute buckets: comparisons of the previous step, in the same
+    bucket as the change, must not decide the new step (they once rolled a canary back)."""
+    from types import SimpleNamespace
+
+    from proxy.autorollback import SLOW_FIGURES_S, GateWatch
+    from proxy.metrics import Metrics
+    from proxy.shadow.store import BUCKET_S, ShadowStore
+    from tests.proxy.shadow.shadow_helpers import observation
+    rules = write_rules(tmp_path / "rules.yaml", 1, 2, percent=50, min_requests=1)
+    rules.write_text(rules.read_text().replace("      min_requests: 1",
+                                               "      min_requests: 1\n      min_shadow_match: 99.5%"))
+    table = load_table(rules, environ={})
+    store = ShadowStore(f"sqlite:///{tmp_path / 'shadow.sqlite3'}")
+    store.create_schema()
+    bucket = 1_800_000_000 // BUCKET_S * BUCKET_S
+    for i in range(40):                    # the step before: the service differed
+        store.record(observation(raw={"$.price"}, noise=set(), at=bucket + 10 + i))
+    store.flush()
+    runtime = SimpleNamespace(rules=SimpleNamespace(table=table), started_at=bucket + 90,
+                              merged_metrics=Metrics)
+    watch = GateWatch(runtime)
+    watch.shadow_store = store.url
+    await watch.tick(now=bucket + 100)                  # the change: this step starts here
+    assert watch._figures["catalog"].shadow_compared == 0
+    for i in range(30):                    # this step: the fixed service matches
+        store.record(observation(noise=set(), at=bucket + 110 + i))
+    store.flush()
+    await watch.tick(now=bucket + 150 + SLOW_FIGURES_S)
+    figures = watch._figures["catalog"]
+    assert (figures.shadow_compared, figures.shadow_matched) == (30, 30)
+    assert "shadow_match" not in watch._verdicts["catalog"].failed_gates
+    store.close()
