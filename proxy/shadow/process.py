@@ -38,6 +38,7 @@ SHADOW_NICENESS = 10
 SHED_FILL, RESUME_FILL = 0.9, 0.5
 FILL_CHECK_S = 0.02
 CPU_METRIC = "strangler_shadow_process_cpu_seconds_total"
+STORE_FAILURES_METRIC = "strangler_shadow_store_flush_failures_total"
 
 
 class ShadowProcess(ProcessWorker):
@@ -147,14 +148,18 @@ async def _serve(store_url: str, options: dict, path: str, conn: Connection) -> 
 
     # What shadowing costs the proxy's host, next to strangler_shadow_compared_total.
     metrics.describe(CPU_METRIC, "CPU time of the shadow process (replay, compare, store).")
-    spent = 0.0
+    metrics.describe(STORE_FAILURES_METRIC, "Flushes to the shadow results store that failed "
+                     "(results wait in memory and are retried).")
+    spent, failures = 0.0, 0
 
     async def report() -> None:
-        nonlocal spent
+        nonlocal spent, failures
         while True:
             now = time.process_time()
             metrics.inc(CPU_METRIC, (), now - spent)
             spent = now
+            metrics.inc(STORE_FAILURES_METRIC, (), dispatcher.store.failures - failures)
+            failures = dispatcher.store.failures
             conn.send(("metrics", {"metrics": metrics.snapshot(), "version": None}))
             await asyncio.sleep(REPORT_EVERY_S)
 

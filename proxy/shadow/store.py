@@ -149,6 +149,7 @@ class ShadowStore:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._last_retention = 0.0
+        self.failures = 0           # flushes that failed since the start (for /metrics)
 
     # ---- lifecycle -------------------------------------------------------------------------
     def create_schema(self) -> None:
@@ -183,11 +184,26 @@ class ShadowStore:
         self.engine.dispose()
 
     def _run(self) -> None:
+        failing = False
         while not self._stop.wait(self.flush_interval_s):
             try:
+                if failing:     # the database may be back empty (restored, re-created)
+                    self.create_schema()
                 self.flush()
-            except Exception:  # a store outage must not kill the flusher; the next try retries
-                log.exception("shadow store: flush failed; will retry")
+            except Exception as exc:  # an outage must not kill the flusher; the next try retries
+                self.failures += 1
+                if not failing:       # the whole story once, then one line a minute
+                    log.exception("shadow store: flush failed; results are kept in memory and "
+                                  "retried every %.0f s", self.flush_interval_s)
+                elif self.failures % max(1, round(60 / self.flush_interval_s)) == 0:
+                    log.error("shadow store: still failing (%d attempts): %s", self.failures,
+                              str(exc).splitlines()[0])
+                failing = True
+            else:
+                if failing:
+                    log.warning("shadow store: flushing again after %d failed attempts",
+                                self.failures)
+                failing = False
 
     # ---- write side (any thread) -------------------------------------------------------------
     def _reset_buffers(self) -> None:

@@ -193,3 +193,35 @@ def test_overlong_keys_are_cut_not_fatal(pg_url):
     assert r["fields"][0]["field"] == field[:499] + "…"
     assert r["fields"][0]["verdict"] == "reported" and r["samples"]
     store.close()
+
+
+def test_the_flusher_recreates_a_store_that_came_back_empty(pg_url, caplog):
+    """The database restored or re-created empty under a running proxy: the flusher makes the
+    tables again and writes what waited in memory; the outage is told once, then summed up."""
+    store = ShadowStore(pg_url, flush_interval_s=0.05)
+    store.start()
+    store.record(observation(raw={"$.price"}, noise=set(), at=AT))
+    deadline = time.monotonic() + 10
+    while build_report(store, now=AT + 100)["capabilities"] == []:
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    with store.engine.begin() as conn:
+        conn.execute(text("DROP TABLE shadow_counters, shadow_fields, shadow_signatures, "
+                          "shadow_latency, shadow_samples"))
+    for i in range(1, 4):
+        store.record(observation(raw={"$.price"}, noise=set(), at=AT + i))
+    deadline = time.monotonic() + 10
+    while True:
+        try:
+            routes = build_report(store, now=AT + 100)["capabilities"][0]["routes"]
+        except IndexError:
+            routes = []
+        if routes and routes[0]["compared"] == 3:
+            break
+        assert time.monotonic() < deadline, "the store never came back"
+        time.sleep(0.05)
+    store.close()
+    assert store.failures >= 1
+    told = [r for r in caplog.records if r.name == "proxy.shadow.store"]
+    assert sum(1 for r in told if r.exc_info) == 1           # one traceback, not one a second
+    assert any("flushing again" in r.getMessage() for r in told)
