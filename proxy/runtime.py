@@ -13,6 +13,7 @@ to the workers, and an invalid one leaves the old table serving with the error v
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import logging
 import time
 from typing import Any, Sequence
@@ -122,9 +123,10 @@ class Runtime:
 
     async def _start_admin(self) -> None:
         s = self.settings
-        if s.admin_host not in ("127.0.0.1", "::1", "localhost") and not s.admin_allow_remote:
+        if not _loopback(s.admin_host) and not s.admin_allow_remote:
             raise OperatorError(f"refusing to bind the admin API to {s.admin_host}: it controls "
-                                "the proxy; use 127.0.0.1 or pass --admin-allow-remote")
+                                "the proxy; use a loopback address such as 127.0.0.1, or pass "
+                                "--admin-allow-remote")
         self._admin = web.AppRunner(make_admin_app(self, s.admin_token, self.admin_routes), access_log=None)
         await self._admin.setup()
         try:
@@ -229,3 +231,13 @@ class Runtime:
             "started_at": self.started_at,
             "gates": self.gates.status(),
         }
+
+
+def _loopback(host: str) -> bool:
+    """127.0.0.0/8, ::1 or localhost: reachable from this host only."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False

@@ -140,7 +140,7 @@ async def test_access_log_json_lines(tmp_path):
 async def test_operator_mistakes_refused_at_start(tmp_path):
     import socket
 
-    from proxy.runtime import Runtime
+    from proxy.runtime import Runtime, _loopback
     from proxy.settings import ProxySettings
     from strangler.errors import OperatorError
     from tests.conftest import free_port
@@ -161,6 +161,8 @@ async def test_operator_mistakes_refused_at_start(tmp_path):
                          in_process=True)
         with pytest.raises(OperatorError, match="--admin-allow-remote"):
             await remote.start()
+        assert [_loopback(h) for h in ("127.0.0.2", "::1", "localhost", "0.0.0.0", "10.0.0.1",
+                                       "example.org")] == [True, True, True, False, False, False]
         bad = tmp_path / "bad.yaml"
         bad.write_text("version: 1\nbackends: {}\n")
         with pytest.raises(OperatorError, match="rules have errors"):
