@@ -107,6 +107,9 @@ def run(args: argparse.Namespace) -> int:
     import uvloop
     logging.basicConfig(level=logging.INFO,
                         format="%(asctime)s supervisor[%(process)d] %(levelname)s %(message)s")
+    if not args.no_shadow:      # before anything is written (the admin token file)
+        from proxy.shadow.store import check_store_url, default_store_url
+        check_store_url(args.shadow_store or default_store_url())
     settings = settings_from(args)
     sink_factory, admin_routes, shadow_process = None, (), None
     if not args.no_shadow:

@@ -10,7 +10,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from proxy.shadow.formats import FORMATS, parse_window, render
 from proxy.shadow.report import build_report, gate
-from proxy.shadow.store import STORE_ENV, ShadowStore, default_store_url
+from proxy.shadow.store import STORE_ENV, ShadowStore, check_store_url, default_store_url
 from strangler.db import normalise_url
 from strangler.errors import OperatorError, did_you_mean
 from strangler.output import write_document
@@ -81,15 +81,8 @@ def run_report(args: argparse.Namespace) -> int:
 
 
 def _require_store(url: str) -> None:
-    try:
-        parsed = make_url(normalise_url(url))
-    except Exception:
-        raise OperatorError(f"store URL {url!r} is not a database URL; write e.g. "
-                            "sqlite:///var/shadow-results.sqlite3 or postgresql://user@host/db") \
-            from None
-    if parsed.get_backend_name() == "sqlite" and parsed.database in (None, "", ":memory:"):
-        raise OperatorError(f"store URL {url!r} names no file; write e.g. "
-                            "sqlite:///var/shadow-results.sqlite3")
+    check_store_url(url)
+    parsed = make_url(normalise_url(url))
     if parsed.get_backend_name() == "sqlite" and not Path(parsed.database).exists():
         raise OperatorError(f"no shadow store at {parsed.database}; pass --store or set "
                             f"{STORE_ENV} to where the proxy writes its shadow results")

@@ -97,6 +97,26 @@ def default_store_url() -> str:
     return os.environ.get(STORE_ENV) or DEFAULT_STORE
 
 
+def check_store_url(url: str) -> None:
+    """A results store URL this store can use, else one OperatorError line saying what to write."""
+    from sqlalchemy.engine import make_url
+
+    from strangler.db import normalise_url
+    from strangler.errors import OperatorError
+    example = "sqlite:///var/shadow-results.sqlite3 or postgresql://user@host/db"
+    try:
+        parsed = make_url(normalise_url(url))
+    except Exception:
+        raise OperatorError(f"store URL {url!r} is not a database URL; write e.g. {example}") \
+            from None
+    if parsed.get_backend_name() not in ("sqlite", "postgresql"):
+        raise OperatorError(f"store URL {url!r}: {parsed.get_backend_name()} is not supported; "
+                            f"use SQLite or PostgreSQL, e.g. {example}")
+    if parsed.get_backend_name() == "sqlite" and parsed.database in (None, "", ":memory:"):
+        raise OperatorError(f"store URL {url!r} names no file; write e.g. "
+                            "sqlite:///var/shadow-results.sqlite3")
+
+
 def latency_bin(seconds: float) -> int:
     ms = seconds * 1000.0
     if ms <= LATENCY_BASE_MS:

@@ -20,6 +20,19 @@ def test_missing_rules_is_one_clean_line_and_exit_2(tmp_path):
         f"strangler: error: rules not found: {tmp_path / 'nope.yaml'}; pass --rules FILE|DIR"]
 
 
+def test_a_shadow_store_url_it_cannot_use_is_one_line_before_anything_starts(tmp_path):
+    for url, says in (("not a url", "is not a database URL"),
+                      ("mysql://u@h/db", "mysql is not supported; use SQLite or PostgreSQL")):
+        proc = subprocess.run([sys.executable, "-m", "strangler", "proxy", "--rules",
+                               str(ROOT / "routing_rules" / "demo.yaml"), "--shadow-store", url],
+                              cwd=tmp_path, capture_output=True, text=True, timeout=60,
+                              env={**os.environ, "PYTHONPATH": str(ROOT)})
+        assert proc.returncode == 2, proc.stderr
+        [line] = proc.stderr.strip().splitlines()
+        assert line.startswith(f"strangler: error: store URL {url!r}") and says in line
+        assert list(tmp_path.iterdir()) == []          # no admin token file written either
+
+
 def test_admin_token_sources(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     monkeypatch.delenv("STRANGLER_ADMIN_TOKEN", raising=False)
