@@ -158,9 +158,11 @@ def run_promote(args: argparse.Namespace) -> int:
         print(("forced: " if result.forced else "") + result.change.line())
     elif result.verdict is not None:
         what = "waiting" if result.verdict.state == "wait" else "refused"
-        print(f"{what}: {args.capability} stays at its current step; "
-              + ("try again once more traffic has passed" if what == "waiting"
-                 else "fix the service or `strangler rollback` it"), file=sys.stderr)
+        waiting = [c.gate for c in result.verdict.checks if c.state == "wait"]
+        advice = ("fix the service or `strangler rollback` it" if what == "refused" else
+                  "try again once more traffic has passed" if waiting == ["traffic"] else
+                  f"waiting on {', '.join(waiting)} (reasons above)")
+        print(f"{what}: {args.capability} stays at its current step; {advice}", file=sys.stderr)
     return result.exit_code
 
 

@@ -10,8 +10,8 @@ import pytest
 
 from operate.history import entries, history_dir
 from proxy.rules import load_table
-from tests.operate.live_harness import (OVERRIDE_SECRET, service_requests, token_file, traffic,
-                                        upstream, wait_for, write_rules)
+from tests.operate.live_harness import (OVERRIDE_SECRET, requests_on, service_requests, token_file,
+                                        traffic, upstream, wait_for, write_rules)
 from tests.proxy.harness import proxy_process
 
 
@@ -59,6 +59,27 @@ async def test_promote_waits_on_low_traffic_then_moves_one_step_on_healthy_traff
             again = cli(*args, "--json")
             assert again.code == 3
             assert percent_in(rules) == 50
+
+
+async def test_a_gate_that_cannot_be_measured_is_named_not_blamed_on_traffic(
+        tmp_path: Path, cli, monkeypatch):
+    for store in ("STRANGLER_LEGACY_DB", "STRANGLER_CATALOG_DB"):   # CDC never ran: no lag
+        monkeypatch.setenv(store, f"sqlite:///{tmp_path / 'never' / 'ran.db'}")
+    async with upstream("legacy") as (legacy, _), upstream("service") as (service, _):
+        rules = write_rules(tmp_path / "rules" / "canary.yaml", legacy, service, percent=10)
+        rules.write_text(rules.read_text().replace("      min_requests: 20",
+                                                   "      min_requests: 20\n      max_cdc_lag: 5s"))
+        async with proxy_process(rules, workers=2, log=tmp_path / "proxy.log") as (proxy, _):
+            await traffic(proxy, 30, pin="service")
+            await traffic(proxy, 30, pin="legacy")
+            await wait_for(proxy, lambda s: service_requests(s) >= 20
+                           and requests_on(s, "legacy") >= 20, "enough traffic")
+            waiting = cli("promote", "catalog", "--rules", str(rules), "--proxy",
+                          proxy.admin_url, "--token-file", token_file(tmp_path, proxy))
+            assert waiting.code == 3, waiting.err
+            assert "traffic: pass" in waiting.out and "cdc_lag: wait" in waiting.out
+            assert waiting.err.strip() == (
+                "waiting: catalog stays at its current step; waiting on cdc_lag (reasons above)")
 
 
 async def test_promote_at_0_percent_without_pinned_reads_says_what_moves_it_on(
