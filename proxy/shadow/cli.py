@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import argparse
 import sys
-from pathlib import Path
 
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import SQLAlchemyError
@@ -11,7 +10,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from proxy.shadow.formats import FORMATS, parse_window, render
 from proxy.shadow.report import build_report, gate
 from proxy.shadow.store import STORE_ENV, ShadowStore, check_store_url, default_store_url
-from strangler.db import normalise_url
+from strangler.db import normalise_url, sqlite_path
 from strangler.errors import OperatorError, did_you_mean
 from strangler.output import write_document
 
@@ -82,9 +81,9 @@ def run_report(args: argparse.Namespace) -> int:
 
 def _require_store(url: str) -> None:
     check_store_url(url)
-    parsed = make_url(normalise_url(url))
-    if parsed.get_backend_name() == "sqlite" and not Path(parsed.database).exists():
-        raise OperatorError(f"no shadow store at {parsed.database}; pass --store or set "
+    path = sqlite_path(url)
+    if path is not None and not path.exists():
+        raise OperatorError(f"no shadow store at {path}; pass --store or set "
                             f"{STORE_ENV} to where the proxy writes its shadow results")
 
 

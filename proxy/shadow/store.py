@@ -39,9 +39,11 @@ from typing import Iterable
 from sqlalchemy import (BigInteger, Boolean, Column, Float, Index, Integer, MetaData, String,
                         Table, Text, and_, delete, func, inspect, select)
 from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.engine import make_url
 from sqlalchemy.exc import OperationalError, ProgrammingError, IntegrityError
 
-from strangler.db import make_engine
+from strangler.db import make_engine, normalise_url, sqlite_path
+from strangler.errors import OperatorError
 
 log = logging.getLogger(__name__)
 
@@ -99,10 +101,6 @@ def default_store_url() -> str:
 
 def check_store_url(url: str) -> None:
     """A results store URL this store can use, else one OperatorError line saying what to write."""
-    from sqlalchemy.engine import make_url
-
-    from strangler.db import normalise_url
-    from strangler.errors import OperatorError
     example = "sqlite:///var/shadow-results.sqlite3 or postgresql://user@host/db"
     try:
         parsed = make_url(normalise_url(url))
@@ -112,7 +110,7 @@ def check_store_url(url: str) -> None:
     if parsed.get_backend_name() not in ("sqlite", "postgresql"):
         raise OperatorError(f"store URL {url!r}: {parsed.get_backend_name()} is not supported; "
                             f"use SQLite or PostgreSQL, e.g. {example}")
-    if parsed.get_backend_name() == "sqlite" and parsed.database in (None, "", ":memory:"):
+    if parsed.get_backend_name() == "sqlite" and sqlite_path(url) is None:
         raise OperatorError(f"store URL {url!r} names no file; write e.g. "
                             "sqlite:///var/shadow-results.sqlite3")
 
