@@ -127,8 +127,9 @@ def run_cmd(args) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     config = _config(args, broker=True)
     parts = (args.only,) if args.only else ("capture", "apply")
-    pipeline = Pipeline(config, config.directions(args.direction), parts=parts,
-                        snapshot=not args.no_snapshot)
+    directions = config.directions(args.direction)
+    locks = _run_locks(config, directions, parts)
+    pipeline = Pipeline(config, directions, parts=parts, snapshot=not args.no_snapshot)
     signal.signal(signal.SIGTERM, lambda *_: pipeline.stop.set())
     pipeline.start()
     timer = threading.Timer(args.seconds, pipeline.stop.set) if args.seconds else None
@@ -146,7 +147,29 @@ def run_cmd(args) -> int:
         if timer:
             timer.cancel()
         pipeline.close()
+        for lock in locks:
+            lock.release()
     return 0
+
+
+def _run_locks(config: CdcConfig, directions: list[str], parts: tuple[str, ...]) -> list:
+    """Each half this run starts, locked in the database it works on (capture: the source,
+    apply: the target), so a second `cdc run` of the same halves is refused, not doubled."""
+    from cdc.run_lock import RunLock
+    locks = []
+    try:
+        for direction in directions:
+            route = config.route(direction)
+            for part in parts:
+                url = route.source.url if part == "capture" else route.target.url
+                lock = RunLock(url, f"{route.name} {part}")
+                lock.acquire()
+                locks.append(lock)
+    except BaseException:
+        for lock in locks:
+            lock.release()
+        raise
+    return locks
 
 
 def status_cmd(args) -> int:

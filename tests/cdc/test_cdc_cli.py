@@ -28,10 +28,12 @@ def cli(*args: str, timeout: float = 120) -> subprocess.CompletedProcess:
 
 
 class Proc:
-    """One `strangler cdc run --only PART` child process."""
+    """One `strangler cdc run --only PART` child process (both halves when PART is None)."""
 
-    def __init__(self, cap: str, config: Path, part: str, log: Path) -> None:
-        self.args = [sys.executable, "-m", "strangler", "cdc", "run", cap, "--config", str(config), "--only", part]
+    def __init__(self, cap: str, config: Path, part: str | None, log: Path) -> None:
+        self.args = [sys.executable, "-m", "strangler", "cdc", "run", cap, "--config", str(config)]
+        if part:
+            self.args += ["--only", part]
         self.log = log
         self.proc: subprocess.Popen | None = None
 
@@ -203,3 +205,27 @@ def test_an_unreachable_broker_is_one_line_naming_its_address(tmp_path):
         assert line.startswith(f"strangler: error: cannot reach the Kafka broker at 127.0.0.1:"
                                f"{port} (transport.bootstrap in {config}): "), line
         assert line.endswith("; start it (scripts/kafka.sh start) or fix the address"), line
+
+
+def test_a_second_run_of_the_same_capability_is_refused_while_the_first_runs(tmp_path):
+    """Two captures would both publish and delete the SQLite change rows; refused instead."""
+    legacy, service = sqlite_url(tmp_path / "legacy.db"), sqlite_url(tmp_path / "service.db")
+    create_legacy_schema(legacy)
+    create_service_schema(service)
+    config = write_config(tmp_path, "twice", legacy, service)
+    first = Proc("twice", config, None, tmp_path / "first.log").start()
+    try:
+        lock = tmp_path / "legacy.db.twice_to_service-capture.lock"
+        deadline = time.monotonic() + 60
+        while not (lock.exists() and lock.read_text().startswith("process ")):
+            assert time.monotonic() < deadline, (tmp_path / "first.log").read_text()
+            time.sleep(0.1)
+        second = cli("run", "twice", "--config", str(config), "--seconds", "5")
+        assert second.returncode == 2, second.stderr
+        assert second.stderr.startswith(
+            f"strangler: error: CDC twice_to_service capture is already running: process "
+            f"{first.proc.pid} holds {lock}; stop that `strangler cdc run` first"), second.stderr
+    finally:
+        assert first.stop() == 0
+    after = cli("run", "twice", "--config", str(config), "--seconds", "1")
+    assert after.returncode == 0, after.stderr
