@@ -43,6 +43,14 @@ class Breaker:
         self._trial_at = now
         return True
 
+    def shown(self) -> str:
+        """The state the next request would meet, for status and metrics: an open breaker past
+        its cooldown lets a trial through, so it reads half-open (at 0 % no request tries the
+        service, and "open" would stay on every dashboard long after the service recovered)."""
+        if self.state == OPEN and time.monotonic() - self._opened_at >= self.spec.cooldown_s:
+            return HALF_OPEN
+        return self.state
+
     def success(self) -> None:
         if self.state != CLOSED:
             self.state = CLOSED

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import Any, Callable
 
 from proxy.access_log import AccessLog, redact_query
-from proxy.breaker import OPEN, Breaker
+from proxy.breaker import HALF_OPEN, OPEN, Breaker
 from proxy.decision import RuleTable
 from proxy.exchange import ShadowSink
 from proxy.headers import RequestIds, TrustedProxies
@@ -147,13 +147,13 @@ class Engine:
         """Breaker states as gauges (called before each metrics snapshot)."""
         for name, breaker in self.state.breakers.items():
             labels = (("backend", name),)
-            self.metrics.set("strangler_breaker_open", labels, 1 if breaker.state == OPEN else 0)
+            shown = breaker.shown()
+            self.metrics.set("strangler_breaker_open", labels, 1 if shown == OPEN else 0)
             self.metrics.set("strangler_breaker_openings", labels, breaker.opened_total)
-            self.metrics.set("strangler_breaker_half_open", labels,
-                             1 if breaker.state == "half-open" else 0)
+            self.metrics.set("strangler_breaker_half_open", labels, 1 if shown == HALF_OPEN else 0)
 
     def breaker_states(self) -> dict[str, str]:
-        return {name: b.state for name, b in self.state.breakers.items()}
+        return {name: b.shown() for name, b in self.state.breakers.items()}
 
     async def _sweep(self) -> None:
         """Close idle client connections and stale pooled upstream connections."""

@@ -19,8 +19,9 @@ def test_breaker_opens_after_failures_and_half_opens_after_cooldown():
         breaker.failure()
     assert breaker.state == CLOSED and breaker.allow()
     breaker.failure()
-    assert breaker.state == OPEN and not breaker.allow()
+    assert breaker.state == OPEN and not breaker.allow() and breaker.shown() == OPEN
     time.sleep(0.06)
+    assert breaker.shown() == HALF_OPEN       # untried (no traffic at 0 %), yet no longer shut
     assert breaker.allow()                    # the one trial
     assert breaker.state == HALF_OPEN and not breaker.allow()
     breaker.failure()                         # trial failed: open again
