@@ -136,8 +136,11 @@ def stage(path: str | Path, capability: str, target: str, actor: Actor,
           dry_run: bool = False, command: str | None = None) -> Change:
     """Move a capability to another stage (forward one at a time; back as writes allow)."""
     def mutate(m: CommentedMap, cap: CompiledCapability) -> str:
+        written = (m.get("rollout") or {}).get("percent")
         _set_stage(m, cap, target)
-        return f"{cap.name}: stage {cap.stage} -> {target}"
+        now = (m.get("rollout") or {}).get("percent")
+        moved = f", rollout percent {written} -> {now}" if now != written else ""
+        return f"{cap.name}: stage {cap.stage} -> {target}{moved}"
 
     def notes(cap: CompiledCapability) -> tuple[str, ...]:
         if target == "canary" and cap.service_percent == 0:
@@ -430,10 +433,15 @@ def _sub(m: CommentedMap, key: str, after: tuple[str, ...]) -> CommentedMap:
 
 def _set_stage(m: CommentedMap, cap: CompiledCapability, target: str) -> None:
     """Set the stage; entering canary writes the owner and the percent explicitly, since canary
-    does not imply them."""
+    does not imply them. Entering cutover or retired sets a written percent to 100, which is
+    what the service then answers: the file stays true (no "percent is ignored" warning), and a
+    step back to canary changes no client's side until the percent is lowered."""
     _set(m, "stage", target, after=())
     if target == "canary":
         _set(m, "writes", m.get("writes") or cap.writes, after=("stage",))
         rollout = _sub(m, "rollout", after=("writes", "stage"))
         if "percent" not in rollout:
             rollout["percent"] = _number(cap.percent)
+    elif target in ("cutover", "retired") and isinstance(m.get("rollout"), dict) \
+            and "percent" in m["rollout"]:
+        _set(m["rollout"], "percent", 100, ())

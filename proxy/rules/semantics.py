@@ -239,8 +239,9 @@ def _check_shadow(d: dict[str, Any], stage: str, merged: Merged, err: Report) ->
                 shadow_paths.compile_path(path)
             except ValueError as exc:
                 err(f"shadow.compare.{key}[{i}]: {exc}", "shadow", "compare", key, i)
-    if stage in ("legacy", "retired") and percent:
-        err(f"shadow is ignored in stage {stage}", "shadow", severity=WARNING)
+    if stage == "legacy" and percent:       # retired: a reverse shadow left by cutover, nothing to say
+        err("shadow is ignored in stage legacy (shadowing starts in stage shadow)", "shadow",
+            severity=WARNING)
     if stage == "shadow" and not percent:
         err("stage shadow with shadow.percent 0 shadows nothing", "shadow", severity=WARNING)
     if shadow.get("unsafe") and stage not in ("legacy", "retired"):
