@@ -170,9 +170,9 @@ def _check_ports(wanted: Sequence[Service]) -> None:
     for service in wanted:
         for port, flag in service.ports:
             if port in seen:
-                raise OperatorError(f"the {service.name} and the {seen[port]} both want port "
-                                    f"{port}; give them different ports with {flag}")
-            seen[port] = service.name
+                raise OperatorError(f"the {service.name} ({flag}) and the {seen[port]} both want "
+                                    f"port {port}; give them different ports with {flag}")
+            seen[port] = f"{service.name} ({flag})"
             with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
                 # The option aiohttp sets, so a port in TIME_WAIT counts as free, as for it.
                 probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)

@@ -18,11 +18,20 @@ from sqlalchemy import create_engine, text
 from strangler.db import normalise_url
 
 
+_HANDED_OUT: set[int] = set()
+
+
 def free_port() -> int:
-    """A TCP port on 127.0.0.1 that was free a moment ago (the OS picks it)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+    """A TCP port on 127.0.0.1 that was free a moment ago (the OS picks it), never one handed
+    out before in this run: two calls in a row may otherwise get the same just-released port
+    (a demo once started with its proxy and admin API on one port)."""
+    while True:
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+            sock.bind(("127.0.0.1", 0))
+            port = sock.getsockname()[1]
+        if port not in _HANDED_OUT:
+            _HANDED_OUT.add(port)
+            return port
 
 
 async def serve_app(app: web.Application) -> tuple[web.AppRunner, str]:

@@ -179,7 +179,8 @@ def test_two_services_on_one_port_is_refused_before_anything_starts(tmp_path):
     demo = start_demo(tmp_path, port, port)
     assert demo.wait(timeout=60) == 2
     assert (tmp_path / "err.txt").read_text() == (
-        f"strangler: error: the catalog service and the legacy shop both want port {port}; "
+        f"strangler: error: the catalog service (--catalog-port) and the legacy shop "
+        f"(--legacy-port) both want port {port}; "
         "give them different ports with --catalog-port\n")
     assert not (tmp_path / "var").exists()
 
