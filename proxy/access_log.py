@@ -5,8 +5,8 @@ The event loop only puts the entry dict on a `queue.SimpleQueue` (well under 1 Â
 One thread formats what has queued up (orjson, already a dependency: ~5x json's speed) and
 writes it with one `write` per batch, so a slow disk never stalls forwarding and a busy proxy
 does not pay a syscall per line.
-Never logged: Authorization, cookies, the override secret (no headers are logged at all), and
-query values whose names look sensitive.
+Never logged: Authorization, cookies, the override secret (no headers are logged at all),
+query values whose names look secret, and card-like numbers in path or query (proxy.sensitive).
 """
 from __future__ import annotations
 
@@ -19,20 +19,9 @@ from typing import Any, BinaryIO
 
 import orjson
 
-from proxy.secret_names import looks_secret
+from proxy.sensitive import redact_cards, redact_query
 
 REDACTED = "***"
-
-
-def redact_query(query: str) -> str:
-    """Keep query parameter names; blank the values of those that look like secrets."""
-    if not query:
-        return ""
-    parts = []
-    for item in query.split("&"):
-        name, eq, _ = item.partition("=")
-        parts.append(f"{name}={REDACTED}" if eq and looks_secret(name) else item)
-    return "&".join(parts)
 
 
 log = logging.getLogger("strangler.proxy")
@@ -41,10 +30,15 @@ _STOP = object()
 
 
 def format_entry(entry: dict[str, Any]) -> bytes:
-    """One JSON line; the ISO timestamp is made here (on the writer thread), not on the loop."""
+    """One JSON line; the ISO timestamp and the redaction of path and query are done here (on
+    the writer thread), not on the loop."""
     ts = entry.get("ts")
     if isinstance(ts, float):
         entry["ts"] = datetime.fromtimestamp(ts, timezone.utc).isoformat(timespec="milliseconds")
+    if "path" in entry:
+        entry["path"] = redact_cards(entry["path"], REDACTED)
+    if "query" in entry:
+        entry["query"] = redact_query(entry["query"], REDACTED)
     return orjson.dumps(entry, default=str, option=orjson.OPT_APPEND_NEWLINE)
 
 

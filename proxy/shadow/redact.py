@@ -1,9 +1,9 @@
 """Redaction applied before anything reaches the results store (samples, diffs, curl lines).
 
-Removes: credential headers (Authorization, Cookie, Set-Cookie, and any whose name looks secret,
-proxy.secret_names), query parameters whose names look secret, configured sensitive fields
-anywhere in JSON (and `name=value` in form bodies and query strings), and card-like digit runs
-(13–19 digits, spaces or dashes allowed, Luhn-valid) in any text.
+Removes: credential headers (Authorization, Cookie, Set-Cookie, and any whose name looks secret),
+the values of JSON keys, form fields and query parameters whose names look secret or are
+configured sensitive, and card-like numbers in any text. What "looks secret" and "card-like"
+mean is proxy.sensitive's rule, shared with the access log.
 """
 from __future__ import annotations
 
@@ -12,59 +12,47 @@ import re
 from functools import lru_cache
 from typing import Any, Iterable
 
-from proxy.secret_names import looks_secret
+from proxy.sensitive import is_card_number, looks_secret, redact_cards, redact_query
 
 REDACTED = "[REDACTED]"
 SECRET_HEADERS = frozenset({
     "authorization", "proxy-authorization", "cookie", "set-cookie", "x-api-key",
     "x-strangler-override-secret",
 })
-_CARDLIKE = re.compile(r"(?<![0-9A-Za-z])\d(?:[ -]?\d){12,18}(?![0-9A-Za-z])")
-
-
-def luhn_valid(digits: str) -> bool:
-    total = 0
-    for i, ch in enumerate(reversed(digits)):
-        d = int(ch)
-        if i % 2:
-            d = d * 2 - 9 if d > 4 else d * 2
-        total += d
-    return total % 10 == 0
+# `name=value` (form bodies, query strings, links in HTML) and `"name": value` (JSON cut short)
+_PAIR = re.compile(r"(?<![\w%.-])([A-Za-z0-9_.%\[\]-]+)=([^&\s;\"'<>]*)")
+_JSON_PAIR = re.compile(r'("((?:[^"\\]|\\.){1,200})"\s*:\s*)("(?:[^"\\]|\\.)*"|[^,}\]\s]+)')
 
 
 def redact_text(text: str, sensitive: Iterable[str] = ()) -> str:
-    """Card-like numbers, plus `name=value` / `"name": value` for sensitive names."""
-    for pattern, replacement in _name_patterns(frozenset(sensitive)):
-        text = pattern.sub(replacement, text)
-    return _CARDLIKE.sub(_card, text)
+    """Card-like numbers, plus `name=value` / `"name": value` for names that look secret or
+    are configured sensitive."""
+    wanted = _wanted(frozenset(sensitive))
+    text = _PAIR.sub(lambda m: f"{m.group(1)}={REDACTED}" if wanted(m.group(1)) else m.group(0),
+                     text)
+    text = _JSON_PAIR.sub(lambda m: f'{m.group(1)}"{REDACTED}"' if wanted(m.group(2))
+                          else m.group(0), text)
+    return redact_cards(text, REDACTED)
 
 
 @lru_cache(maxsize=64)
-def _name_patterns(sensitive: frozenset[str]) -> tuple[tuple[re.Pattern, str], ...]:
-    if not sensitive:
-        return ()
-    alt = "|".join(re.escape(n) for n in sorted(sensitive))
-    return ((re.compile(rf'(?i)("(?:{alt})"\s*:\s*)("(?:[^"\\]|\\.)*"|[^,}}\]\s]+)'),
-             rf'\1"{REDACTED}"'),
-            (re.compile(rf"(?i)(?<![\w-])((?:{alt})=)[^&\s;]*"), rf"\1{REDACTED}"))
-
-
-def _card(match: re.Match) -> str:
-    digits = re.sub(r"[ -]", "", match.group(0))
-    return REDACTED if 13 <= len(digits) <= 19 and luhn_valid(digits) else match.group(0)
+def _wanted(sensitive: frozenset[str]):
+    def wanted(name: str) -> bool:
+        return looks_secret(name) or name.lower() in sensitive
+    return wanted
 
 
 def redact_json(value: Any, sensitive: frozenset[str]) -> Any:
     """A copy of a parsed JSON value with sensitive keys' values and card numbers replaced."""
     if isinstance(value, dict):
-        return {k: (REDACTED if k.lower() in sensitive else redact_json(v, sensitive))
+        wanted = _wanted(sensitive)
+        return {k: (REDACTED if wanted(k) else redact_json(v, sensitive))
                 for k, v in value.items()}
     if isinstance(value, list):
         return [redact_json(v, sensitive) for v in value]
     if isinstance(value, str):
         return redact_text(value, sensitive)
-    if isinstance(value, int) and not isinstance(value, bool) and 13 <= len(str(abs(value))) <= 19 \
-            and luhn_valid(str(abs(value))):
+    if isinstance(value, int) and not isinstance(value, bool) and is_card_number(str(abs(value))):
         return REDACTED
     return value
 
@@ -93,16 +81,10 @@ def redact_headers(headers: Iterable[tuple[str, str]],
 
 def redact_target(target: str, sensitive: frozenset[str]) -> str:
     """A request target with the values of query parameters that look secret (api_key=...)
-    or are configured sensitive replaced; the rest as `redact_text` leaves it."""
+    or are configured sensitive replaced, and card-like numbers masked in path and query."""
     path, mark, query = target.partition("?")
-    if not mark:
-        return redact_text(target, sensitive)
-    params = []
-    for item in query.split("&"):
-        name, eq, _ = item.partition("=")
-        params.append(f"{name}={REDACTED}" if eq and (looks_secret(name)
-                                                      or name.lower() in sensitive) else item)
-    return redact_text(f"{path}?{'&'.join(params)}", sensitive)
+    path = redact_cards(path, REDACTED)
+    return f"{path}?{redact_query(query, REDACTED, sensitive)}" if mark else path
 
 
 def redact_field(path: str, value: Any, sensitive: frozenset[str]) -> Any:
@@ -110,7 +92,7 @@ def redact_field(path: str, value: Any, sensitive: frozenset[str]) -> Any:
     or a compared credential header such as `header:set-cookie`)."""
     if path.startswith("header:") and secret_header(path[len("header:"):]):
         return REDACTED
-    last = re.split(r"[.\[\]']+", path.rstrip("]'"))[-1].lower()
-    if last in sensitive:
+    last = re.split(r"[.\[\]']+", path.rstrip("]'"))[-1]
+    if _wanted(sensitive)(last):
         return REDACTED
     return redact_json(value, sensitive)

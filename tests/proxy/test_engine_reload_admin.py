@@ -5,6 +5,7 @@ import asyncio
 import json
 
 import pytest
+from yarl import URL
 
 from tests.proxy.harness import client, rules_doc, running_proxy, write_rules
 from tests.proxy.upstreams import upstream
@@ -125,16 +126,23 @@ async def test_access_log_json_lines(tmp_path):
                     "Authorization": "Bearer topsecret", "Cookie": "session=abc",
                     "X-Request-Id": "rid-1"}) as resp:
                 assert resp.status == 200
+            async with http.get(URL(proxy.url + "/echo/4111-1111-1111-1111?cc=4111111111111111&"
+                                    "pan2=4111%201111%201111%201111&%74oken=PCT1&q=shoes",
+                                    encoded=True)) as resp:
+                assert resp.status == 404           # no such page upstream; logged all the same
         lines = log.read_text().splitlines()
-    entry = json.loads(lines[-1])
+    entry = json.loads(lines[-2])
     assert entry["request_id"] == "rid-1" and entry["status"] == 200
     assert entry["method"] == "GET" and entry["path"] == "/echo" and entry["backend"] == "legacy"
     assert entry["query"] == "token=***&page=2"
+    cards = json.loads(lines[-1])      # card numbers in path and values, an encoded secret name
+    assert (cards["path"], cards["query"]) == ("/echo/***", "cc=***&pan2=***&%74oken=***&q=shoes")
     assert entry["ts"].endswith("+00:00") and "T" in entry["ts"]
     for key in ("ts", "capability", "side", "duration_ms", "bytes", "fallback", "upstream_status"):
         assert key in entry
     text = log.read_text()
     assert "topsecret" not in text and "s3cret" not in text and "session=abc" not in text
+    assert "4111" not in text and "PCT1" not in text
 
 
 async def test_operator_mistakes_refused_at_start(tmp_path):
