@@ -12,6 +12,8 @@ from urllib.parse import unquote
 _VARIABLE = re.compile(r"^\{[A-Za-z_][A-Za-z0-9_]*\}$")
 _UUID = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
 _LONG_HEX = re.compile(r"^(?=.*[0-9])[0-9a-fA-F]{16,}$")
+_SPLIT_DIGITS = re.compile(r"^\d+(?:[ .+_-]\d+)+$")             # 4111-1111-1111-1111, 12.5
+_LONG_TOKEN = re.compile(r"^(?=.*[0-9])[A-Za-z0-9_.~-]{16,}$")   # order-2026-000123, a key
 
 _ENCODED_SLASH = re.compile("%2[fF]")
 
@@ -69,11 +71,13 @@ def template_segments(template: str) -> list[Segment]:
 
 
 def looks_like_id(seg: str) -> bool:
-    return seg.isdigit() or bool(_UUID.match(seg)) or bool(_LONG_HEX.match(seg))
+    return (seg.isdigit() or bool(_UUID.match(seg)) or bool(_LONG_HEX.match(seg))
+            or bool(_SPLIT_DIGITS.match(seg)) or bool(_LONG_TOKEN.match(seg)))
 
 
 def learned_route(path: str) -> str:
-    """A route template for grouping: id-like segments (digits, UUIDs, long hex) become {id}."""
+    """A route template for grouping: id-like segments become {id}: digits (also in groups,
+    4111-1111), UUIDs, long hex, and long tokens with a digit in them (order-2026-000123)."""
     if not any(c.isdigit() for c in path):
         return path
     return "/".join("{id}" if seg and looks_like_id(seg) else seg for seg in path.split("/"))

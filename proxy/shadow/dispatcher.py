@@ -271,8 +271,8 @@ class ShadowDispatcher:
             self.skip(decision, "body-too-large")
             return
         capability = decision.capability or "-"
-        noise = not unsafe and self.noise.take(capability, decision.route,
-                                               settings.noise_percent)
+        noise = not unsafe and self.noise.take(
+            capability, self.store.kept_route(capability, decision.route), settings.noise_percent)
         reverse = decision.side == SERVICE
         legacy_backend = plan.target if reverse else decision.backend
         assert self._client is not None

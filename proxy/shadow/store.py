@@ -20,7 +20,9 @@ What is kept, per capability, route template and five-minute time bucket:
 - `shadow_samples`: at most `samples_per_field` redacted samples per (capability, route, field),
   the newest kept; after the first ones, a field gets a fresh sample at most once a minute.
 
-Retention: buckets and samples older than `retention_days` are deleted by the flusher.
+Retention: buckets and samples older than `retention_days` are deleted by the flusher. Routes
+are bounded too: a capability keeps its first `MAX_ROUTES`, then `…other routes`
+(proxy.shadow.routes), so made-up paths cannot grow the store.
 """
 from __future__ import annotations
 
@@ -42,6 +44,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import OperationalError, ProgrammingError, IntegrityError
 
+from proxy.shadow.routes import RouteBudget
 from strangler.db import make_engine, normalise_url, sqlite_path
 from strangler.errors import OperatorError
 
@@ -164,6 +167,7 @@ class ShadowStore:
         self._lock = threading.Lock()
         self._reset_buffers()
         self._sample_quota: dict[tuple[str, str, str], tuple[int, float]] = {}
+        self.routes = RouteBudget()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._last_retention = 0.0
@@ -187,6 +191,9 @@ class ShadowStore:
 
     def start(self) -> None:
         self.create_schema()
+        with self.engine.connect() as conn:     # routes kept before count against the bound
+            self.routes.seed(conn.execute(select(counters_t.c.capability, counters_t.c.route)
+                                          .distinct()).all())
         self._thread = threading.Thread(target=self._run, name="shadow-store-flush", daemon=True)
         self._thread.start()
 
@@ -233,17 +240,25 @@ class ShadowStore:
 
     def count(self, capability: str, route: str, name: str, amount: int = 1,
               at: float | None = None) -> None:
-        key = (_fit(capability, NAME_CHARS), _fit(route, KEY_CHARS), _bucket(at),
-               _fit(name, NAME_CHARS))
+        capability = _fit(capability, NAME_CHARS)
         with self._lock:
+            key = (capability, self.routes.fold(capability, _fit(route, KEY_CHARS)), _bucket(at),
+                   _fit(name, NAME_CHARS))
             self._counters[key] = self._counters.get(key, 0) + amount
+
+    def kept_route(self, capability: str, route: str) -> str:
+        """The name ROUTE's results are kept under (proxy.shadow.routes bounds them)."""
+        with self._lock:
+            return self.routes.fold(_fit(capability, NAME_CHARS), _fit(route, KEY_CHARS))
 
     def wants_sample(self, capability: str, route: str, field_key: str,
                      now: float | None = None) -> bool:
         """Reserve a sample slot for this field, if it still needs one."""
         now = time.time() if now is None else now
-        key = (_fit(capability, NAME_CHARS), _fit(route, KEY_CHARS), _fit(field_key, KEY_CHARS))
+        capability = _fit(capability, NAME_CHARS)
         with self._lock:
+            key = (capability, self.routes.fold(capability, _fit(route, KEY_CHARS)),
+                   _fit(field_key, KEY_CHARS))
             taken, last = self._sample_quota.get(key, (0, 0.0))
             if taken < self.samples_per_field or now - last >= SAMPLE_REFRESH_S:
                 self._sample_quota[key] = (taken + 1, now)
@@ -256,9 +271,10 @@ class ShadowStore:
         noise_fields = (None if obs.noise_fields is None
                         else {_fit(f, KEY_CHARS) for f in obs.noise_fields})
         bucket = _bucket(obs.at)
-        base = (capability, route, bucket)
         signature, digest = _signature(obs.status_mismatch, tuple(sorted(raw_fields)))
         with self._lock:
+            route = self.routes.fold(capability, route)
+            base = (capability, route, bucket)
             self._add_counter(base + ("compared",), 1)
             if obs.status_mismatch:
                 self._add_counter(base + ("status_mismatch",), 1)

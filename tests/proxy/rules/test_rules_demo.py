@@ -43,3 +43,13 @@ def test_demo_sends_everything_else_to_the_default_backend() -> None:
         assert (decision.capability, decision.side, decision.reason) == (None, DEFAULT, "default")
         assert decision.backend.name == "legacy"
     assert table.decide("GET", "/api/carts/3", "", {}).route == "/api/carts/{id}"
+
+
+def test_learned_routes_fold_ids_of_every_usual_shape_never_keeping_raw_values() -> None:
+    table = load_table(DEMO, environ={})
+    for segment in ("3", "0b6a5f8e-1c2d-4e5f-8a9b-0c1d2e3f4a5b", "b60da011f942225c",
+                    "4111-1111-1111-1111", "4111 1111 1111 1111", "order-2026-000123",
+                    "secretTOKENabcdefXYZ123"):
+        assert table.decide("GET", f"/api/carts/{segment}/items", "", {}).route == \
+            "/api/carts/{id}/items", segment
+    assert table.decide("GET", "/api/carts/v2/items", "", {}).route == "/api/carts/v2/items"

@@ -88,6 +88,41 @@ def test_samples_are_bounded_per_field(tmp_path):
     store.close()
 
 
+def test_routes_per_capability_are_bounded_across_restarts(tmp_path):
+    """Made-up paths under a prefix matcher must not grow the store without end."""
+    url = f"sqlite:///{tmp_path / 's.db'}"
+    store = ShadowStore(url)
+    store.routes.limit = 3
+    store.start()
+    for i in range(5):
+        store.record(observation(route=f"/api/products/x/r{i}", raw={"$.a"}, at=AT))
+    store.count("catalog", "/api/products/x/r9", "skipped:unsafe-method", at=AT)
+    store.count("other", "/api/other", "dropped", at=AT)        # another capability has room
+    store.record(observation(route="/api/products/x/4111-1111-1111-1111", at=AT))
+    store.close()
+    again = ShadowStore(url)            # a restart: the routes already kept still count
+    again.routes.limit = 3
+    again.start()
+    again.record(observation(route="/api/products/x/new", at=AT + 1))
+    again.close()
+    report = build_report(ShadowStore(url), now=AT + 200)
+    routes = {r["route"]: r for cap in report["capabilities"] for r in cap["routes"]}
+    assert set(routes) == {"/api/products/x/r0", "/api/products/x/r1", "/api/products/x/r2",
+                           "…other routes", "/api/other"}
+    assert routes["…other routes"]["compared"] == 4
+    assert routes["…other routes"]["skipped"] == {"unsafe-method": 1}
+
+
+def test_a_card_number_in_a_route_is_masked(tmp_path):
+    store = ShadowStore(f"sqlite:///{tmp_path / 's.db'}")
+    store.start()
+    store.record(observation(route="/api/products/x/4111 1111 1111 1111", at=AT))
+    store.close()
+    with store.engine.connect() as conn:
+        assert conn.execute(text("SELECT DISTINCT route FROM shadow_counters")).scalars().all() \
+            == ["/api/products/x/{card}"]
+
+
 def test_retention_deletes_old_buckets(tmp_path):
     store = ShadowStore(f"sqlite:///{tmp_path / 's.db'}", retention_days=1)
     store.create_schema()
