@@ -7,6 +7,8 @@ import logging
 import os
 import secrets
 import signal
+import sys
+import tempfile
 from pathlib import Path
 
 from proxy.runtime import Runtime
@@ -56,26 +58,48 @@ def register(subparsers) -> None:
     p.set_defaults(func=run)
 
 
+MIN_TOKEN_CHARS = 16
+
+
 def admin_token(token_file: Path | None) -> str:
-    """From the file, the environment, or a fresh one written to var/admin.token (0600)."""
+    """From the file, the environment, or a fresh one written to var/admin.token (0600).
+    A given token must be long enough to resist guessing; a token file others can read is
+    used, with a warning (mounted secrets are often 0644), as ssh would not."""
     if token_file is not None:
         try:
             token = token_file.read_text().strip()
+            mode = token_file.stat().st_mode & 0o777
         except OSError as exc:
             raise OperatorError(f"cannot read --admin-token-file {token_file}: {exc.strerror}")
         if not token:
             raise OperatorError(f"--admin-token-file {token_file} is empty; put a token in it")
-        return token
+        if mode & 0o077:
+            print(f"strangler proxy: warning: --admin-token-file {token_file} is readable by "
+                  f"other users (mode {mode:04o}); chmod 600 it", file=sys.stderr, flush=True)
+        return _long_enough(token, f"--admin-token-file {token_file}")
     if os.environ.get("STRANGLER_ADMIN_TOKEN", "").strip():
-        return os.environ["STRANGLER_ADMIN_TOKEN"].strip()
+        return _long_enough(os.environ["STRANGLER_ADMIN_TOKEN"].strip(), "STRANGLER_ADMIN_TOKEN")
     token = secrets.token_urlsafe(32)
     TOKEN_FILE.parent.mkdir(parents=True, exist_ok=True)
-    tmp = TOKEN_FILE.with_suffix(".tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as fh:
-        fh.write(token + "\n")
-    os.replace(tmp, TOKEN_FILE)
+    # A fresh name (O_EXCL, 0600): a stale or planted temp file must not decide the mode or,
+    # as a symlink, where the token goes.
+    fd, tmp = tempfile.mkstemp(dir=TOKEN_FILE.parent, prefix=".admin.token.")
+    try:
+        with os.fdopen(fd, "w") as fh:
+            fh.write(token + "\n")
+        os.replace(tmp, TOKEN_FILE)
+    except BaseException:
+        os.unlink(tmp)
+        raise
     print(f"strangler proxy: admin token written to {TOKEN_FILE.resolve()}", flush=True)
+    return token
+
+
+def _long_enough(token: str, source: str) -> str:
+    if len(token) < MIN_TOKEN_CHARS:
+        raise OperatorError(f"the admin token from {source} has {len(token)} characters; use at "
+                            f"least {MIN_TOKEN_CHARS} (e.g. `openssl rand -hex 32`), or give none "
+                            "and one is generated into var/admin.token")
     return token
 
 
