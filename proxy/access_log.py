@@ -11,6 +11,7 @@ query values whose names look secret, and card-like numbers in path or query (pr
 from __future__ import annotations
 
 import logging
+import os
 import queue
 import sys
 import threading
@@ -46,7 +47,10 @@ class AccessLog:
     """`target` is a file path or "-" for stdout. Call `close()` to flush on shutdown."""
 
     def __init__(self, target: str) -> None:
-        self._out: BinaryIO = sys.stdout.buffer if target == "-" else open(target, "ab")
+        # 0600 when created: the log names clients' requests; umask's 0644 would share them.
+        self._out: BinaryIO = (sys.stdout.buffer if target == "-" else
+                               os.fdopen(os.open(target, os.O_WRONLY | os.O_APPEND | os.O_CREAT,
+                                                 0o600), "ab"))
         self._queue: queue.SimpleQueue = queue.SimpleQueue()
         self._thread = threading.Thread(target=self._write_batches, name="strangler-access-log",
                                         daemon=True)

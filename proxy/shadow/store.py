@@ -31,6 +31,7 @@ import json
 import logging
 import math
 import os
+import re
 import threading
 import time
 from dataclasses import dataclass, field
@@ -105,16 +106,17 @@ def default_store_url() -> str:
 def check_store_url(url: str) -> None:
     """A results store URL this store can use, else one OperatorError line saying what to write."""
     example = "sqlite:///var/shadow-results.sqlite3 or postgresql://user@host/db"
+    shown = repr(re.sub(r"(://[^:/@]*:)[^@]*@", r"\1***@", url))   # never echo a password
     try:
         parsed = make_url(normalise_url(url))
     except Exception:
-        raise OperatorError(f"store URL {url!r} is not a database URL; write e.g. {example}") \
+        raise OperatorError(f"store URL {shown} is not a database URL; write e.g. {example}") \
             from None
     if parsed.get_backend_name() not in ("sqlite", "postgresql"):
-        raise OperatorError(f"store URL {url!r}: {parsed.get_backend_name()} is not supported; "
+        raise OperatorError(f"store URL {shown}: {parsed.get_backend_name()} is not supported; "
                             f"use SQLite or PostgreSQL, e.g. {example}")
     if parsed.get_backend_name() == "sqlite" and sqlite_path(url) is None:
-        raise OperatorError(f"store URL {url!r} names no file; write e.g. "
+        raise OperatorError(f"store URL {shown} names no file; write e.g. "
                             "sqlite:///var/shadow-results.sqlite3")
 
 
@@ -180,6 +182,12 @@ class ShadowStore:
         database = self.engine.url.database
         if self.engine.dialect.name == "sqlite" and database and database != ":memory:":
             Path(database).parent.mkdir(parents=True, exist_ok=True)
+            # 0600 when created (SQLite gives its -wal/-shm files the same mode): the samples
+            # are redacted, yet they are clients' requests, not for every user of the machine.
+            try:
+                os.close(os.open(database, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+            except FileExistsError:
+                pass
         for attempt in range(10):
             try:
                 metadata.create_all(self.engine)

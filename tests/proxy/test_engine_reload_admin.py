@@ -140,6 +140,7 @@ async def test_access_log_json_lines(tmp_path):
     assert entry["ts"].endswith("+00:00") and "T" in entry["ts"]
     for key in ("ts", "capability", "side", "duration_ms", "bytes", "fallback", "upstream_status"):
         assert key in entry
+    assert log.stat().st_mode & 0o777 == 0o600
     text = log.read_text()
     assert "topsecret" not in text and "s3cret" not in text and "session=abc" not in text
     assert "4111" not in text and "PCT1" not in text

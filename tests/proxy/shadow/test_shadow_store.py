@@ -205,12 +205,16 @@ def test_a_failed_flush_keeps_its_counts_for_the_next(tmp_path):
     store.close()
 
 
-def test_writer_creates_the_sqlite_folder(tmp_path):
+def test_writer_creates_the_sqlite_folder_and_file_for_this_user_only(tmp_path):
     store = ShadowStore(f"sqlite:///{tmp_path / 'var' / 'deeper' / 'shadow.sqlite3'}")
     store.start()
     store.record(observation(raw={"$.a"}))
+    store.flush()
+    folder = tmp_path / "var" / "deeper"
+    modes = {p.name: p.stat().st_mode & 0o777 for p in folder.iterdir()}
     store.close()
-    assert (tmp_path / "var" / "deeper" / "shadow.sqlite3").exists()
+    assert modes == {"shadow.sqlite3": 0o600, "shadow.sqlite3-wal": 0o600,
+                     "shadow.sqlite3-shm": 0o600}       # requests are not for every user
 
 
 def test_overlong_keys_are_cut_not_fatal(pg_url):
