@@ -30,6 +30,9 @@ def _validator() -> Draft202012Validator:
     return Draft202012Validator(schema())
 
 
+NEVER_SHOWN = frozenset({"secret_env"})      # keys whose bad values are not echoed anywhere
+
+
 def check_schema(src: RuleSource) -> list[Problem]:
     errors = sorted(_validator().iter_errors(src.data), key=lambda e: list(map(str, e.absolute_path)))
     # A value of the wrong type also fails its oneOf/anyOf: say it once, as a type error.
@@ -54,6 +57,10 @@ def _problems(src: RuleSource, error: ValidationError) -> list[Problem]:
     if error.validator == "required":
         return [Problem(src.file, src.line(path), rule, f"{where}: {error.message}")]
     described = error.schema.get("description") if isinstance(error.schema, dict) else None
+    if path and path[-1] in NEVER_SHOWN:    # a secret pasted where its variable's name belongs
+        return [Problem(src.file, src.line(path), rule,
+                        f"{where}: the value (not shown) is not valid: expected {described}; if "
+                        "it is the secret itself, remove it from the file and its history")]
     if error.validator in ("anyOf", "oneOf") and described:
         message = f"{where}: {error.instance!r} is not valid: expected {described}"
     elif error.validator == "enum":

@@ -288,3 +288,12 @@ def test_a_percent_its_stage_ignores_is_a_warning_unless_the_stage_implies_it(
     assert report.table is not None
     ignored = [w for w in report.warnings if "rollout.percent is ignored" in w.message]
     assert bool(ignored) is warned, report.warnings
+
+
+def test_a_secret_pasted_as_secret_env_is_refused_and_never_echoed(rules_file) -> None:
+    for pasted in ("9f3ac0ffee5ecret1234", "a9f3ac0ffee5ecret1234"):   # openssl rand -hex
+        path = rules_file(HEAD + cap() + f"override: {{secret_env: '{pasted}'}}\n")
+        (problem,) = errors(path)
+        assert problem.line == 13 and pasted not in problem.message
+        assert problem.message.startswith("override.secret_env: the value (not shown) is not "
+                                          "valid: expected the NAME of the environment variable")
