@@ -143,8 +143,11 @@ class Flight:
         self.content_length = int(cl) if cl is not None else None
         self.chunked = "transfer-encoding" in lower
         self.expect_continue = lower.get("expect", "").lower() == "100-continue"
-        if "upgrade" in lower and "upgrade" in lower.get("connection", "").lower():
-            self.upgrade = lower["upgrade"].encode("latin-1")
+        # WebSocket only: any other upgrade (h2c...) is forwarded as a plain request, since a
+        # tunnel past this request would escape the rules for everything sent through it.
+        if lower.get("upgrade", "").strip().lower() == "websocket" \
+                and "upgrade" in lower.get("connection", "").lower():
+            self.upgrade = b"websocket"
         if self.content_length is None and not self.chunked:
             self.body_done = True   # no body at all (the parser still calls message_complete)
 

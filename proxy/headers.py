@@ -2,7 +2,8 @@
 
 Follows RFC 9110 §7.6: hop-by-hop headers and every header named in `Connection` are removed
 in both directions; `Via` is appended; `X-Forwarded-*` are set for the upstream, and incoming
-ones are kept only when the peer is a configured trusted proxy. `traceparent`/`tracestate` pass
+ones (and other client-address or URL-override headers front proxies set: X-Real-IP,
+True-Client-IP, X-Original-URL...) are kept only when the peer is a configured trusted proxy. `traceparent`/`tracestate` pass
 through untouched; `X-Request-Id` is generated when absent and echoed to the client.
 """
 from __future__ import annotations
@@ -21,7 +22,10 @@ HOP_BY_HOP = frozenset({
     b"trailer", b"transfer-encoding", b"upgrade", b"proxy-connection",
 })
 # Set by us for the upstream; the client's copies are dropped unless the peer is trusted.
-FORWARDED = frozenset({b"x-forwarded-for", b"x-forwarded-proto", b"x-forwarded-host", b"forwarded"})
+FORWARDED = frozenset({b"x-forwarded-for", b"x-forwarded-proto", b"x-forwarded-host", b"forwarded",
+                       b"x-real-ip", b"true-client-ip", b"x-client-ip", b"cf-connecting-ip",
+                       b"fastly-client-ip", b"x-cluster-client-ip", b"x-original-url",
+                       b"x-rewrite-url", b"x-original-forwarded-for"})
 ALWAYS_DROPPED = HOP_BY_HOP | {b"close", b""}
 SIMPLE_CONNECTION = frozenset({b"keep-alive", b"close"})   # name nothing else: nothing to do
 # First bytes of the response header names we act on (hop-by-hop, Content-Length, Via,
@@ -125,8 +129,8 @@ def upstream_request_head(method: bytes, target: bytes, headers: RawHeaders, *, 
                     proto = value
                 elif lname == b"x-forwarded-host" and fhost is None:
                     fhost = value
-                elif lname == b"forwarded":
-                    out += (name, b": ", value, b"\r\n")
+                elif lname not in (b"x-forwarded-proto", b"x-forwarded-host"):
+                    out += (name, b": ", value, b"\r\n")     # Forwarded, X-Real-IP, ...
         elif action is _HOST:
             host = value
             out += (name, b": ", value, b"\r\n")

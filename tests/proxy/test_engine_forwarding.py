@@ -25,13 +25,16 @@ async def test_request_headers_rewritten(tmp_path):
                 "TE": "trailers", "Proxy-Authorization": "Basic eA==",
                 "X-Forwarded-For": "6.6.6.6", "X-Forwarded-Proto": "https",
                 "X-Forwarded-Host": "evil.example", "Forwarded": "for=6.6.6.6",
-                "traceparent": trace, "tracestate": "a=b,c=d", "X-Kept": "yes"}) as resp:
+                "traceparent": trace, "tracestate": "a=b,c=d", "X-Kept": "yes",
+                "X-Real-IP": "6.6.6.6", "True-Client-IP": "6.6.6.6",
+                "X-Original-URL": "/admin"}) as resp:
                 assert resp.status == 200
                 assert resp.headers["Via"] == "1.1 strangler"
                 echoed = await resp.json()
                 answered_id = resp.headers.getall("X-Request-Id")
     assert echoed["target"] == "/echo?x=1"
-    for gone in ("X-Drop-Me", "Keep-Alive", "TE", "Proxy-Authorization", "Forwarded"):
+    for gone in ("X-Drop-Me", "Keep-Alive", "TE", "Proxy-Authorization", "Forwarded",
+                 "X-Real-IP", "True-Client-IP", "X-Original-URL"):
         assert header(echoed, gone) == [], gone
     # Not a trusted peer: the client's X-Forwarded-* are replaced, not appended to.
     assert header(echoed, "X-Forwarded-For") == ["127.0.0.1"]
@@ -52,7 +55,7 @@ async def test_trusted_proxy_headers_appended_and_request_id_kept(tmp_path):
             async with http.get(proxy.url + "/echo", headers={
                     "X-Forwarded-For": "203.0.113.9", "X-Forwarded-Proto": "https",
                     "X-Forwarded-Host": "shop.example", "X-Request-Id": "req-42",
-                    "Via": "1.1 edge"}) as resp:
+                    "Via": "1.1 edge", "X-Real-IP": "203.0.113.9"}) as resp:
                 echoed = await resp.json()
                 assert resp.headers.getall("X-Request-Id") == ["req-42"]
     assert header(echoed, "X-Forwarded-For") == ["203.0.113.9, 127.0.0.1"]
@@ -60,6 +63,22 @@ async def test_trusted_proxy_headers_appended_and_request_id_kept(tmp_path):
     assert header(echoed, "X-Forwarded-Host") == ["shop.example"]
     assert header(echoed, "X-Request-Id") == ["req-42"]
     assert header(echoed, "Via") == ["1.1 edge, 1.1 strangler"]
+    assert header(echoed, "X-Real-IP") == ["203.0.113.9"]          # a trusted peer's, kept
+
+
+async def test_only_websocket_upgrades_are_tunnelled(tmp_path):
+    """An h2c (or any other) upgrade is forwarded as a plain request: a tunnel would carry
+    later requests past the rules."""
+    async with upstream("legacy") as legacy:
+        rules = write_rules(tmp_path / "r.yaml", rules_doc(legacy.url))
+        async with running_proxy(rules) as proxy, client() as http:
+            async with http.get(proxy.url + "/echo", headers={
+                    "Connection": "Upgrade, HTTP2-Settings", "Upgrade": "h2c",
+                    "HTTP2-Settings": "AAMAAABkAAQAAP__"}) as resp:
+                assert resp.status == 200
+                echoed = await resp.json()
+    for gone in ("Upgrade", "HTTP2-Settings", "Connection"):
+        assert header(echoed, gone) == [], gone
 
 
 async def test_response_hop_by_hop_removed_redirect_and_gzip_untouched(tmp_path):
