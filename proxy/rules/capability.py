@@ -16,7 +16,9 @@ from typing import Any
 
 from proxy.decision import LEGACY, SAFE_METHODS, SERVICE, Backend, Decision, ShadowPlan
 from proxy.rules.bucketing import BUCKETS, RequestKeys, Rng, StickySource, request_bucket, threshold
-from proxy.rules.matchers import Matcher
+from proxy.rules.index import PathIndex
+from proxy.rules.matchers import TEMPLATE, Matcher
+from proxy.rules.paths import learned_route
 from proxy.shadow_settings import ShadowSettings
 
 
@@ -84,7 +86,7 @@ class CompiledCapability:
 class CapabilityRouter:
     """The per-request part of a capability, with its thresholds and shadow plans precomputed."""
     __slots__ = ("cap", "_rollout", "_shadow", "_shadow_group", "_plans", "_unsafe_plans",
-                 "_rng")
+                 "_rng", "_templates")
 
     def __init__(self, cap: CompiledCapability, rng: Rng) -> None:
         self.cap = cap
@@ -92,6 +94,8 @@ class CapabilityRouter:
         self._rollout = threshold(cap.percent)
         self._shadow = threshold(cap.shadow_percent)
         self._shadow_group = f"{cap.name}.shadow"
+        templates = [m for m in cap.matchers if m.kind == TEMPLATE]
+        self._templates = PathIndex(templates) if templates else None
         # Shadow plans by the side that answers: the copy goes to the other side.
         self._plans: dict[str, ShadowPlan] = {}
         self._unsafe_plans: dict[str, ShadowPlan] = {}
@@ -105,6 +109,18 @@ class CapabilityRouter:
             if cap.shadow.unsafe and backend.honours_dry_run:
                 self._unsafe_plans[answering] = ShadowPlan(backend, target, limit, dry_run=True,
                                                            compare=cap.shadow)
+
+    def route(self, path: str) -> str:
+        """The report route of a (normalised) path a prefix or regex matched: the first of this
+        capability's templates that fits it, whatever that template's methods (a DELETE of
+        /api/categories/kids reports as /api/categories/{slug}, not one route per slug), with
+        one trailing slash ignored; else the learned route. A trie walk, no regex."""
+        if self._templates is not None:
+            bare = path[:-1] if len(path) > 1 and path.endswith("/") else path
+            found = self._templates.candidates(bare)
+            if found:
+                return min(found, key=_order).value
+        return learned_route(path)
 
     def pinnable(self, side: str) -> bool:
         """Can a tester pin a read to `side`? Not to legacy once retired, not to a missing service."""
@@ -147,3 +163,7 @@ class CapabilityRouter:
             return True
         sources = self.cap.sticky if self.cap.shadow.sticky else ()
         return request_bucket(self._shadow_group, sources, keys, self._rng) < self._shadow
+
+
+def _order(m: Matcher) -> int:
+    return m.order

@@ -59,9 +59,9 @@ class CompiledTable:
         matcher = self._index.match(method, path, keys)
         if matcher is None:
             return Decision(None, learned_route(path), DEFAULT, self.default, None, "default")
-        route = matcher.value if matcher.kind in (PATH, TEMPLATE) else learned_route(path)
-        return self._routers[matcher.capability].decide(method, route, keys,
-                                                        self.override.side(headers))
+        router = self._routers[matcher.capability]
+        route = matcher.value if matcher.kind in (PATH, TEMPLATE) else router.route(path)
+        return router.decide(method, route, keys, self.override.side(headers))
 
     def status(self) -> dict[str, Any]:
         """What /admin/status shows about the rules."""

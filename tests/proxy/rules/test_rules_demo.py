@@ -53,3 +53,20 @@ def test_learned_routes_fold_ids_of_every_usual_shape_never_keeping_raw_values()
         assert table.decide("GET", f"/api/carts/{segment}/items", "", {}).route == \
             "/api/carts/{id}/items", segment
     assert table.decide("GET", "/api/carts/v2/items", "", {}).route == "/api/carts/v2/items"
+
+
+def test_writes_matched_by_a_prefix_report_under_the_capability_template() -> None:
+    # demo.yaml's templates are GET/HEAD only; a DELETE falls to the prefix matcher, yet must
+    # report as /api/categories/{slug}, not one route per category slug.
+    table = load_table(DEMO, environ={})
+    for method, path, route in [
+            ("DELETE", "/api/categories/kids", "/api/categories/{slug}"),
+            ("PATCH", "/api/products/7", "/api/products/{id}"),
+            ("GET", "/api/categories/kids/", "/api/categories/{slug}"),    # prefix, not template
+            ("POST", "/api/categories", "/api/categories"),                # no template fits
+            ("DELETE", "/api/categories/kids/toys", "/api/categories/kids/toys"),
+            ("GET", "/api/categories//", "/api/categories//")]:
+        decision = table.decide(method, path, "", {})
+        assert (decision.capability, decision.route) == ("catalog", route), (method, path)
+    assert table.decide("DELETE", "/api/carts/3", "", {}).route == "/api/carts/{id}"
+    assert table.decide("GET", "/api/carts/3", "", {}).route == "/api/carts/{id}"
