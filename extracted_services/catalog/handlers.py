@@ -16,8 +16,9 @@ from sqlalchemy import text
 from sqlalchemy.engine import Connection
 
 from extracted_services.catalog import store, validation
-from extracted_services.catalog.keys import DRY_RUN, ENGINE
-from extracted_services.catalog.middleware import json_response, no_content
+from extracted_services.catalog.keys import ENGINE, WROTE
+from extracted_services.catalog.middleware import (DRY_RUN_HEADER, asks_dry_run, json_response,
+                                                   no_content)
 from extracted_services.catalog.problems import bad_request
 from extracted_services.catalog.validation import path_id
 
@@ -38,18 +39,20 @@ async def _read(request: web.Request, work: Callable[[Connection], T]) -> T:
 def _dry_run(request: web.Request) -> bool:
     """`X-Strangler-Dry-Run: 1` asks for a rolled-back write; any other value is refused,
     so a misspelt header can never turn a rehearsal into a real write."""
-    value = request.headers.get("X-Strangler-Dry-Run")
+    value = request.headers.get(DRY_RUN_HEADER)
     if value is None:
         return False
-    if value.strip() != "1":
+    if not asks_dry_run(request):
         raise bad_request(f"header X-Strangler-Dry-Run must be 1 when present, got {value!r}")
-    request[DRY_RUN] = True
     return True
 
 
 async def _write(request: web.Request, work: Callable[[Connection], T], dry_run: bool) -> T:
-    """Run `work` in one transaction: committed, or rolled back on error or dry run."""
+    """Run `work` in one transaction: committed, or rolled back on error or dry run. A real
+    write marks the request before it starts, so its answer never says rolled-back."""
     engine = request.app[ENGINE]
+    if not dry_run:
+        request[WROTE] = True
 
     def run() -> T:
         with engine.connect() as conn, conn.begin() as transaction:

@@ -6,6 +6,7 @@ from sqlalchemy.engine import Engine
 
 DATABASE_URL = web.AppKey("database_url", str)
 ENGINE = web.AppKey("engine", Engine)
-# Per request: the id echoed in the body and headers, and whether this write is a rehearsal.
+# Per request: the id echoed in the body and headers, and whether a write ran that was not
+# rolled back as a rehearsal (set before it starts: it may have committed).
 REQUEST_ID = web.RequestKey("request_id", str)
-DRY_RUN = web.RequestKey("dry_run", bool)
+WROTE = web.RequestKey("wrote", bool)

@@ -2,7 +2,10 @@
 
 Noise, exactly as legacy sends it (docs/catalog-api.md): `generated_at` and `request_id` at
 the top of every JSON object, errors included, and the `X-Generated-At`/`X-Request-Id`
-headers. A rehearsed write says so with `X-Strangler-Dry-Run: rolled-back`, even when refused.
+headers. Every answer to a request carrying `X-Strangler-Dry-Run: 1` says
+`X-Strangler-Dry-Run: rolled-back` unless a real write ran for it: rehearsed writes, and
+refusals where nothing was written (router 404/405, validation errors), so the proxy's shadow
+replay can trust the header on every answer.
 """
 from __future__ import annotations
 
@@ -14,12 +17,13 @@ from typing import Any
 
 from aiohttp import web
 
-from extracted_services.catalog.keys import DRY_RUN, REQUEST_ID
+from extracted_services.catalog.keys import REQUEST_ID, WROTE
 from extracted_services.catalog.problems import ApiError, from_http_exception
 from extracted_services.catalog.validation import MAX_BODY_BYTES
 
 log = logging.getLogger(__name__)
 _MAX_REQUEST_ID = 200
+DRY_RUN_HEADER = "X-Strangler-Dry-Run"
 
 
 def request_id(request: web.Request) -> str:
@@ -34,10 +38,15 @@ def request_id(request: web.Request) -> str:
     return request[REQUEST_ID]
 
 
+def asks_dry_run(request: web.Request) -> bool:
+    """The request carries `X-Strangler-Dry-Run: 1` (other values are refused by the writes)."""
+    return request.headers.get(DRY_RUN_HEADER, "").strip() == "1"
+
+
 def _stamp(request: web.Request, response: web.Response) -> web.Response:
     response.headers["X-Request-Id"] = request_id(request)
-    if request.get(DRY_RUN):
-        response.headers["X-Strangler-Dry-Run"] = "rolled-back"
+    if asks_dry_run(request) and not request.get(WROTE):
+        response.headers[DRY_RUN_HEADER] = "rolled-back"
     return response
 
 

@@ -1,6 +1,15 @@
 """Writes with `X-Strangler-Dry-Run: 1` answer as the real write would, and leave no trace."""
 from __future__ import annotations
 
+import aiohttp
+from aiohttp import web
+from sqlalchemy import text
+
+from extracted_services.catalog.app import create_app
+from extracted_services.catalog.handlers import _write
+from extracted_services.catalog.middleware import json_response
+from tests.conftest import free_port
+
 DRY = {"X-Strangler-Dry-Run": "1"}
 NOISE = ("generated_at", "request_id", "updated_at")
 
@@ -46,3 +55,57 @@ async def test_a_failing_dry_run_is_an_ordinary_error(base_url, http, snapshot):
                                       json={"category": "nope"})
     assert (status, marker, body["error"]["code"]) == (400, "rolled-back", "bad_request")
     assert snapshot() == before
+
+
+async def test_every_refusal_of_a_dry_run_says_rolled_back(base_url, http, snapshot):
+    # The proxy's shadow replay demands the marker on every answer to a rehearsed write; a
+    # refusal before any handler ran (no route, no such method) wrote nothing, so it says so.
+    before = snapshot()
+    for method, path, kwargs, expected in [
+            ("DELETE", "/api/categories/kids", {}, (405, "method_not_allowed")),
+            ("PUT", "/api/products/1", {"json": {"price": 1}}, (405, "method_not_allowed")),
+            ("POST", "/api/nothing/here", {"json": {}}, (404, "not_found")),
+            ("DELETE", "/api/products/abc", {}, (404, "not_found")),
+            ("POST", "/api/products", {"json": {"sku": "X"}}, (400, "bad_request")),
+            ("POST", "/api/products", {"data": b"x" * (1024 * 1024 + 1),
+                                       "headers": {"Content-Type": "application/json"}},
+             (413, "payload_too_large"))]:
+        headers = DRY | kwargs.pop("headers", {})
+        status, marker, body = await call(http, method, base_url + path, headers, **kwargs)
+        assert (status, body["error"]["code"], marker) == (*expected, "rolled-back"), \
+            (method, path)
+    assert snapshot() == before
+    # Without the header, or with a refused value, no answer claims a rehearsal.
+    status, marker, _ = await call(http, "DELETE", f"{base_url}/api/categories/kids")
+    assert (status, marker) == (405, None)
+    status, marker, _ = await call(http, "DELETE", f"{base_url}/api/categories/kids",
+                                   {"X-Strangler-Dry-Run": "yes"})
+    assert (status, marker) == (405, None)
+
+
+async def test_a_write_that_was_not_rolled_back_never_says_rolled_back(database_url):
+    # A handler that writes for real despite the header (a future bug) must not be covered by
+    # the marker, whether it answers or fails after writing.
+    async def write_anyway(request: web.Request) -> web.Response:
+        await _write(request, lambda conn: conn.execute(
+            text("UPDATE products SET title = 'Written' WHERE id = 1")), dry_run=False)
+        if request.query.get("fail"):
+            raise RuntimeError("failed after the write")
+        return json_response(request, {"ok": True})
+
+    app = create_app(database_url, seed_products=1)
+    app.router.add_post("/test/write-anyway", write_anyway)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    port = free_port()
+    await web.TCPSite(runner, "127.0.0.1", port).start()
+    try:
+        async with aiohttp.ClientSession() as http:
+            url = f"http://127.0.0.1:{port}/test/write-anyway"
+            assert (await call(http, "POST", url, DRY))[:2] == (200, None)
+            assert (await call(http, "POST", url + "?fail=1", DRY))[:2] == (500, None)
+            assert (await call(http, "POST", url + "/nope", DRY))[:2] == (404, "rolled-back")
+            product = await call(http, "GET", f"http://127.0.0.1:{port}/api/products/1")
+            assert product[2]["name"] == "Written"          # the writes were real
+    finally:
+        await runner.cleanup()
