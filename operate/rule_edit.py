@@ -110,7 +110,8 @@ def edit_yaml(text: str, mutate: Callable[[Any], None]) -> str:
     except YAMLError as exc:
         raise OperatorError(f"the rule file is not valid YAML ({exc}); "
                             "run `strangler rules validate`") from None
-    y.indent(mapping=_mapping_indent(text), sequence=indent or 2, offset=block_seq_indent or 0)
+    y.indent(mapping=_mapping_indent(text, indent, block_seq_indent), sequence=indent or 2,
+             offset=block_seq_indent or 0)
     y.explicit_start = _EXPLICIT_START.match(text) is not None
     identity = _dump(y, doc)
     mutate(doc)
@@ -153,13 +154,31 @@ def _splice(original: str, identity: str, edited: str) -> str:
 _EXPLICIT_START = re.compile(r"(?:[ \t]*(?:#[^\n]*)?\n)*---(?:[ \t\n]|$)")
 
 
-def _mapping_indent(text: str) -> int:
-    """The indent of the first nested mapping key (ruamel guesses the sequence indent only)."""
+_BLOCK_KEY = re.compile(r"^( *)((?:- +)*)[^\s#\-'\"{\[][^#]*?:[ \t]*(?:#.*)?$")
+
+
+def _mapping_indent(text: str, sequence: int | None = None, offset: int | None = None) -> int:
+    """How far the file indents a mapping nested under a key (ruamel guesses the sequence
+    indent only). Measured between a `key:` line opening a block and the first key below it,
+    from the key's own column (after any `- `), so list items (`- name: x` with keys at +2,
+    `-   name:`) and the order of top-level keys do not mislead it; inside `capabilities:`
+    first, where the edits happen. With no nested mapping to measure, a list's dash offset under
+    its key (else its item indent) is the file's step."""
+    found: dict[bool, int] = {}
+    in_capabilities = False
+    opener: int | None = None              # column of the previous line's block key
     for line in text.splitlines():
         stripped = line.lstrip(" ")
-        if line and line[0] == " " and stripped and not stripped.startswith(("#", "-")):
-            return len(line) - len(stripped)
-    return 2
+        if not stripped or stripped.startswith("#"):
+            continue
+        indent = len(line) - len(stripped)
+        if indent == 0:
+            in_capabilities = stripped.startswith("capabilities:")
+        if opener is not None and indent > opener and not stripped.startswith("-"):
+            found.setdefault(in_capabilities, indent - opener)
+        key = _BLOCK_KEY.match(line)
+        opener = indent + len(key.group(2)) if key else None
+    return found.get(True) or found.get(False) or offset or sequence or 2
 
 
 @contextmanager
