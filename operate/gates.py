@@ -10,7 +10,8 @@ automatic rollback (its own figures). Three outcomes, never two:
 
 Figures are counts over a window (the proxy keeps them since the capability's last rollout
 change, at most WINDOW_S), so they add up across proxies; p99 comes from the summed latency
-histogram (proxy.metrics.LATENCY_BUCKETS), never from averaging p99s.
+histogram (proxy.metrics.LATENCY_BUCKETS), never from averaging p99s, interpolated inside its
+bucket (see `percentile`).
 """
 from __future__ import annotations
 
@@ -22,6 +23,7 @@ from proxy.rules.capability import Gates
 
 SIDES = ("legacy", "service")
 PASS, WAIT, FAIL = "pass", "wait", "fail"
+ROWS = len(LATENCY_BUCKETS) + 1         # a latency row: one count per bound, then +Inf
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,8 +76,10 @@ class Figures:
         """The inverse of as_dict (what /admin/status carries); KeyError/TypeError/ValueError
         on a malformed document."""
         def side(s: dict[str, Any]) -> SideFigures:
-            return SideFigures(int(s["requests"]), int(s["errors"]),
-                               tuple(float(v) for v in s["latency"]))
+            latency = tuple(float(v) for v in s["latency"])
+            if latency and len(latency) != ROWS:    # another version's buckets: not comparable
+                raise ValueError(f"latency row of {len(latency)} buckets, expected {ROWS}")
+            return SideFigures(int(s["requests"]), int(s["errors"]), latency)
         lag = d.get("cdc_lag_s")
         return cls(side(d["legacy"]), side(d["service"]), int(d["shadow_compared"]),
                    int(d["shadow_matched"]), None if lag is None else float(lag),
@@ -177,17 +181,23 @@ def evaluate(gates: Gates, figures: Figures) -> GateVerdict:
 
 
 def percentile(row: tuple[float, ...] | list[float], q: float) -> float | None:
-    """The upper bound of the histogram bucket holding quantile Q (None without observations;
-    the +Inf bucket reports the largest finite bound)."""
-    counts = list(row[:len(LATENCY_BUCKETS) + 1])
+    """Quantile Q of a histogram row, interpolated linearly inside the bucket holding it, as
+    Prometheus's histogram_quantile does (the first bucket starts at 0; the +Inf bucket reports
+    the largest finite bound). The bucket's upper bound alone would make a p99 just over a
+    bound read as the next one, and a ratio of two such p99s jump by a whole bucket step.
+    None without observations."""
+    counts = list(row[:ROWS])
     total = sum(counts)
     if total <= 0:
         return None
-    running = 0.0
+    rank, below = q * total, 0.0
     for i, count in enumerate(counts):
-        running += count
-        if running >= q * total:
-            return LATENCY_BUCKETS[min(i, len(LATENCY_BUCKETS) - 1)]
+        if count > 0 and below + count >= rank:
+            if i >= len(LATENCY_BUCKETS):
+                break
+            lower = LATENCY_BUCKETS[i - 1] if i else 0.0
+            return lower + (LATENCY_BUCKETS[i] - lower) * max(0.0, rank - below) / count
+        below += count
     return LATENCY_BUCKETS[-1]
 
 
@@ -200,4 +210,5 @@ def _add_rows(a: tuple[float, ...], b: tuple[float, ...]) -> tuple[float, ...]:
 
 
 def _ms(seconds: float) -> str:
-    return f"{seconds * 1000:g} ms"
+    """Interpolated p99s carry noise digits; a tenth of a millisecond is what they resolve."""
+    return f"{seconds * 1000:.1f} ms"

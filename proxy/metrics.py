@@ -19,8 +19,12 @@ from typing import Any, Iterable, Mapping
 LabelKey = tuple[tuple[str, str], ...]
 Labels = Mapping[str, str] | LabelKey
 
-LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
-                   5.0, 10.0, 30.0)
+# Six bounds a decade (1, 1.5, 2, 3, 5, 7.5) from 0.5 ms to 10 s, then 30 s: neighbours at most
+# x1.67 apart, so the p99 the gates interpolate (operate.gates.percentile) can judge ratios like
+# 1.5; a 1-2.5-5 series put 10 ms next to 25 ms and made any p99 one bucket up read as x2.5.
+LATENCY_BUCKETS = (0.0005, 0.00075, 0.001, 0.0015, 0.002, 0.003, 0.005, 0.0075,
+                   0.01, 0.015, 0.02, 0.03, 0.05, 0.075, 0.1, 0.15, 0.2, 0.3, 0.5, 0.75,
+                   1.0, 1.5, 2.0, 3.0, 5.0, 7.5, 10.0, 30.0)
 
 DESCRIPTIONS = {
     "strangler_requests_total": "Requests answered, by capability, side, backend and status.",

@@ -1,8 +1,13 @@
 """operate.gates: pure judgement of figures against the rules' gates (wait, pass, fail)."""
 from __future__ import annotations
 
+import math
+from statistics import NormalDist
+
+import pytest
+
 from operate.gates import FAIL, PASS, WAIT, Figures, SideFigures, combine, evaluate, percentile
-from proxy.metrics import LATENCY_BUCKETS
+from proxy.metrics import LATENCY_BUCKETS, Metrics
 from proxy.rules.capability import Gates
 
 GATES = Gates(max_error_rate_delta=0.5, max_p99_ratio=1.5, min_requests=200)
@@ -77,9 +82,45 @@ def test_figures_round_trip_through_the_status_document():
     assert Figures.from_dict(f.as_dict()) == f
 
 
-def test_percentile_is_the_bucket_bound_holding_the_quantile():
+def test_percentile_interpolates_inside_the_bucket_like_histogram_quantile():
     row = [0.0] * (len(LATENCY_BUCKETS) + 1)
-    row[1], row[5] = 98, 2               # 98 at <= 1 ms, 2 at <= 25 ms
-    assert percentile(row, 0.98) == 0.001
-    assert percentile(row, 0.99) == 0.025
+    ten = LATENCY_BUCKETS.index(0.01)
+    row[ten], row[ten + 1] = 98, 2       # 98 in (7.5, 10] ms, 2 in (10, 15] ms
+    assert percentile(row, 0.49) == pytest.approx(0.00875)
+    assert percentile(row, 0.98) == pytest.approx(0.01)
+    assert percentile(row, 0.99) == pytest.approx(0.0125)
+    row[0] = 100                         # the first bucket starts at 0
+    assert percentile(row, 0.25) == pytest.approx(LATENCY_BUCKETS[0] / 2)
+    beyond = [0.0] * len(row)
+    beyond[-1] = 5                       # only +Inf: the largest finite bound
+    assert percentile(beyond, 0.99) == LATENCY_BUCKETS[-1]
     assert percentile([0.0] * len(row), 0.99) is None
+
+
+def observed(p99_s: float, n: int = 2000) -> tuple[float, ...]:
+    """A latency row from N log-normal latencies scaled so that their true (nearest-rank) p99
+    is P99_S, observed through the proxy's own histogram."""
+    shape = [math.exp(0.6 * NormalDist().inv_cdf((i + 0.5) / n)) for i in range(n)]
+    scale = p99_s / sorted(shape)[math.ceil(0.99 * n) - 1]
+    m = Metrics()
+    for x in shape:
+        m.observe("strangler_request_duration_seconds", (), x * scale)
+    return tuple(m.histograms[("strangler_request_duration_seconds", ())][:-1])
+
+
+def test_p99_ratio_is_judged_on_interpolated_p99s_not_bucket_bounds():
+    """An operator's case: legacy p99 10 ms, service 13.6 ms (x1.36) was rolled back as
+    "25 ms vs 10 ms (x2.50)" because both read as their bucket's upper bound."""
+    gates = Gates(max_p99_ratio=1.5, min_requests=200)
+    legacy = SideFigures(2000, 0, observed(0.010))
+    near = evaluate(gates, Figures(legacy, SideFigures(2000, 0, observed(0.0136))))
+    assert near.state == PASS, near.reasons
+    slow = evaluate(gates, Figures(legacy, SideFigures(2000, 0, observed(0.020))))
+    assert slow.failed_gates == ["p99"], slow.reasons
+
+
+def test_figures_of_another_bucket_layout_are_refused_not_misread():
+    doc = Figures(side(10), side(10)).as_dict()
+    doc["service"]["latency"] = doc["service"]["latency"][:16]
+    with pytest.raises(ValueError):
+        Figures.from_dict(doc)

@@ -43,8 +43,9 @@ def test_metrics_render_and_merge():
     assert 'strangler_requests_total{backend="legacy",status="200"} 3' in text
     assert "# TYPE strangler_requests_total counter" in text
     assert "# TYPE strangler_request_duration_seconds histogram" in text
-    assert 'strangler_request_duration_seconds_bucket{backend="legacy",le="0.0025"} 0' in text
-    assert 'strangler_request_duration_seconds_bucket{backend="legacy",le="0.005"} 1' in text
+    assert 'strangler_request_duration_seconds_bucket{backend="legacy",le="0.002"} 0' in text
+    assert 'strangler_request_duration_seconds_bucket{backend="legacy",le="0.003"} 1' in text
+    assert 'strangler_request_duration_seconds_bucket{backend="legacy",le="30.0"} 1' in text
     assert 'strangler_request_duration_seconds_bucket{backend="legacy",le="+Inf"} 2' in text
     assert 'strangler_request_duration_seconds_count{backend="legacy"} 2' in text
     assert 'strangler_breaker_open{backend="svc"} 1' in text
@@ -92,3 +93,19 @@ def test_fingerprint_sees_an_atomic_replace_with_same_size_and_mtime(tmp_path):
     os.replace(tmp, rules)
     assert rules.stat().st_mtime_ns == stat.st_mtime_ns and rules.stat().st_size == stat.st_size
     assert fingerprint(rules) != before
+
+
+def test_latency_histogram_exposition_is_cumulative_over_increasing_bounds():
+    """Prometheus rejects a histogram whose `le` bounds do not increase or whose buckets are
+    not cumulative; the bucket list is long now, so check the whole series."""
+    m = Metrics()
+    for ms in (0.3, 0.6, 4, 9, 13.6, 120, 45_000):
+        m.observe("strangler_request_duration_seconds", {"backend": "svc"}, ms / 1000)
+    lines = [ln for ln in render(m).splitlines() if ln.startswith("strangler_request_duration")]
+    buckets = [ln for ln in lines if "_bucket{" in ln]
+    bounds = [ln.split('le="')[1].split('"')[0] for ln in buckets]
+    counts = [float(ln.rsplit(" ", 1)[1]) for ln in buckets]
+    assert bounds[-1] == "+Inf" and bounds[:-1] == [repr(float(b)) for b in bounds[:-1]]
+    assert [float(b) for b in bounds[:-1]] == sorted({float(b) for b in bounds[:-1]})
+    assert counts == sorted(counts) and counts[-1] == 7
+    assert 'strangler_request_duration_seconds_count{backend="svc"} 7' in lines
