@@ -3,7 +3,9 @@
 aiohttp's own refusals (unknown route, wrong method, body above `client_max_size`) are
 turned into the same `{"error": {code, message}}` shape as the handlers' errors; an
 unexpected exception is logged with the request id and answered with a 500 quoting it
-(never the exception text, which may hold data).
+(never the exception text, which may hold data). A client that hung up mid-request (reading
+its body raises ConnectionResetError) is not a server fault: one INFO line, no traceback, and
+the nginx-style 499 instead of a 500, which nobody would receive anyway.
 """
 from __future__ import annotations
 
@@ -17,6 +19,7 @@ from legacy_monolith.responses import html_response, json_response, request_id
 from legacy_monolith.validation import MAX_BODY
 
 log = logging.getLogger(__name__)
+CLIENT_CLOSED = 499         # nginx's "client closed request": never sent, only logged/counted
 
 
 def _from_http_exception(request: web.Request, exc: web.HTTPException) -> ApiError:
@@ -45,7 +48,11 @@ async def errors(request: web.Request, handler) -> web.StreamResponse:
         if isinstance(exc, web.HTTPMethodNotAllowed):
             allow = ",".join(sorted(exc.allowed_methods))
         error = _from_http_exception(request, exc)
-    except Exception:
+    except Exception as exc:
+        if isinstance(exc, ConnectionError) and _client_gone(request):
+            log.info("client went away: %s %s (request id %s); nothing answered",
+                     request.method, request.path, request_id(request))
+            return web.Response(status=CLIENT_CLOSED, reason="Client Closed Request")
         log.exception("unhandled error (request id %s) on %s %s",
                       request_id(request), request.method, request.path)
         error = ApiError(500, f"internal error; quote request id {request_id(request)}")
@@ -56,3 +63,10 @@ async def errors(request: web.Request, handler) -> web.StreamResponse:
     if allow:
         response.headers["Allow"] = allow
     return response
+
+
+def _client_gone(request: web.Request) -> bool:
+    """The client's own connection is closed (a ConnectionError from elsewhere, such as the
+    database's socket, is a server fault and stays a logged 500)."""
+    transport = request.transport
+    return transport is None or transport.is_closing()
