@@ -77,7 +77,10 @@ class Live:
         except OperatorError:           # shadowing off there (404) or its store down (503)
             return 0, 0
         caps = [c for c in report["capabilities"] if c.get("name") == capability]
-        return (int(caps[0]["compared"]), int(caps[0]["matched"])) if caps else (0, 0)
+        if not caps:
+            return 0, 0
+        tried = int(caps[0]["compared"]) + int(caps[0].get("failed", 0))   # failures count against
+        return tried, int(caps[0]["matched"])
 
     def _summed(self, capability: str) -> Figures | None:
         parts = []

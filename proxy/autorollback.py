@@ -187,9 +187,9 @@ class GateWatch:
 
 def shadow_counts(store_url: str, capability: str, since_s: float,
                   now: float | None = None) -> tuple[int, int]:
-    """(compared, matched) for CAPABILITY over the last SINCE_S (from the start of the store's
+    """(tried, matched) for CAPABILITY over the last SINCE_S (from the start of the store's
     bucket holding that time) from the shadow results store, judged by the shadow report's
-    own rules (noise-aware)."""
+    own rules (noise-aware; a failed shadow is tried and not matched)."""
     from proxy.shadow.report import build_report
     from proxy.shadow.store import ShadowStore
     store = ShadowStore(store_url)
@@ -201,7 +201,7 @@ def shadow_counts(store_url: str, capability: str, since_s: float,
     finally:
         store.engine.dispose()
     caps = [c for c in report["capabilities"] if c["name"] == capability]
-    return (caps[0]["compared"], caps[0]["matched"]) if caps else (0, 0)
+    return (caps[0]["compared"] + caps[0]["failed"], caps[0]["matched"]) if caps else (0, 0)
 
 
 def _raw(metrics: Metrics, table: Any) -> dict[str, Raw]:

@@ -192,7 +192,7 @@ class ShadowDispatcher:
     def _drop(self, decision: Decision, reason: str) -> None:
         self.metrics.inc("strangler_shadow_dropped_total",
                          {"capability": decision.capability or "-", "reason": reason})
-        self.store.count(decision.capability or "-", decision.route, "dropped")
+        self.store.count(decision.capability or "-", decision.route, f"dropped:{reason}")
 
     def _error(self, decision: Decision, kind: str) -> None:
         self.metrics.inc("strangler_shadow_errors_total",
@@ -289,7 +289,11 @@ class ShadowDispatcher:
                 results = [exc]
         shadow = results[0]
         if isinstance(shadow, BaseException):
-            self._error(decision, error_kind(shadow))
+            kind = error_kind(shadow)
+            self._error(decision, kind)
+            if kind == "timeout":
+                self.store.record_latency(capability, decision.route, plan.target_side,
+                                          settings.timeout_s, at=ex.started_at)
             return
         self.metrics.observe("strangler_shadow_latency_seconds",
                              {"capability": capability, "side": plan.target_side},

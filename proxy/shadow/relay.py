@@ -139,7 +139,7 @@ class RelaySink:
     def _drop(self, decision: Decision, reason: str) -> None:
         self.metrics.inc("strangler_shadow_dropped_total",
                          {"capability": decision.capability or "-", "reason": reason})
-        self._count(decision, "dropped")
+        self._count(decision, f"dropped:{reason}")
 
     def _count(self, decision: Decision, name: str) -> None:
         key = (decision.capability or "-", decision.route, name)

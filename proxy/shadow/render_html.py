@@ -10,7 +10,7 @@ from html import escape
 from typing import Any
 
 from proxy.shadow.render_text import (counts, gate_lines, ms, noise, pct, rate, thresholds,
-                                       value, when)
+                                       diff_side, nothing, seen, tally, when)
 
 CSS = """
 body{font:14px/1.45 system-ui,sans-serif;margin:24px;color:#1d232a;background:#fff}
@@ -43,11 +43,11 @@ def render_html(report: dict[str, Any], bar: float | None = None) -> str:
         parts += [f"<li>{escape(line.strip())}</li>" for line in gate[1:]]
         parts.append("</ul>")
     if not report["capabilities"]:
-        parts.append("<p>No shadow results yet.</p>")
+        parts.append(f"<p>{escape(nothing(report))}</p>")
     for cap in report["capabilities"]:
         parts.append(f"<h2>Capability {escape(cap['name'])}: "
                      f"{_rate_span(cap['match_rate'], bar)} match "
-                     f"({cap['matched']}/{cap['compared']})</h2>")
+                     f"({escape(tally(cap))})</h2>")
         parts.append(_route_table(cap, bar))
         for r in cap["routes"]:
             parts.append(_route_section(r))
@@ -61,7 +61,7 @@ def _rate_span(value_: float | None, bar: float | None) -> str:
 
 
 def _route_table(cap: dict[str, Any], bar: float | None) -> str:
-    rows = ["<table><tr><th>route</th><th>match rate</th><th>matched / compared</th>"
+    rows = ["<table><tr><th>route</th><th>match rate</th><th>matched / tried</th>"
             "<th>status mismatches</th><th>errors</th><th>dropped</th><th>skipped</th>"
             "<th>legacy p50 / p95 / p99 ms</th><th>service p50 / p95 / p99 ms</th></tr>"]
     for r in cap["routes"]:
@@ -69,8 +69,8 @@ def _route_table(cap: dict[str, Any], bar: float | None) -> str:
         rows.append(
             f"<tr><td><code>{escape(r['route'])}</code></td>"
             f"<td>{_rate_span(r['match_rate'], bar)}</td>"
-            f"<td>{r['matched']} / {r['compared']}</td><td>{r['status_mismatch']}</td>"
-            f"<td>{escape(counts(r['errors']))}</td><td>{r['dropped']}</td>"
+            f"<td>{escape(tally(r))}</td><td>{r['status_mismatch']}</td>"
+            f"<td>{escape(counts(r['errors']))}</td><td>{escape(counts(r['dropped_by']))}</td>"
             f"<td>{escape(counts(r['skipped']))}</td>"
             f"<td>{' / '.join(ms(lat['legacy'][p]) for p in ('p50', 'p95', 'p99'))}</td>"
             f"<td>{' / '.join(ms(lat['service'][p]) for p in ('p50', 'p95', 'p99'))}</td></tr>")
@@ -83,13 +83,14 @@ def _route_section(r: dict[str, Any]) -> str:
              _timeline_svg(r), _latency_svg(r), "</div>"]
     if r["fields"]:
         parts.append("<table><tr><th>field</th><th>verdict</th><th>raw rate</th>"
-                     "<th>noise rate</th></tr>")
+                     "<th>noise rate</th><th>last seen</th></tr>")
         for f in r["fields"]:
             cls = {"reported": "bad", "pending": "", "noise": "muted"}[f["verdict"]]
             parts.append(f"<tr><td><code>{escape(f['field'])}</code></td>"
                          f"<td class='{cls}'>{escape(f['verdict'])}</td>"
                          f"<td>{escape(rate(f['raw_rate']))} ({f['raw']})</td>"
-                         f"<td>{escape(noise(f))}</td></tr>")
+                         f"<td>{escape(noise(f))}</td>"
+                         f"<td>{escape(seen(f.get('last_seen')).strip()[10:])}</td></tr>")
         parts.append("</table>")
     for s in r["samples"]:
         parts.append(f"<h4>Sample: <code>{escape(s['field'])}</code> — "
@@ -99,8 +100,8 @@ def _route_section(r: dict[str, Any]) -> str:
             if d["path"] == s["field"]:
                 parts.append(f"<tr><td><code>{escape(d['path'])}</code></td>"
                              f"<td>{escape(d['kind'])}</td>"
-                             f"<td><code>{escape(value(d['left']))}</code></td>"
-                             f"<td><code>{escape(value(d['right']))}</code></td></tr>")
+                             f"<td><code>{escape(diff_side(d, 'left'))}</code></td>"
+                             f"<td><code>{escape(diff_side(d, 'right'))}</code></td></tr>")
         parts.append("</table><div class='sbs'>")
         for side in ("legacy", "service"):
             a = s[side]

@@ -4,7 +4,7 @@ from __future__ import annotations
 from typing import Any
 
 from proxy.shadow.render_text import (counts, gate_lines, ms, noise, pct, rate, thresholds,
-                                       value, when)
+                                       diff_side, nothing, seen, tally, when)
 
 
 def _cell(text: Any) -> str:
@@ -26,18 +26,19 @@ def render_markdown(report: dict[str, Any]) -> str:
     if gate:
         out += [f"**{gate[0]}**", ""] + [f"- {line.strip()}" for line in gate[1:]] + [""]
     if not report["capabilities"]:
-        out.append("No shadow results yet.")
+        out.append(nothing(report))
     for cap in report["capabilities"]:
         out += [f"## {cap['name']}: {pct(cap['match_rate'])} match "
-                f"({cap['matched']}/{cap['compared']})", "",
-                "| route | match rate | matched/compared | status mismatches | errors | dropped "
+                f"({tally(cap)})", "",
+                "| route | match rate | matched/tried | status mismatches | errors | dropped "
                 "| skipped | legacy p50/p95/p99 ms | service p50/p95/p99 ms |",
                 "| --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
         for r in cap["routes"]:
             lat = r["latency"]
             out.append("| " + _code(r["route"]) + " | " + " | ".join(_cell(x) for x in (
-                pct(r["match_rate"]), f"{r['matched']}/{r['compared']}",
-                r["status_mismatch"], counts(r["errors"]), r["dropped"], counts(r["skipped"]),
+                pct(r["match_rate"]), tally(r),
+                r["status_mismatch"], counts(r["errors"]), counts(r["dropped_by"]),
+                counts(r["skipped"]),
                 "/".join(ms(lat["legacy"][p]) for p in ("p50", "p95", "p99")),
                 "/".join(ms(lat["service"][p]) for p in ("p50", "p95", "p99")))) + " |")
         for r in cap["routes"]:
@@ -45,9 +46,10 @@ def render_markdown(report: dict[str, Any]) -> str:
                 continue
             out += ["", f"### {_code(r['route'])}", ""]
             if r["fields"]:
-                out += ["| field | verdict | raw rate | noise rate |", "| --- | --- | --- | --- |"]
+                out += ["| field | verdict | raw rate | noise rate | last seen |",
+                        "| --- | --- | --- | --- | --- |"]
                 out += [f"| {_code(f['field'])} | {f['verdict']} | {rate(f['raw_rate'])} "
-                        f"({f['raw']}) | {noise(f)} |"
+                        f"({f['raw']}) | {noise(f)} | {seen(f.get('last_seen')).strip()[10:]} |"
                         for f in r["fields"]]
             for s in r["samples"]:
                 request = _code(f"{s['method']} {s['target']}")
@@ -55,8 +57,8 @@ def render_markdown(report: dict[str, Any]) -> str:
                         f"(legacy {s['legacy']['status']}, "
                         f"service {s['service']['status']})", "",
                         "| kind | legacy | service |", "| --- | --- | --- |"]
-                out += [f"| {d['kind']} | {_code(value(d['left']))} | "
-                        f"{_code(value(d['right']))} |"
+                out += [f"| {d['kind']} | {_code(diff_side(d, 'left'))} | "
+                        f"{_code(diff_side(d, 'right'))} |"
                         for d in s["diffs"] if d["path"] == s["field"]]
                 out += ["", "```sh", s["curl"]["service"], "```"]
         out.append("")

@@ -13,7 +13,10 @@ def pct(value: float | None) -> str:
 
 
 def rate(value: float) -> str:
-    return f"{100 * value:.1f} %"
+    """A share in percent, with two significant digits below 1 % (0.03 % is the noise rule's
+    absolute threshold: 0.0 % would hide a reported field's rate)."""
+    percent = 100 * value
+    return f"{percent:.1f} %" if percent >= 1 or percent == 0 else f"{percent:.2g} %"
 
 
 def noise(field: dict[str, Any]) -> str:
@@ -32,9 +35,36 @@ def when(ts: float | None) -> str:
     return datetime.fromtimestamp(ts, timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC")
 
 
-def value(v: Any) -> str:
-    text = v if isinstance(v, str) else json.dumps(v, ensure_ascii=False)
+ABSENT = "(absent)"
+
+
+def diff_side(diff: dict[str, Any], which: str) -> str:
+    """One side of a diff as JSON, so a type change shows (`200` against `"200"`) and a side
+    without the field reads `(absent)`, not `null`; body snippets and headers as text."""
+    v = diff[which]
+    if (diff["kind"], which) in (("missing", "right"), ("extra", "left")) \
+            or (diff["kind"] == "header" and v is None):
+        return ABSENT
+    as_text = isinstance(v, str) and (diff["kind"] == "header" or diff["path"] == "body")
+    text = v if as_text else json.dumps(v, ensure_ascii=False)
     return text if len(text) <= VALUE_CHARS else text[:VALUE_CHARS] + "…"
+
+
+def tally(x: dict[str, Any]) -> str:
+    """matched/tried, where tried = compared + failed (a failed shadow counts against the rate)."""
+    failed = f", {x['failed']} failed" if x.get("failed") else ""
+    return f"{x['matched']}/{x['compared'] + x.get('failed', 0)}{failed}"
+
+
+def seen(ts: float | None) -> str:
+    """When a field last differed (start of its 5-minute bucket)."""
+    return "" if ts is None else \
+        f"  last seen {datetime.fromtimestamp(ts, timezone.utc):%Y-%m-%d %H:%M} UTC"
+
+
+def nothing(report: dict[str, Any]) -> str:
+    return ("No shadow results yet." if report.get("since") is None
+            else f"No shadow results since {when(report['since'])}.")
 
 
 def counts(d: dict[str, int]) -> str:
@@ -65,15 +95,15 @@ def render_text(report: dict[str, Any]) -> str:
            f"since {when(report.get('since'))}",
            f"Noise rule: {thresholds(report)}", *gate_lines(report), ""]
     if not report["capabilities"]:
-        out.append("No shadow results yet.")
+        out.append(nothing(report))
     for cap in report["capabilities"]:
         out.append(f"capability {cap['name']}: match rate {pct(cap['match_rate'])} "
-                   f"({cap['matched']}/{cap['compared']})")
+                   f"({tally(cap)})")
         for r in cap["routes"]:
             out.append(f"  route {r['route']}: match rate {pct(r['match_rate'])} "
-                       f"({r['matched']}/{r['compared']}), status mismatches "
+                       f"({tally(r)}), status mismatches "
                        f"{r['status_mismatch']}, noise samples {r['noise_samples']}")
-            out.append(f"    errors: {counts(r['errors'])}; dropped {r['dropped']}; "
+            out.append(f"    errors: {counts(r['errors'])}; dropped: {counts(r['dropped_by'])}; "
                        f"skipped: {counts(r['skipped'])}")
             lat = r["latency"]
             out.append("    latency ms (p50/p95/p99): legacy "
@@ -82,13 +112,13 @@ def render_text(report: dict[str, Any]) -> str:
                        + "/".join(ms(lat["service"][p]) for p in ("p50", "p95", "p99")))
             for f in r["fields"]:
                 out.append(f"    {f['verdict']:<8} {f['field']}  raw {rate(f['raw_rate'])} "
-                           f"({f['raw']})  noise {noise(f)}")
+                           f"({f['raw']})  noise {noise(f)}{seen(f.get('last_seen'))}")
             for s in r["samples"]:
                 out.append(f"    sample for {s['field']}: {s['method']} {s['target']}")
                 for d in s["diffs"]:
                     if d["path"] == s["field"]:
-                        out.append(f"      {d['kind']}: legacy {value(d['left'])} | "
-                                   f"service {value(d['right'])}")
+                        out.append(f"      {d['kind']}: legacy {diff_side(d, 'left')} | "
+                                   f"service {diff_side(d, 'right')}")
                 out.append(f"      legacy status {s['legacy']['status']} | "
                            f"service status {s['service']['status']}")
                 out.append(f"      reproduce: {s['curl']['service']}")

@@ -304,6 +304,16 @@ class ShadowStore:
                                           "field": _fit(f, KEY_CHARS), "at": obs.at,
                                           "data": obs.sample})
 
+    def record_latency(self, capability: str, route: str, side: str, seconds: float,
+                       at: float | None = None) -> None:
+        """One side's latency without a comparison: a shadow that timed out took its timeout
+        at least, and leaving it out would show the service fast when it hangs."""
+        capability = _fit(capability, NAME_CHARS)
+        with self._lock:
+            key = (capability, self.routes.fold(capability, _fit(route, KEY_CHARS)), _bucket(at),
+                   side, latency_bin(seconds))
+            self._latency[key] = self._latency.get(key, 0) + 1
+
     def _add_counter(self, key: tuple, amount: int) -> None:
         self._counters[key] = self._counters.get(key, 0) + amount
 

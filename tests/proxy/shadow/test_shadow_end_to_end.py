@@ -272,6 +272,11 @@ async def test_slow_or_dead_targets_only_cost_shadow_capacity(shop):
     report = build_report(shop.store)
     slow_route = route_of(report, "/slow/{id}")
     assert slow_route["dropped"] == 8 and slow_route["errors"] == {"timeout": 2}
+    assert slow_route["dropped_by"] == {"queue-full": 8}
+    # The timeouts count against the rate and show in the target's latency at their deadline.
+    assert (slow_route["failed"], slow_route["match_rate"]) == (2, 0.0)
+    assert slow_route["latency"]["service"]["count"] == 2
+    assert slow_route["latency"]["service"]["p50"] >= 300
     assert route_of(report, "/dead/{id}")["errors"] == {"connect": 1}
 
 

@@ -72,8 +72,8 @@ def test_report_page_shows_rates_routes_fields_and_needs_no_network(tmp_path):
     parser.feed(dom)
     text = parser.text
     assert "Capability catalog: 50.00 % match (40/80)" in text
-    assert "/api/products/{id} 0.00 % 0 / 40" in text
-    assert "/api/categories 100.00 % 40 / 40" in text
+    assert "/api/products/{id} 0.00 % 0/40" in text
+    assert "/api/categories 100.00 % 40/40" in text
     assert "$.price reported 100.0 % (40) 0.0 % (0)" in text
     assert "$.generated_at noise 100.0 % (40) 100.0 % (20)" in text
     assert "Sample: $.price — GET /api/products/1" in text

@@ -95,8 +95,34 @@ def test_gate_judges_routes_only_with_enough_comparisons(store):
     store.record(observation(route="/api/products", raw={"$.generated_at"}, at=AT))  # one write
     store.flush()
     report = build_report(store, now=AT + 100)
-    assert _route(report, "/api/products")["match_rate"] == 0.0  # pending: not yet known
+    # Too quiet for a verdict of its own: judged with its capability's evidence, where
+    # generated_at is noise, so the one write matches instead of staying pending.
+    quiet = _route(report, "/api/products")
+    assert quiet["match_rate"] == 100.0 and quiet["fields"][0]["verdict_scope"] == "capability"
     assert gate(report, 40) == ["catalog /api/products/{id}: match rate 0.00 % < 40 % (0/40)"]
+    # A real difference on a quiet route is not hidden: no noise anywhere backs it.
+    store.record(observation(route="/api/products", raw={"$.sku"}, at=AT))
+    store.flush()
+    quiet = _route(build_report(store, now=AT + 100), "/api/products")
+    assert quiet["match_rate"] == 50.0
+    assert [f["verdict"] for f in quiet["fields"] if f["field"] == "$.sku"] == ["reported"]
+
+
+def test_failed_shadows_count_against_the_rate_and_drops_keep_their_reason(store):
+    """A service that times out on a route must not pass the gate on older comparisons."""
+    fill(store, n=20)
+    store.count("catalog", "/api/categories", "error:timeout", 20, at=AT)
+    store.count("catalog", "/api/categories", "error:noise-timeout", 5, at=AT)  # legacy's, twice
+    store.count("catalog", "/api/categories", "dropped:queue-full", 3, at=AT)
+    store.flush()
+    report = build_report(store, now=AT + 100)
+    r = _route(report, "/api/categories")
+    assert (r["compared"], r["failed"], r["matched"], r["match_rate"]) == (20, 20, 20, 50.0)
+    assert (r["dropped"], r["dropped_by"]) == (3, {"queue-full": 3})
+    assert "catalog /api/categories: match rate 50.00 % < 99 % (20/40, 20 failed)" in \
+        gate(report, 99)
+    assert "route /api/categories: match rate 50.00 % (20/40, 20 failed)" in render(report, "text")
+    assert "dropped: queue-full 3" in render(report, "text")
 
 
 def test_all_formats_show_route_fields_rates_and_curl(store):
@@ -193,3 +219,18 @@ def test_markdown_cells_survive_pipes_and_backticks(store):
     md = render(build_report(store, now=AT + 100), "markdown")
     assert "| `/api/a\\|b` | 0.00 % |" in md
     assert "| `` $.x`y `` | reported |" in md
+
+
+def test_the_window_starts_at_a_bucket_and_fields_say_when_they_last_differed(store):
+    """--since is widened to the store's bucket (and says so); a field fixed an hour ago shows
+    its last bucket, so it can be told from a live one."""
+    store.record(observation(raw={"$.price"}, at=AT))
+    store.record(observation(raw=set(), at=AT + 3600))
+    store.flush()
+    report = build_report(store, since_s=10, now=AT + 3700)
+    assert report["since"] == (AT + 3690) // 300 * 300 and report["format_version"] == 2
+    everything = build_report(store, now=AT + 3700)
+    [price] = [f for f in _route(everything, "/api/products/{id}")["fields"]
+               if f["field"] == "$.price"]
+    assert price["last_seen"] == AT // 300 * 300
+    assert "last seen 2027-01-15 08:00 UTC" in render(everything, "text")
