@@ -1,7 +1,8 @@
 """`strangler report CAP`: one hand-over document for a capability: rollout state and gates, the
 live figures when proxies are given, the newest history entries, CDC figures, and the shadow
-report rendered by proxy.shadow's own renderers (this module adds sections, never re-renders
-shadow results)."""
+report rendered by proxy.shadow's own renderers (this module adds sections and, when there are
+no shadow results, says why in place of a renderer's "No shadow results yet."; it never
+re-renders results)."""
 from __future__ import annotations
 
 import time
@@ -18,13 +19,16 @@ from operate.actions import find_capability
 from operate.admin_client import AdminClient
 from operate.rule_edit import compile_rules, read_rules
 from operate.status import capability_view, cdc_directions, lag_of, live_from
+from proxy.shadow.cli import _require_store as require_store
 from proxy.shadow.formats import render as render_shadow
+from proxy.shadow.render_text import when
 from proxy.shadow.report import build_report, report_from_snapshot
-from proxy.shadow.store import ShadowStore, Snapshot, default_store_url
-from strangler.db import normalise_url
+from proxy.shadow.store import STORE_ENV, ShadowStore, Snapshot, check_store_url, default_store_url
+from strangler.db import normalise_url, sqlite_path
 from strangler.errors import OperatorError
 
 HISTORY_LINES = 10
+EMPTY_SHADOW = "No shadow results yet."     # what proxy.shadow's renderers say for no results
 
 
 def build(rules_path: str | Path, capability: str, store_url: str | None,
@@ -37,29 +41,46 @@ def build(rules_path: str | Path, capability: str, store_url: str | None,
     view = capability_view(cap, live_from(client), lag_of(cdc))
     log = [e for e in history.entries(history.history_dir(rules.path))
            if e.get("capability") == capability][-HISTORY_LINES:]
+    note = None
     if store_url is None and client is not None and client.urls:
         shadow = client.shadow(client.urls[0], capability,
                                None if since_s is None else f"{max(1, round(since_s))}s")
     else:
-        shadow = shadow_report(store_url or default_store_url(), capability, since_s)
+        shadow, note = shadow_report(store_url or default_store_url(), capability, since_s,
+                                     given=store_url is not None)
+    if note is None and since_s is not None and not shadow["capabilities"]:
+        # The store may hold older results: "yet" would say nothing was ever shadowed.
+        note = f"No shadow results since {when(shadow.get('since') or time.time() - since_s)}."
     return {"capability": capability, "rules_version": rules.version,
             "rollout": view, "proxies": list(client.urls) if client else [],
             "history": [{k: e.get(k) for k in ("id", "at", "who", "why", "command", "summary")}
                         for e in log],
             "cdc": [asdict(d) for d in cdc] if cdc else None,
-            "shadow": shadow}
+            "shadow": shadow, "shadow_note": note}
 
 
-def shadow_report(store_url: str, capability: str, since_s: float | None) -> dict[str, Any]:
-    """The shadow report from the results store; empty (not an error, and no file created) when
-    a SQLite store does not exist yet: nothing was shadowed."""
+def shadow_report(store_url: str, capability: str, since_s: float | None,
+                  given: bool = True) -> tuple[dict[str, Any], str | None]:
+    """The shadow report from the results store, and a note when it is empty for want of a store.
+
+    A store the operator named (GIVEN) must exist, checked as `strangler shadow report` checks
+    it: a mistyped path is an error, not an empty report. The default store that does not exist
+    yet gives an empty report (no file created: nothing was shadowed) saying where it looked."""
+    if given:
+        require_store(store_url)
+    else:
+        check_store_url(store_url)
+        path = sqlite_path(store_url)
+        if path is not None and not path.exists():
+            empty = {**report_from_snapshot(Snapshot()), "since": None,
+                     "generated_at": time.time(), "capability_filter": capability}
+            return empty, (f"No shadow results yet: no shadow store at {path} (the default; "
+                           f"pass --store, set {STORE_ENV} or pass --proxy to read the one the "
+                           "proxy writes).")
     url = make_url(normalise_url(store_url))
-    if url.get_backend_name() == "sqlite" and not Path(url.database or "").exists():
-        return {**report_from_snapshot(Snapshot()), "since": None, "generated_at": time.time(),
-                "capability_filter": capability}
     store = ShadowStore(store_url)
     try:
-        return build_report(store, capability=capability, since_s=since_s)
+        return build_report(store, capability=capability, since_s=since_s), None
     except SQLAlchemyError as exc:
         raise OperatorError(f"cannot read the shadow store {url.render_as_string()}: "
                             f"{type(exc).__name__}; check --store and that the database is "
@@ -102,6 +123,9 @@ def render(doc: dict[str, Any], fmt: str) -> str:
     if fmt == "json":
         return render_shadow(doc, "json")
     shadow = render_shadow(doc["shadow"], fmt)
+    if doc.get("shadow_note"):
+        note = escape(doc["shadow_note"]) if fmt == "html" else doc["shadow_note"]
+        shadow = shadow.replace(EMPTY_SHADOW, note, 1)
     title = f"Capability {doc['capability']} (rules {doc['rules_version']})"
     if fmt == "markdown":
         return "\n".join([f"# {title}", ""] + [f"- {line}" if not line.startswith("  ")

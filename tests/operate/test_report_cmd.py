@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from proxy.shadow.store import STORE_ENV, ShadowStore
 from tests.conftest import free_port
 from tests.operate.live_harness import (OVERRIDE_SECRET, requests_on, token_file, traffic,
                                         upstream, wait_for, write_rules)
@@ -77,16 +78,47 @@ async def test_report_is_one_document_in_every_format(tmp_path: Path, cli):
             assert html.index("<h1>Capability catalog") < html.index("<h1>Shadow report")
 
 
-def test_report_without_proxies_or_shadow_results_still_hands_over(tmp_path: Path, cli):
+def test_report_without_proxies_or_shadow_results_still_hands_over(tmp_path: Path, cli,
+                                                                    monkeypatch):
     rules = write_rules(tmp_path / "rules" / "canary.yaml", free_port(), free_port(), percent=10)
     missing = tmp_path / "none.sqlite3"
-    result = cli("report", "catalog", "--rules", str(rules), "--store", f"sqlite:///{missing}")
+    monkeypatch.setenv(STORE_ENV, f"sqlite:///{missing}")     # the default store, not made yet
+    result = cli("report", "catalog", "--rules", str(rules))
     assert result.code == 0, result.err
     assert "live figures: none (no proxy given: pass --proxy)" in result.out
     assert "history: no recorded change" in result.out
-    assert "No shadow results yet." in result.out
+    assert f"No shadow results yet: no shadow store at {missing} (the default;" in result.out
     assert not missing.exists()                 # reading never creates a store
     bad = cli("report", "catalgo", "--rules", str(rules), "--store", f"sqlite:///{missing}")
     assert bad.code == 2 and "unknown capability" in bad.err
     window = cli("report", "catalog", "--rules", str(rules), "--since", "soon")
     assert window.code == 2 and "is not a duration" in window.err
+
+
+def test_report_refuses_a_store_given_that_does_not_exist(tmp_path: Path, cli, monkeypatch):
+    # A mistyped --store is an error, as in `strangler shadow report`, not "no results yet".
+    monkeypatch.delenv(STORE_ENV, raising=False)
+    rules = write_rules(tmp_path / "rules" / "canary.yaml", free_port(), free_port(), percent=10)
+    typo = tmp_path / "shadw.db"
+    for command in (("report", "catalog", "--rules", str(rules)), ("shadow", "report")):
+        result = cli(*command, "--store", f"sqlite:///{typo}")
+        assert (result.code, result.out) == (2, ""), command
+        assert f"no shadow store at {typo}; pass --store or set {STORE_ENV}" in result.err
+    assert not typo.exists()
+
+
+def test_report_of_an_empty_window_does_not_say_yet(tmp_path: Path, cli):
+    rules = write_rules(tmp_path / "rules" / "canary.yaml", free_port(), free_port(), percent=10)
+    url = f"sqlite:///{tmp_path / 'shadow.sqlite3'}"
+    store = ShadowStore(url)
+    store.create_schema()
+    store.engine.dispose()
+    base = ("report", "catalog", "--rules", str(rules), "--store", url, "--since", "15m")
+    for fmt in ("text", "markdown", "html"):
+        result = cli(*base, "--format", fmt)
+        assert result.code == 0, result.err
+        assert "yet" not in result.out and "No shadow results since 20" in result.out, fmt
+    doc = json.loads(cli(*base, "--format", "json").out)
+    assert doc["shadow"]["capabilities"] == []
+    assert doc["shadow_note"].startswith("No shadow results since 20")
+    assert "No shadow results yet." in cli(*base[:6]).out      # no window: nothing ever
