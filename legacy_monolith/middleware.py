@@ -17,9 +17,9 @@ from legacy_monolith.errors import ApiError
 from legacy_monolith.pages import error_page
 from legacy_monolith.responses import html_response, json_response, request_id
 from legacy_monolith.validation import MAX_BODY
+from strangler.serving import client_went_away, client_went_away_response
 
 log = logging.getLogger(__name__)
-CLIENT_CLOSED = 499         # nginx's "client closed request": never sent, only logged/counted
 
 
 def _from_http_exception(request: web.Request, exc: web.HTTPException) -> ApiError:
@@ -49,10 +49,8 @@ async def errors(request: web.Request, handler) -> web.StreamResponse:
             allow = ",".join(sorted(exc.allowed_methods))
         error = _from_http_exception(request, exc)
     except Exception as exc:
-        if isinstance(exc, ConnectionError) and _client_gone(request):
-            log.info("client went away: %s %s (request id %s); nothing answered",
-                     request.method, request.path, request_id(request))
-            return web.Response(status=CLIENT_CLOSED, reason="Client Closed Request")
+        if client_went_away(request, exc):
+            return client_went_away_response(request, log, request_id(request))
         log.exception("unhandled error (request id %s) on %s %s",
                       request_id(request), request.method, request.path)
         error = ApiError(500, f"internal error; quote request id {request_id(request)}")
@@ -63,10 +61,3 @@ async def errors(request: web.Request, handler) -> web.StreamResponse:
     if allow:
         response.headers["Allow"] = allow
     return response
-
-
-def _client_gone(request: web.Request) -> bool:
-    """The client's own connection is closed (a ConnectionError from elsewhere, such as the
-    database's socket, is a server fault and stays a logged 500)."""
-    transport = request.transport
-    return transport is None or transport.is_closing()

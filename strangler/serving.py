@@ -21,3 +21,21 @@ def serve_app(app: web.Application, host: str, port: int) -> None:
         reason = os.strerror(exc.errno) if exc.errno else str(exc)
         raise OperatorError(f"cannot listen on {host}:{port} ({reason}); "
                             "stop whatever holds it or pass --port") from None
+
+
+CLIENT_CLOSED = 499         # nginx's "client closed request": never sent, only logged/counted
+
+
+def client_went_away(request: web.Request, exc: BaseException) -> bool:
+    """EXC is the client hanging up mid-request (reading its body raised ConnectionResetError
+    and its connection is closed): not a server fault, so no traceback and no 500. A
+    ConnectionError from elsewhere, such as the database's socket, is one and stays a 500."""
+    transport = request.transport
+    return isinstance(exc, ConnectionError) and (transport is None or transport.is_closing())
+
+
+def client_went_away_response(request: web.Request, log, request_id: str) -> web.Response:
+    log.info("client went away: %s %s (request id %s); nothing answered",
+             request.method, request.path, request_id)
+    return web.Response(status=CLIENT_CLOSED, reason="Client Closed Request")
+

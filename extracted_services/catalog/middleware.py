@@ -20,6 +20,7 @@ from aiohttp import web
 from extracted_services.catalog.keys import REQUEST_ID, WROTE
 from extracted_services.catalog.problems import ApiError, from_http_exception
 from extracted_services.catalog.validation import MAX_BODY_BYTES
+from strangler.serving import client_went_away, client_went_away_response
 
 log = logging.getLogger(__name__)
 _MAX_REQUEST_ID = 200
@@ -86,7 +87,9 @@ async def errors_as_json(request: web.Request, handler) -> web.StreamResponse:
         if isinstance(exc, web.HTTPMethodNotAllowed):
             response.headers["Allow"] = ",".join(sorted(exc.allowed_methods))
         return response
-    except Exception:
+    except Exception as exc:
+        if client_went_away(request, exc):
+            return client_went_away_response(request, log, request_id(request))
         log.exception("unhandled error (request id %s) on %s %s",
                       request_id(request), request.method, request.path)
         return error_response(request, ApiError(
