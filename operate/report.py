@@ -21,7 +21,6 @@ from operate.rule_edit import compile_rules, read_rules
 from operate.status import capability_view, cdc_directions, lag_of, live_from
 from proxy.shadow.cli import _require_store as require_store
 from proxy.shadow.formats import render as render_shadow
-from proxy.shadow.render_text import when
 from proxy.shadow.report import build_report, report_from_snapshot
 from proxy.shadow.store import STORE_ENV, ShadowStore, Snapshot, check_store_url, default_store_url
 from strangler.db import normalise_url, sqlite_path
@@ -48,9 +47,6 @@ def build(rules_path: str | Path, capability: str, store_url: str | None,
     else:
         shadow, note = shadow_report(store_url or default_store_url(), capability, since_s,
                                      given=store_url is not None)
-    if note is None and since_s is not None and not shadow["capabilities"]:
-        # The store may hold older results: "yet" would say nothing was ever shadowed.
-        note = f"No shadow results since {when(shadow.get('since') or time.time() - since_s)}."
     return {"capability": capability, "rules_version": rules.version,
             "rollout": view, "proxies": list(client.urls) if client else [],
             "history": [{k: e.get(k) for k in ("id", "at", "who", "why", "command", "summary")}
