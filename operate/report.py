@@ -19,7 +19,7 @@ from operate.actions import find_capability
 from operate.admin_client import AdminClient
 from operate.rule_edit import compile_rules, read_rules
 from operate.status import capability_view, cdc_directions, lag_of, live_from
-from proxy.shadow.cli import _require_store as require_store
+from proxy.shadow.cli import require_store
 from proxy.shadow.formats import render as render_shadow
 from proxy.shadow.report import build_report, report_from_snapshot
 from proxy.shadow.store import STORE_ENV, ShadowStore, Snapshot, check_store_url, default_store_url

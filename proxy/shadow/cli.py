@@ -49,7 +49,7 @@ def run_report(args: argparse.Namespace) -> int:
     Exit codes: 0 ok, 1 a match rate is below --fail-under, 2 operator error.
     """
     url = args.store or default_store_url()
-    _require_store(url)
+    require_store(url)
     try:
         since_s = parse_window(args.since) if args.since else None
     except ValueError as exc:
@@ -79,7 +79,7 @@ def run_report(args: argparse.Namespace) -> int:
     return 1 if failures else 0
 
 
-def _require_store(url: str) -> None:
+def require_store(url: str) -> None:
     check_store_url(url)
     path = sqlite_path(url)
     if path is not None and not path.exists():
