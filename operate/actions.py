@@ -204,7 +204,7 @@ def _last_recorded(path: str | Path) -> tuple[int, Path] | None:
     if len(rules.files) != 1:
         return None
     hdir = history.history_dir(rules.path)
-    name = Path(next(iter(rules.files))).name
+    name = history.file_key(next(iter(rules.files)))
     for entry in reversed(history.entries(hdir)):
         shas = entry.get("files", {}).get(name)
         copy = hdir / "objects" / shas[1] if shas else None
@@ -370,7 +370,7 @@ def _write(rules: RuleSet, replace: dict[str, bytes], entry: dict[str, Any]) -> 
                 old_sha, new_sha = sha256(rules.files[f]), sha256(new)
                 history.store_object(hdir, old_sha, rules.files[f])
                 history.store_object(hdir, new_sha, new)
-                files[Path(f).name] = [old_sha, new_sha]
+                files[history.file_key(f)] = [old_sha, new_sha]
             for f, new in replace.items():
                 replace_atomically(f, new)
                 written = True
@@ -393,7 +393,9 @@ def _unified(file: str, old: bytes, new: bytes) -> str:
 
 
 def _file_named(rules: RuleSet, name: str) -> str | None:
-    return next((f for f in rules.files if Path(f).name == name), None)
+    """The rule file a history entry names (by its real name; older entries: as spelled)."""
+    return next((f for f in rules.files if history.file_key(f) == name), None) \
+        or next((f for f in rules.files if Path(f).name == name), None)
 
 
 def _capability_map(doc: Any, name: str, cap: CompiledCapability) -> CommentedMap:

@@ -27,10 +27,19 @@ from operate.rule_edit import replace_atomically
 from strangler.errors import OperatorError
 
 
-def history_dir(rules_path: Path) -> Path:
-    if rules_path.is_dir():
-        return rules_path / ".history" / "all"
-    return rules_path.parent / ".history" / rules_path.name
+def history_dir(rules_path: str | Path) -> Path:
+    """Where the lock, log and stored copies of these rules live, keyed on their real path: a
+    symlink or another spelling of the same rules must share one lock (else two writers both
+    pass the compare-and-swap and one change is lost) and one history (else `undo` misses)."""
+    real = Path(os.path.realpath(rules_path))
+    if real.is_dir():
+        return real / ".history" / "all"
+    return real.parent / ".history" / real.name
+
+
+def file_key(file: str | Path) -> str:
+    """The name an entry records a rule file under: the real file's, for the same reason."""
+    return Path(os.path.realpath(file)).name
 
 
 def default_who() -> str:
