@@ -55,6 +55,10 @@ def register(subparsers) -> None:
                    metavar="BYTES", help="largest request head (default 16 KiB); larger gets 431")
     p.add_argument("--max-headers", type=int, default=DEFAULTS.max_headers, metavar="N",
                    help="most request headers (default 100); more gets 431")
+    p.add_argument("--client-body-timeout", type=float, default=DEFAULTS.client_body_timeout_s,
+                   metavar="SECONDS",
+                   help="a client silent this long while sending a request body gets 408 and is "
+                        "closed (default 10); the backend is not blamed")
     p.set_defaults(func=run)
 
 
@@ -108,6 +112,8 @@ def settings_from(args: argparse.Namespace) -> ProxySettings:
         raise OperatorError(f"rules not found: {args.rules}; pass --rules FILE|DIR")
     if args.workers < 0:
         raise OperatorError("--workers must be 0 (in-process) or more")
+    if not args.client_body_timeout > 0:
+        raise OperatorError("--client-body-timeout must be more than 0 seconds (e.g. 10)")
     try:
         trusted = parse_networks(args.trusted_proxy)
     except ValueError as exc:
@@ -118,7 +124,8 @@ def settings_from(args: argparse.Namespace) -> ProxySettings:
         admin_token=admin_token(args.admin_token_file), workers=args.workers,
         trusted_proxies=trusted, access_log=args.access_log,
         limits=Limits(max_body_bytes=args.max_body, max_header_bytes=args.max_header_bytes,
-                      max_headers=args.max_headers))
+                      max_headers=args.max_headers,
+                      client_body_timeout_s=args.client_body_timeout))
 
 
 def run(args: argparse.Namespace) -> int:

@@ -40,7 +40,9 @@ ERROR_STATUS = {
 BREAKER_FAILURES = frozenset({"connect", "connect-timeout", "timeout", "protocol",
                               "connection-lost", "5xx"})
 _LOWER_NAMES: dict[bytes, str] = {}         # raw header name -> lower-case str (per process)
-REASONS = {400: "Bad Request", 405: "Method Not Allowed", 413: "Content Too Large",
+NEVER = float("inf")
+REASONS = {400: "Bad Request", 405: "Method Not Allowed", 408: "Request Timeout",
+           413: "Content Too Large",
            431: "Request Header Fields Too Large", 500: "Internal Server Error",
            502: "Bad Gateway", 503: "Service Unavailable", 504: "Gateway Timeout"}
 
@@ -88,7 +90,8 @@ class Flight:
     request_id_b = b""
     conn: UpstreamConnection | None = None
     acquiring: asyncio.Task | None = None
-    deadline = 0.0
+    deadline = NEVER                # the upstream's total timeout, from the body's last byte
+    continued = False               # the upstream sent 100 Continue
     fell_back = False
     fallback_reason = ""
     retried_stale = False
@@ -165,7 +168,6 @@ class Flight:
                 self._skip_shadow("body-too-large")
         conn = self.conn
         if conn is not None:
-            conn.last_activity = self.loop.time()
             conn.transport.write(b"%x\r\n%b\r\n" % (len(data), data) if self.chunked else data)
         else:
             self.body_parts.append(data)
@@ -175,8 +177,13 @@ class Flight:
 
     def client_body_done(self) -> None:
         self.body_done = True
-        if self.conn is not None and self.chunked:
-            self.conn.transport.write(b"0\r\n\r\n")
+        conn = self.conn
+        if conn is not None:
+            if self.chunked:
+                conn.transport.write(b"0\r\n\r\n")
+            # The request is forwarded whole: from now on the upstream's time to answer runs.
+            now = conn.last_activity = self.loop.time()
+            self.deadline = now + self.backend.total_timeout_s
 
     # -- routing --------------------------------------------------------------------------------
     def start(self) -> None:
@@ -297,17 +304,40 @@ class Flight:
         else:
             conn.transport.write(self.head)      # the common case: a bodiless request
         now = conn.last_activity = self.loop.time()
-        self.deadline = now + self.backend.total_timeout_s
+        # While the client is still sending the body the upstream's clocks do not run
+        # (client_body_done starts them): a client's pause is not the upstream's slowness.
+        self.deadline = now + self.backend.total_timeout_s if self.body_done else NEVER
         self.engine.inflight.add(self)           # the engine's timeout sweep watches it
 
     def check_timeout(self, now: float) -> None:
-        """Called by the engine's sweep (every 100 ms): read and total timeouts."""
+        """Called by the engine's sweep (every 100 ms): the upstream's read and total timeouts
+        once the request is forwarded whole; before that, the client body timeout."""
         conn = self.conn
         if conn is None or self.finished:
             return
+        if not self.body_done and not self.upstream_status:
+            client = self.client
+            # Still uploading. Waiting on the upstream is the upstream's time (it stopped
+            # reading the body and we paused the client, or the client awaits its 100
+            # Continue); any other silence is the client's, counted from its last byte (or
+            # from the upstream's last sign of life, which includes the forward itself).
+            if "upstream" not in client.paused and (
+                    not self.expect_continue or self.continued or self.body_len):
+                if now - max(client.last_activity, conn.last_activity) \
+                        >= self.engine.limits.client_body_timeout_s:
+                    self.client_body_timed_out()
+                return
         if now >= self.deadline or now - conn.last_activity >= self.backend.read_timeout_s:
             self.error = "upstream timed out"
             self.upstream_failed("timeout", "")
+
+    def client_body_timed_out(self) -> None:
+        """The client stopped sending its body: 408 (or a cut, if the upstream answered
+        already) and close. Not an upstream error, a breaker failure or a reason to fall back."""
+        self.error = "client body timeout"
+        self.client.dead = True                  # parse nothing more from this client
+        self.client_failed(408, "client body timeout: no request body bytes for "
+                                f"{self.engine.limits.client_body_timeout_s:g} s")
 
     # -- response side: httptools.HttpResponseParser callbacks ----------------------------------
     def on_headers_complete(self) -> None:
@@ -321,6 +351,8 @@ class Flight:
         if status < 200 and status != 101:
             # Interim answer (100 Continue, 103): relay to HTTP/1.1 clients, await the final one.
             self.interim = True
+            if status == 100:
+                self.continued = True
             self.raw_head = raw[end + 4:]
             if self.version == "1.1" and (status != 100 or self.expect_continue):
                 self.client.transport.write(

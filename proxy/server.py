@@ -127,6 +127,8 @@ class ClientConnection(asyncio.Protocol):
             self.paused.discard(reason)
             if not self.paused and not self.transport.is_closing():
                 self.transport.resume_reading()
+                # Idle time (client body timeout, keep-alive) counts only while we read.
+                self.last_activity = self.loop.time()
 
     # -- httptools.HttpRequestParser callbacks ----------------------------------------------
     def on_message_begin(self) -> None:

@@ -17,6 +17,7 @@ class Limits:
     keepalive_timeout_s: float = 75.0      # idle client connection is closed after this
     upstream_idle_s: float = 30.0          # pooled upstream connection idle longer is closed
     replay_buffer_bytes: int = 64 * 1024   # request bodies kept for a fallback retry (safe methods)
+    client_body_timeout_s: float = 10.0    # client silent this long mid-body -> 408 (nginx's default)
 
 
 @dataclass(frozen=True, slots=True)

@@ -73,6 +73,9 @@ class UpstreamConnection(asyncio.Protocol):
             self.flight.upstream_lost()
 
     def pause_writing(self) -> None:
+        # The upstream stopped reading what we send: its read timeout runs from here (the
+        # client, paused meanwhile, is not blamed; see Flight.check_timeout).
+        self.last_activity = self.loop.time()
         if self.flight is not None:
             self.flight.client.pause("upstream")
         elif self.tunnel is not None:
