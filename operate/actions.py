@@ -20,9 +20,10 @@ from ruamel.yaml.scalarstring import DoubleQuotedScalarString, SingleQuotedScala
 from operate import history
 from operate.rule_diff import Difference, diff_tables
 from operate.rule_edit import (RuleSet, RulesChanged, RulesInvalid, compile_rules, edit_yaml,
-                               locked, read_rules, replace_atomically, require_unchanged,
+                               read_rules, replace_atomically, require_unchanged,
                                sha256, version_of)
-from operate.transitions import check_percent, check_stage, check_writes, rollback_plan
+from operate.transitions import (check_percent, check_stage, check_writes, more_service_reads,
+                                 rollback_plan, unsafe_moves)
 from proxy.rules import CompiledCapability, CompiledTable
 from strangler.errors import OperatorError, did_you_mean
 
@@ -213,9 +214,11 @@ def _last_recorded(path: str | Path) -> tuple[int, Path] | None:
     return None
 
 
-def apply(path: str | Path, new_file: str | Path, actor: Actor, dry_run: bool = False) -> Change:
+def apply(path: str | Path, new_file: str | Path, actor: Actor, dry_run: bool = False,
+          force: bool = False) -> Change:
     """Replace the rule file with NEW_FILE after validating it (a rules directory: the file of
-    the same name in it)."""
+    the same name in it). Refused, unless FORCE, when it moves a write owner outside canary,
+    removes a capability whose writes go to the service, or skips a stage."""
     rules = read_rules(path)
     new_path = Path(new_file)
     try:
@@ -236,12 +239,21 @@ def apply(path: str | Path, new_file: str | Path, actor: Actor, dry_run: bool = 
     if rules.files[target] == new:
         return Change(f"rules apply {new_path}", None, f"{target} already has this content",
                       False, rules.version, rules.version)
-    return _commit(rules, {target: new}, before, command=f"rules apply {new_path}",
-                   capability=None, summary=None, actor=actor, dry_run=dry_run)
+    command = f"rules apply {new_path}"
+    after = compile_rules(rules, {target: new}, what=command)
+    if before is None:      # diff against what was last recorded (what proxies most likely serve)
+        before = _recorded_table(rules)
+    elif not force:
+        _refuse(command, unsafe_moves(before, after))
+    return _commit(rules, {target: new}, before, after, command=command,
+                   capability=_changed_capabilities(before, after), summary=None, actor=actor,
+                   dry_run=dry_run)
 
 
-def undo(path: str | Path, actor: Actor, dry_run: bool = False) -> Change:
-    """Restore the rules as they were before the newest change not yet undone."""
+def undo(path: str | Path, actor: Actor, dry_run: bool = False, force: bool = False) -> Change:
+    """Restore the rules as they were before the newest change not yet undone. Refused, unless
+    FORCE, when that sends more reads to the service (undoing a rollback, the proxy's automatic
+    one included, would skip the gates that caused it) or moves writes as `apply` may not."""
     rules = read_rules(path)
     hdir = history.history_dir(rules.path)
     entry = history.undo_target(history.entries(hdir))
@@ -255,10 +267,44 @@ def undo(path: str | Path, actor: Actor, dry_run: bool = False) -> Change:
                             "`strangler rules apply`")
     replace = {_file_named(rules, name): history.load_object(hdir, before_sha)
                for name, (before_sha, _) in entry["files"].items()}
-    return _commit(rules, replace, compile_rules(rules), command=f"undo #{entry['id']}",
+    command = f"undo #{entry['id']}"
+    before, after = compile_rules(rules), compile_rules(rules, replace, what=command)
+    if not force:
+        raised = more_service_reads(before, after)
+        _refuse(command, unsafe_moves(before, after) + (
+            [f"it sends more reads to the service ({', '.join(raised)}) without the gates: use "
+             "`strangler promote` or `strangler rollout`"] if raised else []))
+    return _commit(rules, replace, before, after, command=command,
                    capability=entry.get("capability"),
                    summary=f"undid change #{entry['id']}: {entry['summary']}", actor=actor,
                    dry_run=dry_run, undoes=entry["id"])
+
+
+def _refuse(command: str, reasons: list[str]) -> None:
+    if reasons:
+        raise OperatorError(f"{command} refused: {'; '.join(reasons)}. If you mean it, add "
+                            "--force --reason TEXT (recorded)")
+
+
+def _recorded_table(rules: RuleSet) -> CompiledTable | None:
+    """The table of the newest recorded change, when the live file does not compile."""
+    recorded = _last_recorded(rules.path)
+    if recorded is None:
+        return None
+    try:
+        return compile_rules(read_rules(recorded[1]))
+    except OperatorError:
+        return None
+
+
+def _changed_capabilities(before: CompiledTable | None, after: CompiledTable) -> str | None:
+    """The capability a whole-file change is about, when it touches exactly one, so that
+    `history CAP` and `report CAP` list it."""
+    if before is None:
+        return None
+    subjects = {d.subject for d in diff_tables(before, after)}
+    names = {s.split(" ", 1)[1] for s in subjects if s.startswith("capability ")}
+    return names.pop() if len(names) == 1 and len(subjects) == 1 else None
 
 
 def changed_since(rules: RuleSet, entry: dict[str, Any]) -> list[str]:
@@ -361,20 +407,22 @@ def _new_warnings(before: CompiledTable | None, after: CompiledTable) -> tuple[s
 def _write(rules: RuleSet, replace: dict[str, bytes], entry: dict[str, Any]) -> int:
     """Compare-and-swap under the lock: keep both contents, replace the files, log the entry."""
     hdir = history.history_dir(rules.path)
+    like = next(iter(replace))              # history files are shared as this rule file is
     written = False
     try:
-        with locked(hdir / "lock"):
+        with history.lock(hdir, like):
             require_unchanged(rules)
             files = {}
             for f, new in replace.items():
                 old_sha, new_sha = sha256(rules.files[f]), sha256(new)
-                history.store_object(hdir, old_sha, rules.files[f])
-                history.store_object(hdir, new_sha, new)
+                history.store_object(hdir, old_sha, rules.files[f], like)
+                history.store_object(hdir, new_sha, new, like)
                 files[history.file_key(f)] = [old_sha, new_sha]
             for f, new in replace.items():
                 replace_atomically(f, new)
                 written = True
-            return history.append(hdir, {"at": history.now_utc(), **entry, "files": files})
+            return history.append(hdir, {"at": history.now_utc(), **entry, "files": files},
+                                  like)
     except OSError as exc:
         where = exc.filename or hdir
         if written:

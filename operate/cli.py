@@ -77,7 +77,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("capability", metavar="CAP", nargs="?", help="only changes to this capability")
     p.add_argument("--limit", type=int, default=20, metavar="N", help="newest N (default 20)")
     p.add_argument("--diff", action="store_true", help="show each change's rule and file diff")
-    _add(subparsers, "undo", run_undo)
+    _force(_add(subparsers, "undo", run_undo))
 
 
 def _shadow_group(subparsers: argparse._SubParsersAction) -> argparse._SubParsersAction:
@@ -97,6 +97,20 @@ def add_rules_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("new", metavar="NEW", nargs="?", help="rule file to compare with OLD")
     p = _add(sub, "apply", run_apply)
     p.add_argument("new", metavar="NEW", help="the rule file to put in place")
+    _force(p)
+
+
+def _force(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--force", action="store_true",
+                   help="do it although it moves writes outside canary, removes a capability "
+                        "writing to the service, skips a stage or (undo) sends more reads to the "
+                        "service without the gates; needs --reason, recorded")
+
+
+def _forced(args: argparse.Namespace) -> bool:
+    if args.force and not (args.reason or "").strip():
+        raise OperatorError("--force needs --reason TEXT: a forced change is recorded with why")
+    return args.force
 
 
 def _actor(args: argparse.Namespace) -> Actor:
@@ -191,13 +205,13 @@ def run_rollback(args: argparse.Namespace) -> int:
 def run_undo(args: argparse.Namespace) -> int:
     """Restore the rules as they were before the newest change not yet undone (run it again to
     step further back). Refused when the file changed since that change wrote it."""
-    return _report(actions.undo(rules_path(args), _actor(args), args.dry_run), args)
+    return _report(actions.undo(rules_path(args), _actor(args), args.dry_run, _forced(args)), args)
 
 
 def run_apply(args: argparse.Namespace) -> int:
     """Put a new rule file in place: validate it, show what it changes in routing, replace the
     live file atomically (refused if it changed meanwhile), record it in the history."""
-    change = actions.apply(rules_path(args), args.new, _actor(args), args.dry_run)
+    change = actions.apply(rules_path(args), args.new, _actor(args), args.dry_run, _forced(args))
     code = _report(change, args)
     if not args.json and not args.dry_run and change.changed:
         for d in change.differences:

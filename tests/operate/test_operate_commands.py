@@ -194,8 +194,14 @@ def test_undo_walks_back_to_the_original_bytes(demo: Path, cli):
     for args in steps:
         assert cli(*args).code == 0
         versions.append(load_table(demo, environ={}).version)
+    refused = cli("undo", "--reason", "back")      # undoing the rollback skips the gates
+    assert refused.code == 2 and refused.err.startswith(
+        "strangler: error: undo #5 refused: it sends more reads to the service (catalog 0 -> "
+        "100 %) without the gates: use `strangler promote` or `strangler rollout`. If you mean "
+        "it, add --force --reason TEXT (recorded)")
+    assert cli("undo", "--force").err.startswith("strangler: error: --force needs --reason")
     for n in range(len(steps), 0, -1):
-        r = cli("undo", "--reason", "back")
+        r = cli("undo", "--reason", "back", *(["--force"] if n == len(steps) else []))
         assert r.code == 0 and r.out.startswith(f"undid change #{n}: ")
         assert load_table(demo, environ={}).version == versions[n - 1]
     assert demo.read_bytes() == original
@@ -259,3 +265,28 @@ def test_every_command_explains_itself(capsys, command):
     assert exit_.value.code == 0 and "--rules" in out and "--json" in out
     description = out.split("\n\n")[1]                 # the command's docstring
     assert len(description) > 60, description
+
+
+def test_apply_refuses_what_the_stage_and_writes_commands_would(demo: Path, cli, tmp_path):
+    """A whole file may not move the write owner outside canary, drop a capability writing to
+    the service, or skip a stage; --force --reason does, recorded."""
+    for args in (["stage", "catalog", "canary"], ["writes", "catalog", "service"],
+                 ["cutover", "catalog"]):
+        assert cli(*args).code == 0
+    back = tmp_path / "demo.yaml"
+    back.write_text(demo.read_text().replace("stage: cutover", "stage: legacy")
+                    .replace("writes: service", "writes: legacy"))
+    r = cli("rules", "apply", str(back))
+    assert r.code == 2 and ("catalog's writes move service -> legacy with stage cutover -> "
+                            "legacy: the write owner moves only in canary") in r.err
+    assert cap(demo).writes == "service"
+    gone = tmp_path / "gone.yaml"
+    text = demo.read_text()
+    gone.write_text(text[:text.index("capabilities:")] + "capabilities: []\n"
+                    + text[text.index("default: legacy"):])
+    r = cli("rules", "apply", str(gone))
+    assert r.code == 2 and "catalog is removed while its writes go to the service" in r.err
+    r = cli("rules", "apply", str(back), "--force", "--reason", "restore drill")
+    assert r.code == 0 and cap(demo).writes == "legacy"
+    assert any(e["capability"] == "catalog" and e["why"] == "restore drill"
+               for e in history.entries(history.history_dir(demo)))
