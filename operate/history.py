@@ -11,6 +11,9 @@ changed with their sha256 before and after, so `undo` can restore the exact prev
 check that nobody changed the file since. Lines are appended with O_APPEND under flock and the
 log is never rewritten; content objects are written before the rule file is replaced, the log
 line after, so a crash leaves at worst an unlogged change that `undo` then refuses to guess about.
+
+Operators who share the rules through a group share the history too: its directories and files
+take the rules file's group and its group (and others') read/write bits, whatever the umask.
 """
 from __future__ import annotations
 
@@ -19,11 +22,14 @@ import getpass
 import json
 import os
 import socket
+import stat
+from contextlib import contextmanager
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
-from operate.rule_edit import replace_atomically
+from operate.rule_edit import keep_owner, locked, replace_atomically
 from strangler.errors import OperatorError
 
 
@@ -58,14 +64,96 @@ def now_utc() -> str:
     return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-def store_object(hdir: Path, sha: str, raw: bytes) -> None:
-    """Keep a file content by its sha256 (written once, atomically; identical content shared)."""
+@dataclass(frozen=True, slots=True)
+class Access:
+    """The mode and group history files take from the rules file they record, so every operator
+    who may edit the rules may also lock, log and read the stored copies."""
+    mode: int                     # files: owner rw, plus the rules file's group/other r and w
+    gid: int
+
+    @property
+    def dir_mode(self) -> int:
+        """Directories: whoever may read may list (x), whoever may write may create (wx)."""
+        m = self.mode | 0o700
+        for r, w, x in ((0o040, 0o020, 0o010), (0o004, 0o002, 0o001)):
+            m |= x if m & (r | w) else 0
+        return m
+
+
+def access_of(rules_file: str | Path | None) -> Access | None:
+    """The Access for history files of RULES_FILE (None: no file to follow, keep the defaults)."""
+    if rules_file is None:
+        return None
+    try:
+        st = os.stat(rules_file)
+    except OSError:
+        return None
+    return Access(0o600 | stat.S_IMODE(st.st_mode) & 0o066, st.st_gid)
+
+
+def _share(path: Path | int, mode: int, access: Access | None) -> None:
+    """Widen PATH's mode to MODE and give it the rules' group, as far as this user may (a file
+    another operator created stays as it is: it was shared when it was made)."""
+    if access is None:
+        return
+    try:
+        now = os.fstat(path) if isinstance(path, int) else os.stat(path)
+        if now.st_uid == os.geteuid() or os.geteuid() == 0:
+            keep_owner(path, -1, access.gid)
+            chmod = os.fchmod if isinstance(path, int) else os.chmod
+            chmod(path, stat.S_IMODE(now.st_mode) | mode)
+    except PermissionError:
+        pass
+
+
+def _make_dirs(path: Path, access: Access | None) -> None:
+    """mkdir -p PATH, each directory it creates shared like the rules (see Access); PATH itself
+    is widened when it exists (a history made before it was shared is repaired by its owner)."""
+    missing = [path]
+    while not missing[-1].parent.exists():
+        missing.append(missing[-1].parent)
+    for d in reversed(missing):
+        try:
+            d.mkdir(0o700 if access else 0o777)     # then widened to exactly dir_mode
+        except FileExistsError:
+            if d != path:
+                continue               # another operator made it meanwhile
+        _share(d, access.dir_mode if access else 0, access)
+
+
+@contextmanager
+def lock(hdir: Path, like: str | Path | None = None) -> Iterator[None]:
+    """Hold the history's lock (one writer per host), creating it shared like LIKE's rules."""
+    access = access_of(like)
+    _make_dirs(hdir, access)
+    _create(hdir / "lock", access)
+    with locked(hdir / "lock"):
+        yield
+
+
+def _create(file: Path, access: Access | None) -> None:
+    """Create FILE empty and shared like the rules (or share it, when it exists and is ours)."""
+    try:
+        fd = os.open(file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600 if access else 0o644)
+    except FileExistsError:
+        _share(file, access.mode if access else 0, access)     # repaired by its owner
+        return
+    try:
+        _share(fd, access.mode if access else 0, access)
+    finally:
+        os.close(fd)
+
+
+def store_object(hdir: Path, sha: str, raw: bytes, like: str | Path | None = None) -> None:
+    """Keep a file content by its sha256 (written once, atomically; identical content shared),
+    readable by whoever may read LIKE's rules: it is what an emergency restores."""
     objects = hdir / "objects"
     target = objects / sha
     if target.exists():
         return
-    objects.mkdir(parents=True, exist_ok=True)
-    replace_atomically(target, raw)
+    access = access_of(like)
+    _make_dirs(objects, access)
+    replace_atomically(target, raw, *((access.mode, access.gid) if access else ()))
 
 
 def load_object(hdir: Path, sha: str) -> bytes:
@@ -76,9 +164,11 @@ def load_object(hdir: Path, sha: str) -> bytes:
                             f"({hdir / 'objects'} was pruned?); restore the file by hand") from None
 
 
-def append(hdir: Path, entry: dict[str, Any]) -> int:
-    """Append ENTRY with the next id; returns the id."""
-    hdir.mkdir(parents=True, exist_ok=True)
+def append(hdir: Path, entry: dict[str, Any], like: str | Path | None = None) -> int:
+    """Append ENTRY with the next id; returns the id. The log is shared like LIKE's rules."""
+    access = access_of(like)
+    _make_dirs(hdir, access)
+    _create(hdir / "log.jsonl", access)
     fd = os.open(hdir / "log.jsonl", os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o644)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX)

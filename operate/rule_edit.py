@@ -184,9 +184,14 @@ def _mapping_indent(text: str, sequence: int | None = None, offset: int | None =
 @contextmanager
 def locked(lock_file: Path) -> Iterator[None]:
     """An advisory lock around check-and-replace: writers on one host take turns. Writers on
-    other hosts are caught by the version check (the file is the single source of truth)."""
+    other hosts are caught by the version check (the file is the single source of truth).
+    A lock file this user may not write is still locked through a read-only open (flock needs
+    no write access), so a lock created by another operator never blocks the edit."""
     lock_file.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(lock_file, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fd = os.open(lock_file, os.O_RDWR | os.O_CREAT, 0o644)
+    except PermissionError:
+        fd = os.open(lock_file, os.O_RDONLY)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX)
         yield
@@ -204,21 +209,27 @@ def require_unchanged(rules: RuleSet) -> None:
                        "operator or a proxy's automatic rollback); re-run the command")
 
 
-def replace_atomically(file: str | Path, data: bytes) -> None:
+def replace_atomically(file: str | Path, data: bytes, mode: int | None = None,
+                       gid: int | None = None) -> None:
     """Write DATA to FILE so readers see the old bytes or the new, never a mix.
 
-    Temp file in the same directory (same filesystem), fsync, keep the mode, os.replace, fsync
-    the directory so the rename survives a crash. A symlinked rule file has its target replaced;
-    a new file gets the temp file's mode (0600).
+    Temp file in the same directory (same filesystem), fsync, keep the mode, owner and group
+    (the proxy may read the file as another user of its group), os.replace, fsync the directory
+    so the rename survives a crash. A symlinked rule file has its target replaced; a new file
+    gets MODE and GID when given, else the temp file's 0600 and the directory's group.
     """
     target = Path(os.path.realpath(file))
-    mode = stat.S_IMODE(target.stat().st_mode) if target.exists() else None
+    uid = -1
+    if target.exists():
+        st = target.stat()
+        mode, uid, gid = stat.S_IMODE(st.st_mode), st.st_uid, st.st_gid
     fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
     try:
         with os.fdopen(fd, "wb") as fh:
             fh.write(data)
             fh.flush()
             os.fsync(fh.fileno())
+        keep_owner(tmp, uid, gid)          # before chmod: chown may clear set-id bits
         if mode is not None:
             os.chmod(tmp, mode)
         os.replace(tmp, target)
@@ -230,3 +241,17 @@ def replace_atomically(file: str | Path, data: bytes) -> None:
         os.fsync(dir_fd)
     finally:
         os.close(dir_fd)
+
+
+def keep_owner(path: str | Path | int, uid: int, gid: int | None) -> None:
+    """Give PATH (or an open fd) owner UID and group GID as far as this user may: root keeps
+    both, a member of GID keeps the group, anyone else leaves them as created."""
+    if gid is None or gid < 0:
+        return
+    chown = os.fchown if isinstance(path, int) else os.chown
+    for owner in dict.fromkeys((uid, -1)):
+        try:
+            chown(path, owner, gid)
+            return
+        except PermissionError:
+            continue
