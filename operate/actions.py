@@ -23,7 +23,8 @@ from operate.rule_edit import (RuleSet, RulesChanged, RulesInvalid, compile_rule
                                read_rules, replace_atomically, require_unchanged,
                                sha256, version_of)
 from operate.transitions import (check_percent, check_stage, check_writes, more_service_reads,
-                                 rollback_plan, unsafe_moves)
+                                 rollback_plan)
+from proxy.rules.moves import unsafe_moves
 from proxy.rules import CompiledCapability, CompiledTable
 from strangler.errors import OperatorError, did_you_mean
 

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any, Awaitable, Callable
 
 from proxy.rules import RulesError, load_table
+from proxy.rules.moves import unsafe_moves
 
 log = logging.getLogger("strangler.proxy.reload")
 
@@ -79,11 +80,15 @@ class RulesSource:
                           getattr(self.table, "version", "nothing"), "\n  ".join(self.last_error))
                 return LoadResult(False, getattr(self.table, "version", ""), self.last_error), None
             self._seen = seen
+            moves = unsafe_moves(self.table, table) if self.table is not None else []
             self.table = table
             self.loaded_at = time.time()
             self.last_error = ()
             self.reloads["ok"] += 1
             log.info("rules %s loaded from %s", table.version, self.path)
+            for move in moves:      # served (the file is the operator's word), but not quietly
+                log.warning("rules %s: %s (the stage and writes commands refuse this)",
+                            table.version, move)
             return LoadResult(True, table.version), table
 
     async def watch(self, interval_s: float, on_change: Callable[[], Awaitable[Any]]) -> None:
