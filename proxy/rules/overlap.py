@@ -5,13 +5,15 @@ an error. A partial overlap (some requests go to the earlier capability) is a wa
 a matcher made redundant by an earlier one of the same capability. Paths are compared by
 segments (prefix, exact, template). Regex containment is undecidable in general, so a regex
 covers only the exact paths it matches, and overlaps a prefix or template when it matches a
-sample path of theirs (`{id}` -> `1`).
+sample path of theirs (`{id}` -> `1`). A later regex is covered by what its literal start shows
+(proxy.rules.regex_heads): `/api/products/[0-9]+` lies wholly under a prefix `/api/products`.
 """
 from __future__ import annotations
 
 from proxy.rules.matchers import PATH, PREFIX, REGEX, Matcher
 from proxy.rules.merge import Located, Merged
-from proxy.rules.paths import Segment
+from proxy.rules.paths import Segment, segments
+from proxy.rules.regex_heads import Head, heads
 from proxy.rules.problems import WARNING, Problem
 
 COVERS, OVERLAPS = "covers", "overlaps"
@@ -19,13 +21,14 @@ COVERS, OVERLAPS = "covers", "overlaps"
 
 class _Shape:
     """A matcher reduced to what overlap needs: segments (None = variable) and openness."""
-    __slots__ = ("m", "segs", "open", "literal")
+    __slots__ = ("m", "segs", "open", "literal", "heads")
 
     def __init__(self, m: Matcher) -> None:
         self.m = m
         self.segs: list[Segment] = [] if m.kind == REGEX else m.segments
         self.open = m.kind == PREFIX
         self.literal = m.kind != REGEX and not self.open and None not in self.segs
+        self.heads: list[Head] = heads(m.value) if m.kind == REGEX else []
 
     def key(self) -> tuple[str, str] | None:
         """The first two segments when both are literal, else None."""
@@ -146,6 +149,9 @@ def _path_relation(a: _Shape, b: _Shape) -> str | None:
         if a.m.kind == REGEX and b.m.kind != REGEX:
             return OVERLAPS if any(map(a.m.regex.fullmatch, _samples(b))) else None
         if b.m.kind == REGEX and a.m.kind != REGEX:
+            known = _heads_relation(a, b.heads)
+            if known is not None:
+                return known
             return OVERLAPS if any(map(b.m.regex.fullmatch, _samples(a))) else None
         return None
     sa, sb = a.segs, b.segs
@@ -162,3 +168,24 @@ def _path_relation(a: _Shape, b: _Shape) -> str | None:
     if len(sa) != len(sb):
         return None
     return COVERS if all(x is None or y == x for x, y in zip(sa, sb)) else OVERLAPS
+
+
+def _heads_relation(a: _Shape, regex_heads: list[Head]) -> str | None:
+    """What a regex's literal starts show: COVERS when every alternative lies inside
+    non-regex `a`, OVERLAPS when some does, None when that cannot be told this way."""
+    inside = [_head_inside(a, text, exact) for text, exact in regex_heads]
+    if all(inside):
+        return COVERS
+    return OVERLAPS if any(inside) else None
+
+
+def _head_inside(a: _Shape, text: str, exact: bool) -> bool:
+    """Is every path that is `text` (exact) or starts with it matched by `a`'s path part?"""
+    if not exact:  # only a prefix holds open-ended paths, and only below a segment boundary
+        return a.open and (not a.segs or text.startswith("/" + "/".join(a.segs) + "/"))
+    if not text.startswith("/"):
+        return False
+    segs = segments(text)
+    if len(segs) < len(a.segs) or (not a.open and len(segs) != len(a.segs)):
+        return False
+    return all(y == x if x is not None else y != "" for x, y in zip(a.segs, segs))

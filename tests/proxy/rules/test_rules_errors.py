@@ -228,7 +228,7 @@ def test_regex_overlaps_are_found_by_sample_paths(rules_file) -> None:
     report = check_rules(rules_file(HEAD
         + cap("a", "[{path_regex: '/api/products(/.*)?'}]")
         + cap("b", "[{path_template: '/api/products/{id}'}, {path_prefix: /api/orders}]")
-        + cap("c", "[{path_regex: '/api/orders/[0-9]+'}, {path: /api/carts}]")
+        + cap("c", "[{path_regex: '/api/(orders|carts)/[0-9]+'}, {path: /api/carts}]")
         + cap("d", "[{path_regex: '/api/(carts|wishlists)'}]")), environ={})
     assert report.errors == []
     assert [(w.rule, w.line) for w in report.warnings] == [("b", 14), ("c", 20), ("d", 26)]
@@ -239,6 +239,43 @@ def test_regex_overlaps_are_found_by_sample_paths(rules_file) -> None:
     (problem,) = errors(path)
     assert problem.rule == "b" and "never matches" in problem.message
 
+
+
+@pytest.mark.parametrize("regex", [
+    "/api/products/[0-9]+/reviews", "/api/products/7", "/api/products/.*",
+    "^/api/products/(?:[0-9]+|new)$", "/api/products/(7|8)"])
+def test_a_regex_wholly_under_an_earlier_prefix_never_matches(rules_file, regex: str) -> None:
+    path = rules_file(HEAD + cap("catalog") + cap("reviews", f"[{{path_regex: '{regex}'}}]"))
+    (problem,) = errors(path)
+    assert (problem.line, problem.rule) == (14, "reviews")
+    assert "never matches: capability 'catalog' match[0] (path_prefix /api/products)" \
+        in problem.message and f"{path}:8" in problem.message
+    assert "so capability 'reviews' never matches" in problem.message
+    assert load_table(rules_file(HEAD + cap("catalog")), environ={}).decide(
+        "GET", "/api/products/7/reviews", "", {}).capability == "catalog"
+
+
+@pytest.mark.parametrize("regex, earlier", [
+    ("/api/(products|carts)/.*", "[{path_prefix: /api/products}]"),   # carts lie outside
+    ("/api/products.*", "[{path_prefix: /api/products}]"),            # so does /api/productsX
+    ("(?i)/api/products/.*", "[{path_prefix: /api/products}]"),       # so does /API/products/1
+    ("/api/products/[0-9]+/reviews", "[{path_prefix: /api/products, methods: [POST]}]"),
+    ("/api/products/7", "[{path_template: '/api/products/{id}/x'}]"),
+])
+def test_a_regex_reaching_outside_an_earlier_matcher_only_overlaps(
+        rules_file, regex: str, earlier: str) -> None:
+    report = check_rules(rules_file(HEAD + cap("catalog", earlier)
+                                    + cap("reviews", f"[{{path_regex: '{regex}'}}]")), environ={})
+    assert report.errors == [] and report.table is not None
+    assert [w.rule for w in report.warnings] == (
+        [] if "/x" in earlier else ["reviews"])
+
+
+def test_a_literal_regex_under_an_earlier_template_or_root_prefix_never_matches(rules_file) -> None:
+    for earlier in ("[{path_template: '/api/products/{id}'}]", "[{path_prefix: /}]"):
+        (problem,) = errors(rules_file(HEAD + cap("catalog", earlier)
+                                       + cap("one", "[{path_regex: '/api/products/7'}]")))
+        assert problem.rule == "one" and "never matches" in problem.message
 
 def test_alias_bomb_is_refused(rules_file) -> None:
     lines = ["a0: &a0 [x, x, x, x, x, x, x, x, x, x]"]
