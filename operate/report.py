@@ -88,7 +88,8 @@ def shadow_report(store_url: str, capability: str, since_s: float | None,
 def lines(doc: dict[str, Any]) -> list[str]:
     """The rollout, history and CDC sections as plain lines (shared by text and Markdown)."""
     r = doc["rollout"]
-    out = [f"stage {r['stage']}, writes {r['writes']}, rollout {r['percent']:g} %"
+    share = r["percent"] if r["stage"] == "canary" else r["service_percent"]
+    out = [f"stage {r['stage']}, writes {r['writes']}, service answers {share:g} % of reads"
            + (f" (next step {r['next_step']:g} %)" if r["next_step"] is not None else ""),
            "gates: " + ", ".join(f"{k} {v}" for k, v in r["gates"].items() if v is not None),
            "CDC lag: " + ("n/a (not measured: no CDC config or no applied event)"

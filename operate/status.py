@@ -161,7 +161,8 @@ def rows(doc: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
                "P99 L|S", "SHADOW", "CDC LAG", "BREAKER", "GATES"]
     out = []
     for c in doc["capabilities"]:
-        percent = f"{c['percent']:g}"
+        # Outside canary the percent is not used: show the share the service really answers.
+        percent = f"{c['percent'] if c['stage'] == 'canary' else c['service_percent']:g}"
         if c["next_step"] is not None:
             percent += f" -> {c['next_step']:g}"
         f = c["figures"]
@@ -174,7 +175,7 @@ def rows(doc: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
                             for s in ("legacy", "service")), "{:.0f}"),
                     _pair(f["legacy"]["error_rate"], f["service"]["error_rate"], "{:.2f}"),
                     _pair(*(None if f[s]["p99_s"] is None else f[s]["p99_s"] * 1000
-                            for s in ("legacy", "service")), "{:g}ms"),
+                            for s in ("legacy", "service")), "{:.1f}ms"),
                     "-" if f["shadow_match"] is None else f"{f['shadow_match']:.2f}%"]
         # The gates decide promotion, which happens in canary only.
         verdict = c["verdict"]["state"] if c["verdict"] and c["stage"] == "canary" else "-"

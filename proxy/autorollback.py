@@ -88,7 +88,10 @@ class GateWatch:
             self._samples.popleft()
         figures, verdicts = {}, {}
         for cap in table.capabilities:
-            key = (cap.stage, cap.percent, cap.legacy.name, cap.service and cap.service.name)
+            # A new step, or a new release behind the same name (its URL changed): the figures
+            # of what served before are not this one's.
+            key = (cap.stage, cap.percent, cap.legacy.name, cap.legacy.url,
+                   cap.service and cap.service.name, cap.service and cap.service.url)
             prior = self._since.get(cap.name)
             if prior is None or prior[0] != key:
                 first = prior is None and self._samples[0][1] == {}

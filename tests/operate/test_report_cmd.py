@@ -62,7 +62,7 @@ async def test_report_is_one_document_in_every_format(tmp_path: Path, cli):
 
             text = cli(*base).out
             assert text.startswith("Capability catalog (rules ")
-            assert "stage canary, writes legacy, rollout 0 % (next step 10 %)" in text
+            assert "stage canary, writes legacy, service answers 0 % of reads (next step 10 %)" in text
             assert "#1 " in text
             assert "tester: catalog: shadow on, percent 50 -> 100 (first step)" in text
             assert "Shadow report" in text and "capability catalog: match rate 0.00 %" in text
