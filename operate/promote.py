@@ -91,6 +91,13 @@ def _verdict(version: str, cap, client: AdminClient) -> GateVerdict:
         return GateVerdict(WAIT, tuple(Check("rules", WAIT, f"proxy at {p.url} serves rules "
                                              f"{p.version}, not the file's {version}; waiting "
                                              "for it to reload") for p in stale))
+    # Serving the new rules is not enough: its figures are the old step's until its gate watch
+    # has judged them under the new version (within a second).
+    unjudged = [p for p in live.proxies if p.gates.get("rules_version") not in (None, version)]
+    if unjudged:
+        return GateVerdict(WAIT, tuple(Check("rules", WAIT, f"proxy at {p.url} has not judged "
+                                             f"rules {version} yet; waiting for its gate watch")
+                                       for p in unjudged))
     lag = cdc_lag_s(cap) if cap.gates.max_cdc_lag_s is not None else None
     view = capability_view(cap, live, lag)
     figures = Figures.from_dict(view["figures"]) if view["figures"] else Figures()

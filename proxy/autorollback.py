@@ -58,6 +58,7 @@ class GateWatch:
         self._tried: set[tuple[str, str]] = set()          # (capability, version) acted upon
         self.rollbacks: dict[tuple[str, str], int] = {}     # (capability, gate) -> count
         self.last_autorollback: dict[str, Any] | None = None
+        self._judged_version: str | None = None     # the rules the figures were judged under
         self._task: asyncio.Task | None = None
 
     async def start(self) -> None:
@@ -102,6 +103,7 @@ class GateWatch:
             figures[cap.name] = _window(self._samples, cap.name, start, shadow, lag)
             verdicts[cap.name] = evaluate(cap.gates, figures[cap.name])
         self._figures, self._verdicts = figures, verdicts
+        self._judged_version = table.version
         for cap in table.capabilities:
             if cap.stage == "canary" and cap.percent > 0 and verdicts[cap.name].state == FAIL \
                     and (cap.name, table.version) not in self._tried:
@@ -175,6 +177,7 @@ class GateWatch:
     # -- what the admin API shows ------------------------------------------------------------
     def status(self) -> dict[str, Any]:
         return {"interval_s": self.interval_s, "window_s": self.window_s,
+                "rules_version": self._judged_version,
                 "capabilities": {name: {"since": self._since[name][1],
                                         "figures": f.as_dict(),
                                         "verdict": self._verdicts[name].as_dict()}

@@ -119,3 +119,22 @@ def test_token_from_file_environment_or_a_clear_error(tmp_path, monkeypatch):
     (tmp_path / "empty").write_text("")
     with pytest.raises(OperatorError, match="is empty"):
         read_token(tmp_path / "empty")
+
+
+@respx.mock
+def test_promote_waits_until_each_proxy_has_judged_the_new_rules(client, tmp_path):
+    """Right after a step a proxy serves the new rules, yet its gate figures are the old
+    step's until its gate watch ticks: promote must wait, not judge the new step on them."""
+    from operate.promote import _verdict
+    from operate.rule_edit import compile_rules, read_rules
+    from tests.operate.live_harness import write_rules
+    rules = write_rules(tmp_path / "canary.yaml", 1, 2, percent=10)
+    version = read_rules(rules).version
+    cap = compile_rules(read_rules(rules)).capability("catalog")
+    status = {"rules": {"version": version}, "capabilities": {},
+              "gates": {"rules_version": "0123456789ab", "capabilities": {}}}
+    respx.get(f"{URL}/admin/status").mock(return_value=httpx.Response(200, json=status))
+    verdict = _verdict(version, cap, client)
+    assert verdict.state == "wait"
+    assert verdict.checks[0].detail == (f"proxy at {URL} has not judged rules {version} yet; "
+                                        "waiting for its gate watch")
