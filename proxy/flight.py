@@ -315,8 +315,11 @@ class Flight:
         conn = self.conn
         if conn is None or self.finished:
             return
+        client = self.client
+        if client.half_closed and client.reset_by_peer():
+            client.transport.abort()             # connection_lost follows: 499, upstream dropped
+            return
         if not self.body_done and not self.upstream_status:
-            client = self.client
             # Still uploading. Waiting on the upstream is the upstream's time (it stopped
             # reading the body and we paused the client, or the client awaits its 100
             # Continue); any other silence is the client's, counted from its last byte (or

@@ -10,6 +10,7 @@ only parsed, and reading pauses so a pipelining client cannot make us buffer wit
 from __future__ import annotations
 
 import asyncio
+import socket
 from collections import deque
 from typing import TYPE_CHECKING
 
@@ -21,6 +22,9 @@ from proxy.upstream import UpstreamConnection
 if TYPE_CHECKING:
     from proxy.engine import Engine
 
+TCP_INFO = getattr(socket, "TCP_INFO", None)   # Linux: tcp_info's first byte is the TCP state
+TCP_CLOSE = 7
+
 
 class _Refused(Exception):
     """Raised inside a request parser callback to stop parsing; `ClientConnection.refusal` says why."""
@@ -29,7 +33,8 @@ class _Refused(Exception):
 class ClientConnection(asyncio.Protocol):
     __slots__ = ("engine", "loop", "limits", "transport", "parser", "peer", "flights",
                  "receiving", "head_bytes", "header_count", "paused", "writing_paused", "tunnel",
-                 "refusal", "dead", "last_activity", "upgrade_flight", "upgrade_pending")
+                 "refusal", "dead", "last_activity", "upgrade_flight", "upgrade_pending",
+                 "half_closed")
 
     def __init__(self, engine: "Engine") -> None:
         self.engine = engine
@@ -50,6 +55,7 @@ class ClientConnection(asyncio.Protocol):
         self.last_activity = 0.0
         self.upgrade_flight: Flight | None = None
         self.upgrade_pending: list[bytes] = []
+        self.half_closed = False                 # the client sent its FIN after a whole request
 
     # -- asyncio.Protocol -------------------------------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -89,9 +95,34 @@ class ClientConnection(asyncio.Protocol):
             self._refuse(400, f"malformed request: {exc}; fix the client's HTTP framing")
 
     def eof_received(self) -> bool:
-        # The client closed its side: like nginx (proxy_ignore_client_abort off) we take it as
-        # gone, so a slow upstream's slot is freed at once; the request is logged as 499.
-        return False
+        """The client shut its sending side (FIN). After a complete request that is a legal
+        half-close and the client still reads: stop parsing, answer every request received
+        (the last with Connection: close), then close. In the middle of a request (or with
+        nothing to answer) the client is gone: closing frees a slow upstream's slot at once
+        and the request is logged as 499."""
+        flight = self.receiving
+        if not self.flights or flight is None or not flight.body_done or flight.finished \
+                or self.tunnel is not None or self.upgrade_flight is not None:
+            return False
+        self.dead = True                         # flight_done closes after the last answer
+        self.half_closed = True
+        if not flight.head_sent:
+            flight.keep_alive = False            # its answer says Connection: close
+        return True
+
+    def reset_by_peer(self) -> bool:
+        """After a half-close nothing is read any more, so a client that then really goes away
+        (a reset) would go unnoticed until its answer is written: ask the kernel. Called by the
+        timeout sweep for half-closed clients only."""
+        sock = self.transport.get_extra_info("socket")
+        if sock is None:
+            return False
+        try:
+            if TCP_INFO is not None:
+                return sock.getsockopt(socket.IPPROTO_TCP, TCP_INFO, 1)[0] == TCP_CLOSE
+            return sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR) != 0
+        except OSError:
+            return True
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.engine.connections.discard(self)

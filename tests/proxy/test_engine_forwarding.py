@@ -4,6 +4,8 @@ from __future__ import annotations
 import asyncio
 import gzip
 import re
+import socket
+import struct
 
 import aiohttp
 
@@ -191,7 +193,11 @@ async def test_client_gone_mid_request_is_logged_and_frees_the_upstream(tmp_path
             writer.write(b"GET /slow?delay=0.5 HTTP/1.1\r\nHost: t\r\n\r\n")
             await writer.drain()
             await asyncio.sleep(0.1)
-            writer.close()                      # the client gives up
+            # The client gives up: a reset. (A plain close() sends only a FIN, which after a
+            # complete request reads as a half-close: the client still gets its answer.)
+            writer.get_extra_info("socket").setsockopt(
+                socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            writer.transport.abort()
             await asyncio.sleep(0.1)
             engine = proxy.runtime.workers[0].engine
             assert not engine.inflight and engine.state.pools["legacy"].size == 0
