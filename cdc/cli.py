@@ -14,6 +14,7 @@ from cdc.mapping import DIRECTIONS
 from cdc.mapping_check import check_stores
 from strangler.db import sqlite_path
 from strangler.errors import OperatorError
+from strangler.help_text import help_line
 
 
 def register(subparsers) -> None:
@@ -22,7 +23,7 @@ def register(subparsers) -> None:
     cdc.set_defaults(func=lambda args: (cdc.print_help(), 2)[1])
 
     def command(name: str, func, capability: bool = True) -> argparse.ArgumentParser:
-        p = sub.add_parser(name, help=(func.__doc__ or "").strip().splitlines()[0],
+        p = sub.add_parser(name, help=help_line(func),
                            description=(func.__doc__ or "").strip())
         if capability:
             p.add_argument("capability", help="capability name, e.g. catalog")

@@ -19,6 +19,7 @@ from operate.render import diff_colour, paint, table
 from operate.rule_edit import read_rules
 from operate.transitions import STAGES
 from strangler.errors import OperatorError
+from strangler.help_text import help_line
 
 DEFAULT_RULES = "routing_rules/demo.yaml"
 
@@ -43,8 +44,8 @@ def _common(parser: argparse.ArgumentParser, edit: bool = True) -> None:
 def _add(subparsers: argparse._SubParsersAction, name: str, func, edit: bool = True,
          summary: str | None = None) -> argparse.ArgumentParser:
     doc = func.__doc__
-    summary = summary or doc.split(". ")[0].split("\n\n")[0].replace("\n", " ").rstrip(".")
-    p = subparsers.add_parser(name, help=summary.replace("%", "%%"), description=doc,
+    summary = summary.replace("%", "%%") if summary else help_line(func)
+    p = subparsers.add_parser(name, help=summary, description=doc,
                               formatter_class=argparse.RawDescriptionHelpFormatter)
     _common(p, edit)
     p.set_defaults(func=func)

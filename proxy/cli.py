@@ -14,6 +14,7 @@ from pathlib import Path
 from proxy.runtime import Runtime
 from proxy.settings import Limits, ProxySettings, parse_networks
 from strangler.errors import OperatorError
+from strangler.help_text import help_line
 
 TOKEN_FILE = Path("var/admin.token")
 DEFAULTS = Limits()
@@ -27,7 +28,7 @@ def _address(value: str) -> tuple[str, int]:
 
 
 def register(subparsers) -> None:
-    p = subparsers.add_parser("proxy", help=run.__doc__.splitlines()[0], description=run.__doc__,
+    p = subparsers.add_parser("proxy", help=help_line(run), description=run.__doc__,
                               formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--rules", required=True, type=Path, help="rule file or directory of *.yaml")
     p.add_argument("--listen", type=_address, default=("127.0.0.1", 8080), metavar="HOST:PORT",

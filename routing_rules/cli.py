@@ -8,20 +8,21 @@ import json
 from operate.cli import add_rules_commands
 from proxy.rules import RulesError, RulesUnreadable, check_rules, load_table
 from strangler.errors import OperatorError
+from strangler.help_text import help_line
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     rules = subparsers.add_parser("rules", help="work with routing rule files",
                                   description="Work with routing rule files.")
     sub = rules.add_subparsers(dest="rules_command", metavar="SUBCOMMAND", required=True)
-    validate = sub.add_parser("validate", help=run_validate.__doc__.splitlines()[0],
+    validate = sub.add_parser("validate", help=help_line(run_validate),
                               description=run_validate.__doc__)
     validate.add_argument("path", metavar="PATH",
                           help="a rule file, or a directory of *.yaml files read in sorted order")
     validate.add_argument("--json", action="store_true",
                           help="print one JSON document (problems, summary) instead of text")
     validate.set_defaults(func=run_validate)
-    explain = sub.add_parser("explain", help=run_explain.__doc__.splitlines()[0],
+    explain = sub.add_parser("explain", help=help_line(run_explain),
                              description=run_explain.__doc__)
     explain.add_argument("path", metavar="PATH", help="a rule file or directory")
     explain.add_argument("method", metavar="METHOD", help="e.g. GET")

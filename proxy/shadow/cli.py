@@ -12,6 +12,7 @@ from proxy.shadow.report import build_report, gate
 from proxy.shadow.store import STORE_ENV, ShadowStore, check_store_url, default_store_url
 from strangler.db import normalise_url, sqlite_path
 from strangler.errors import OperatorError, did_you_mean
+from strangler.help_text import help_line
 from strangler.output import write_document
 
 
@@ -19,7 +20,7 @@ def register(subparsers) -> None:
     shadow = subparsers.add_parser("shadow", help="shadow traffic",
                                    description="Shadow traffic: copies, comparisons, reports.")
     commands = shadow.add_subparsers(dest="shadow_command", metavar="COMMAND", required=True)
-    report = commands.add_parser("report", help=run_report.__doc__.splitlines()[0],
+    report = commands.add_parser("report", help=help_line(run_report),
                                  description=run_report.__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     report.add_argument("--store", default=None,
