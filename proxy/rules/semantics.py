@@ -1,5 +1,6 @@
-"""Meaning checks after the schema: names resolve, regexes compile, templates are well-formed,
-percentages and steps make sense, and stage and write owner agree.
+"""Meaning checks after the schema: names resolve, regexes compile and cannot backtrack
+exponentially (proxy.rules.regex_safety), templates are well-formed, percentages and steps make
+sense, and stage and write owner agree.
 
 Overlaps between matchers are checked separately (proxy.rules.overlap) on compiled matchers.
 """
@@ -14,6 +15,7 @@ from proxy.rules import units
 from proxy.rules.merge import Located, Merged
 from proxy.rules.paths import template_problem
 from proxy.rules.problems import WARNING, Problem
+from proxy.rules.regex_safety import ADVICE, explosive
 # The module, not the name: proxy.shadow.paths itself imports proxy.rules (a cycle).
 from proxy.shadow import paths as shadow_paths
 
@@ -169,6 +171,10 @@ def _check_regex(pattern: str, where: str, at: tuple[str | int, ...], err: Repor
         re.compile(pattern)
     except re.error as exc:
         err(f"{where}: the regex does not compile: {exc}", *at)
+        return
+    # An error, not a warning: one request that almost matches stalls a worker for seconds.
+    if explosive(pattern):
+        err(f"{where}: {pattern!r} {ADVICE}", *at)
 
 
 def _check_percent(value: float | str, where: str, at: tuple[str | int, ...],

@@ -314,6 +314,36 @@ def test_malformed_shadow_compare_paths_cite_the_line(rules_file) -> None:
     assert found[1].message.startswith("shadow.compare.unordered_arrays[0]: path '$.items[*'")
 
 
+@pytest.mark.parametrize("regex", [
+    "/z/(a+)+b", "/z/(a*)*", "/z/(a|aa)+", r"(\w+\s?)*", "/z/(a{2,5})+b", "/([a-z]+-?)+/x"])
+def test_a_regex_that_can_backtrack_exponentially_is_refused_with_advice(
+        rules_file, regex: str) -> None:
+    path = rules_file(HEAD + cap(match=(
+        f"\n      - path_regex: '{regex}'\n"
+        f"      - {{path: /x, headers: {{X-A: {{regex: '{regex}'}}}}, "
+        f"query: {{q: {{regex: '{regex}'}}}}}}")).replace("    shadow: {percent: 100}\n", "")
+        + f"    shadow:\n      percent: 100\n      compare:\n"
+        f"        text_patterns:\n          - ok\n          - '{regex}'\n")
+    found = errors(path)
+    assert [(p.line, p.rule, p.message.split(":")[0]) for p in found] == [
+        (9, "catalog", "match[0].path_regex"), (10, "catalog", "match[1].headers.X-A.regex"),
+        (10, "catalog", "match[1].query.q.regex"),
+        (19, "catalog", "shadow.compare.text_patterns[1]")]
+    for problem in found:
+        assert f"{regex!r} can take exponential time" in problem.message
+        assert "(?>a+)+" in problem.message and "a++" in problem.message
+    assert str(found[0]).startswith(f"{path}:9: [rule catalog] error: match[0].path_regex: ")
+
+
+@pytest.mark.parametrize("regex", [
+    "/api/v[0-9]+/orders(/.*)?", "/api/products/[0-9]+", "/api/(carts|wishlists)", "1|yes",
+    r"\d{4}-\d\d-\d\dT[0-9:.]+Z", r"csrf=\w+", "/z/(?>a+)+b", "/z/a++b", "/z/(a+)++b",
+    "/api(/[a-z0-9-]+)*", "/files/[^/]+(/[^/]+)*/edit", "/v(1|2)/(?:a|ab)/x"])
+def test_ordinary_and_atomic_regexes_pass(rules_file, regex: str) -> None:
+    report = check_rules(rules_file(HEAD + cap("only", (
+        f"[{{path_regex: '{regex}', headers: {{X-A: {{regex: '{regex}'}}}}}}]"))), environ={})
+    assert report.errors == [] and report.warnings == []
+
 @pytest.mark.parametrize("stage, percent, warned", [
     ("shadow", 10, True), ("cutover", 50, True), ("cutover", 100, False),
     ("retired", 100, False), ("legacy", 0, False)])
