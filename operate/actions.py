@@ -192,27 +192,12 @@ def rollback(path: str | Path, capability: str, actor: Actor, dry_run: bool = Fa
                      same=lambda cap: f"{capability}: nothing to roll back (stage {cap.stage}, "
                                       f"legacy answers every read)")
     except RulesInvalid as exc:       # an emergency must not wait for someone's typo
-        way_back = _last_recorded(path)
+        way_back = history.last_recorded(path)
         if way_back is None:
             raise
         raise RulesInvalid(f"{exc}; or, to roll back before fixing it, put back the rules of "
                            f"change #{way_back[0]} (`strangler rules apply {way_back[1]} --rules "
                            f"{path}`), then run `strangler rollback {capability}` again") from None
-
-
-def _last_recorded(path: str | Path) -> tuple[int, Path] | None:
-    """The newest change in the history of a single rule file and its stored copy, if any."""
-    rules = read_rules(path)
-    if len(rules.files) != 1:
-        return None
-    hdir = history.history_dir(rules.path)
-    name = history.file_key(next(iter(rules.files)))
-    for entry in reversed(history.entries(hdir)):
-        shas = entry.get("files", {}).get(name)
-        copy = hdir / "objects" / shas[1] if shas else None
-        if copy is not None and copy.is_file():
-            return entry["id"], copy
-    return None
 
 
 def apply(path: str | Path, new_file: str | Path, actor: Actor, dry_run: bool = False,
@@ -243,7 +228,8 @@ def apply(path: str | Path, new_file: str | Path, actor: Actor, dry_run: bool = 
     command = f"rules apply {new_path}"
     after = compile_rules(rules, {target: new}, what=command)
     if before is None:      # diff against what was last recorded (what proxies most likely serve)
-        before = _recorded_table(rules)
+        recorded = history.last_recorded_table(rules.path)
+        before = recorded[1] if recorded else None
     elif not force:
         _refuse(command, unsafe_moves(before, after))
     return _commit(rules, {target: new}, before, after, command=command,
@@ -285,17 +271,6 @@ def _refuse(command: str, reasons: list[str]) -> None:
     if reasons:
         raise OperatorError(f"{command} refused: {'; '.join(reasons)}. If you mean it, add "
                             "--force --reason TEXT (recorded)")
-
-
-def _recorded_table(rules: RuleSet) -> CompiledTable | None:
-    """The table of the newest recorded change, when the live file does not compile."""
-    recorded = _last_recorded(rules.path)
-    if recorded is None:
-        return None
-    try:
-        return compile_rules(read_rules(recorded[1]))
-    except OperatorError:
-        return None
 
 
 def _changed_capabilities(before: CompiledTable | None, after: CompiledTable) -> str | None:

@@ -29,7 +29,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Iterator
 
-from operate.rule_edit import keep_owner, locked, replace_atomically
+from operate.rule_edit import compile_rules, keep_owner, locked, read_rules, replace_atomically
 from strangler.errors import OperatorError
 
 
@@ -221,3 +221,31 @@ def undo_target(log: list[dict[str, Any]]) -> dict[str, Any] | None:
         if entry.get("undoes") is None and entry["id"] not in undone:
             return entry
     return None
+
+
+def last_recorded(path: str | Path) -> tuple[int, Path] | None:
+    """The newest change in the history of a single rule file and its stored copy, if any
+    (what the proxies most likely serve when the live file is broken)."""
+    rules = read_rules(path)
+    if len(rules.files) != 1:
+        return None
+    hdir = history_dir(rules.path)
+    name = file_key(next(iter(rules.files)))
+    for entry in reversed(entries(hdir)):
+        shas = entry.get("files", {}).get(name)
+        copy = hdir / "objects" / shas[1] if shas else None
+        if copy is not None and copy.is_file():
+            return entry["id"], copy
+    return None
+
+
+def last_recorded_table(path: str | Path):
+    """(change id, compiled table) of `last_recorded`, or None when there is none or it does
+    not compile either."""
+    recorded = last_recorded(path)
+    if recorded is None:
+        return None
+    try:
+        return recorded[0], compile_rules(read_rules(recorded[1]))
+    except OperatorError:
+        return None

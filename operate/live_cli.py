@@ -87,7 +87,9 @@ def run_status(args: argparse.Namespace) -> int:
     then the shadow match rate, CDC lag, breaker state, and GATES, the gate verdict in canary
     (pass, fail or wait; `strangler report CAP` gives the reasons). Each proxy's rules version
     is listed; one serving other rules than the file is marked "OLD RULES" (it missed a
-    reload). Without proxies, the live columns show "-".
+    reload). A last row shows what no capability matches, on the default backend. Without
+    proxies, the live columns show "-". A rule file that does not compile is shown as an error
+    above the newest recorded rules, with the live figures.
     """
     client = _client(args)
     try:
@@ -100,6 +102,10 @@ def run_status(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(doc, indent=2))
         return code
+    if doc["rules"].get("error"):
+        print(paint(f"the rule file does not compile, so no proxy can load it; showing "
+                    f"{doc['rules']['shown']}, what they most likely serve:\n"
+                    f"{doc['rules']['error']}\n", "red"))
     headers, rows = live_status.rows(doc)
     lines = table(headers, rows, width=120).splitlines()
     for i, line in enumerate(lines[1:], 1):      # colour after layout: codes have no width

@@ -13,6 +13,7 @@ from typing import Any
 
 from operate.admin_client import AdminClient, ProxyStatus
 from operate.gates import Figures, GateVerdict, combine, evaluate
+from operate.history import last_recorded_table
 from operate.rule_edit import compile_rules, read_rules
 from proxy.rules import CompiledCapability, CompiledTable
 from strangler.db import sqlite_path
@@ -96,6 +97,18 @@ class Live:
                                     "CLI?") from None
         return combine(parts) if parts else None
 
+    def default_figures(self) -> Figures | None:
+        """What no capability matched, over the proxies' last window (None: none reports it)."""
+        parts = []
+        for p in self.proxies:
+            entry = p.gates.get("default")
+            if entry:
+                try:
+                    parts.append(Figures.from_dict(entry))
+                except (KeyError, TypeError, ValueError):
+                    continue            # an older proxy: no default row from it
+        return combine(parts) if parts else None
+
     def breaker(self, backend: str | None) -> str:
         """closed, or e.g. "open 2/4" (workers with the breaker open, over all proxies)."""
         if backend is None or not self.proxies:
@@ -137,12 +150,23 @@ def capability_view(cap: CompiledCapability, live: Live,
 
 
 def gather(rules_path: str | Path, client: AdminClient | None) -> dict[str, Any]:
-    """The whole status document (what --json prints and the table shows)."""
-    table: CompiledTable = compile_rules(read_rules(rules_path))
+    """The whole status document (what --json prints and the table shows). A rule file that
+    does not compile is shown as an error over the newest recorded rules, which the proxies
+    most likely still serve: an incident is when the live figures matter most."""
+    rules: dict[str, Any] = {"path": str(rules_path)}
+    try:
+        table: CompiledTable = compile_rules(read_rules(rules_path))
+    except OperatorError as exc:
+        recorded = last_recorded_table(rules_path)
+        if recorded is None:
+            raise
+        rules.update(error=str(exc), shown=f"the rules of recorded change #{recorded[0]}")
+        table = recorded[1]
     # A proxy that is down is part of the picture, not a reason to show none of it.
     proxies, unreachable = client.reachable_statuses() if client is not None else ([], {})
     live = Live(proxies, client)
-    return {"rules": {"path": str(rules_path), "version": table.version},
+    default = live.default_figures()
+    return {"rules": {**rules, "version": table.version},
             "unreachable": [{"url": url, "error": why} for url, why in unreachable.items()],
             "proxies": [{"url": p.url, "version": p.version,
                          "stale": p.version != table.version,
@@ -153,6 +177,8 @@ def gather(rules_path: str | Path, client: AdminClient | None) -> dict[str, Any]
                         for p in live.proxies],
             "capabilities": [capability_view(c, live, cdc_lag_s(c))
                              for c in table.capabilities],
+            "default": {"backend": table.default.name,
+                        "figures": default.as_dict() if default is not None else None},
             "autorollbacks": live.autorollbacks()}
 
 
@@ -181,6 +207,17 @@ def rows(doc: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
         verdict = c["verdict"]["state"] if c["verdict"] and c["stage"] == "canary" else "-"
         out.append([c["name"], c["stage"], c["writes"], percent, *live, lag, c["breaker"],
                     verdict])
+    default = doc.get("default")
+    if default:     # what no capability matches goes to the default backend: its outage shows
+        f = default["figures"]
+        live = ["-"] * 3 if f is None else [
+            _pair(f["legacy"]["requests"] / (f["window_s"] / 60) if f["window_s"] else None,
+                  None, "{:.0f}"),
+            _pair(f["legacy"]["error_rate"], None, "{:.2f}"),
+            _pair(None if f["legacy"]["p99_s"] is None else f["legacy"]["p99_s"] * 1000, None,
+                  "{:.1f}ms")]
+        out.append([f"(default: {default['backend']})", "-", "-", "-", *live, "-", "-", "-",
+                    "-"])
     return headers, out
 
 

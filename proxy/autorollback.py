@@ -36,6 +36,7 @@ WINDOW_S = 300.0
 SLOW_FIGURES_S = 5.0        # shadow match and CDC lag read databases: not more often than this
 ROWS = len(LATENCY_BUCKETS) + 1
 METRIC = "strangler_autorollback_total"
+DEFAULT_ROUTE = "default"    # the capability label of requests no capability matched
 
 Raw = dict[str, Any]        # side -> [requests, errors, latency row]; "fallbacks" -> n
 
@@ -102,6 +103,10 @@ class GateWatch:
             shadow, lag = await self._slow_figures(cap, prior[1], now)
             figures[cap.name] = _window(self._samples, cap.name, start, shadow, lag)
             verdicts[cap.name] = evaluate(cap.gates, figures[cap.name])
+        # What no capability matches (checkouts, carts...): the default backend's last window,
+        # so an outage there shows in `strangler status` too.
+        figures[DEFAULT_ROUTE] = _window(self._samples, DEFAULT_ROUTE, now - self.window_s,
+                                         (0, 0), None)
         self._figures, self._verdicts = figures, verdicts
         self._judged_version = table.version
         for cap in table.capabilities:
@@ -181,7 +186,9 @@ class GateWatch:
                 "capabilities": {name: {"since": self._since[name][1],
                                         "figures": f.as_dict(),
                                         "verdict": self._verdicts[name].as_dict()}
-                                 for name, f in self._figures.items()},
+                                 for name, f in self._figures.items() if name != DEFAULT_ROUTE},
+                "default": (self._figures[DEFAULT_ROUTE].as_dict()
+                            if DEFAULT_ROUTE in self._figures else None),
                 "last_autorollback": self.last_autorollback}
 
     def publish(self, metrics: Metrics) -> None:
@@ -213,8 +220,9 @@ def shadow_counts(store_url: str, capability: str, since_s: float,
 def _raw(metrics: Metrics, table: Any) -> dict[str, Raw]:
     """Cumulative per-capability counts from the merged worker metrics (service failures that
     legacy covered by a fallback count as service requests and errors, not legacy ones)."""
-    sides: dict[str, dict[str, str]] = {}
-    out: dict[str, Raw] = {}
+    sides: dict[str, dict[str, str]] = {DEFAULT_ROUTE: {table.default.name: "legacy"}}
+    out: dict[str, Raw] = {DEFAULT_ROUTE: {"legacy": [0, 0, [0.0] * ROWS],
+                                           "service": [0, 0, [0.0] * ROWS], "fallbacks": 0}}
     for cap in table.capabilities:
         sides[cap.name] = {cap.legacy.name: "legacy"}
         if cap.service is not None:
@@ -225,9 +233,12 @@ def _raw(metrics: Metrics, table: Any) -> dict[str, Raw]:
         if name == "strangler_requests_total":
             lab = dict(labels)
             raw = out.get(lab.get("capability", ""))
-            if raw is None or lab.get("side") not in ("legacy", "service"):
+            side = lab.get("side")
+            if side in ("default", "none"):     # the default backend's: legacy's side of things
+                side = "legacy"
+            if raw is None or side not in ("legacy", "service"):
                 continue
-            row = raw[lab["side"]]
+            row = raw[side]
             row[0] += value
             if lab.get("status", "").startswith("5"):
                 row[1] += value

@@ -135,3 +135,38 @@ def test_cdc_lag_follows_the_write_owner_of_the_rules_in_hand(tmp_path: Path, mo
     finally:
         pipeline.close()
     assert cdc_lag_s(load_table(other).capabilities[0]) is None   # legacy -> service never ran
+
+
+async def test_status_shows_the_default_backend_and_keeps_live_figures_when_the_file_breaks(
+        tmp_path: Path, cli, monkeypatch):
+    """Checkouts go to the default backend (no capability matches them): their traffic has a
+    row. A rule file broken by a hand edit still shows the live figures, over the newest
+    recorded rules, under the error: an incident is when they matter most."""
+    import aiohttp
+    async with upstream("legacy") as (legacy, _), upstream("service") as (service, _):
+        rules = write_rules(tmp_path / "rules" / "canary.yaml", legacy, service, percent=10)
+        assert cli("rollout", "catalog", "20", "--rules", str(rules)).code == 0   # recorded
+        async with proxy_process(rules, workers=1, log=tmp_path / "a.log") as (a, _):
+            monkeypatch.setenv("STRANGLER_ADMIN_TOKEN", a.token)
+            monkeypatch.setenv("STRANGLER_PROXIES", a.admin_url)
+            async with aiohttp.ClientSession() as session:
+                for i in range(12):
+                    async with session.post(f"{a.url}/checkout/{i}") as resp:
+                        await resp.read()
+            await wait_for(a, lambda s: (s["gates"].get("default") or {}).get(
+                "legacy", {}).get("requests", 0) >= 12, "default figures")
+            result = cli("status", "--rules", str(rules))
+            assert result.code == 0, result.err
+            default = next(line for line in result.out.splitlines()
+                           if line.startswith("(default: legacy)"))
+            # STAGE, WRITES, PERCENT "-"; legacy req/min and 0.00 % errors; no service side
+            assert default.split()[2:5] == ["-", "-", "-"] and "0.00 | -" in default
+            rules.write_text(rules.read_text().replace("stage: canary", "stage: [canary"))
+            broken = cli("status", "--rules", str(rules))
+            assert broken.code == 0, broken.err
+            assert broken.out.startswith("the rule file does not compile, so no proxy can load "
+                                         "it; showing the rules of recorded change #1")
+            assert any(line.startswith("catalog ") and "canary" in line
+                       for line in broken.out.splitlines())
+            doc = json.loads(cli("status", "--rules", str(rules), "--json").out)
+            assert doc["rules"]["error"] and doc["default"]["figures"]["legacy"]["requests"] >= 12
