@@ -101,8 +101,12 @@ def lines(doc: dict[str, Any]) -> list[str]:
         out.append(f"live figures over {f['window_s']:.0f} s from {len(doc['proxies'])} "
                    f"prox{'y' if len(doc['proxies']) == 1 else 'ies'}: legacy "
                    f"{f['legacy']['requests']} requests, service {f['service']['requests']}")
-        out.append(f"gates: {v['state']}")
-        out += [f"  {c['gate']}: {c['state']}: {c['detail']}" for c in v["checks"]]
+        if r["stage"] == "canary":
+            out.append(f"gates: {v['state']}")
+            out += [f"  {c['gate']}: {c['state']}: {c['detail']}" for c in v["checks"]]
+        else:       # as status shows it: the gates judge promotion, which is canary's
+            out.append(f"gates: not judged in stage {r['stage']} (they decide promotion, "
+                       "in canary)")
     for d in doc["cdc"] or []:
         out.append(f"CDC {d['direction']} ({d['consumer']}): DLQ {d['dlq_size']}, retained WAL "
                    f"{'n/a' if d['retained_wal_bytes'] is None else d['retained_wal_bytes']}")

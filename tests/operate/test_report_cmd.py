@@ -63,7 +63,7 @@ async def test_report_is_one_document_in_every_format(tmp_path: Path, cli):
             text = cli(*base).out
             assert text.startswith("Capability catalog (rules ")
             assert "stage canary, writes legacy, service answers 0 % of reads (next step 10 %)" in text
-            assert "#1 " in text
+            assert "#1 " in text and "gates: wait" in text      # canary: judged
             assert "tester: catalog: shadow on, percent 50 -> 100 (first step)" in text
             assert "Shadow report" in text and "capability catalog: match rate 0.00 %" in text
 
@@ -122,3 +122,18 @@ def test_report_of_an_empty_window_does_not_say_yet(tmp_path: Path, cli):
     assert doc["shadow"]["capabilities"] == []
     assert doc["shadow_note"] is None and doc["shadow"]["since"] is not None   # says the window
     assert "No shadow results yet." in cli(*base[:6]).out      # no window: nothing ever
+
+
+def test_gates_are_judged_in_canary_only_as_status_shows_them():
+    """In cutover the shadow counts are not windowed (only a canary's are): a verdict there
+    read 'gates: fail' on comparisons from before the cutover."""
+    from operate.report import lines
+    figures = {"window_s": 17, "legacy": {"requests": 5}, "service": {"requests": 9}}
+    doc = {"rollout": {"stage": "cutover", "writes": "service", "percent": 100,
+                       "service_percent": 100, "next_step": None, "gates": {},
+                       "cdc_lag_s": None, "figures": figures,
+                       "verdict": {"state": "fail", "checks": []}},
+           "proxies": ["http://127.0.0.1:1"], "cdc": None, "history": []}
+    text = "\n".join(lines(doc))
+    assert "gates: not judged in stage cutover" in text and "gates: fail" not in text
+    assert "service answers 100 % of reads" in text
