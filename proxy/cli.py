@@ -60,6 +60,11 @@ def register(subparsers) -> None:
                    metavar="SECONDS",
                    help="a client silent this long while sending a request body gets 408 and is "
                         "closed (default 10); the backend is not blamed")
+    p.add_argument("--buffer-body-up-to", type=int, default=DEFAULTS.buffer_body_bytes,
+                   metavar="BYTES",
+                   help="read request bodies up to this size whole before taking an upstream "
+                        "connection, so slow uploads hold none (default 64 KiB; memory is at "
+                        "most this times the uploads in progress); larger bodies stream; 0 = off")
     p.set_defaults(func=run)
 
 
@@ -115,6 +120,8 @@ def settings_from(args: argparse.Namespace) -> ProxySettings:
         raise OperatorError("--workers must be 0 (in-process) or more")
     if not args.client_body_timeout > 0:
         raise OperatorError("--client-body-timeout must be more than 0 seconds (e.g. 10)")
+    if args.buffer_body_up_to < 0:
+        raise OperatorError("--buffer-body-up-to must be 0 (off) or more bytes (e.g. 65536)")
     try:
         trusted = parse_networks(args.trusted_proxy)
     except ValueError as exc:
@@ -126,7 +133,8 @@ def settings_from(args: argparse.Namespace) -> ProxySettings:
         trusted_proxies=trusted, access_log=args.access_log,
         limits=Limits(max_body_bytes=args.max_body, max_header_bytes=args.max_header_bytes,
                       max_headers=args.max_headers,
-                      client_body_timeout_s=args.client_body_timeout))
+                      client_body_timeout_s=args.client_body_timeout,
+                      buffer_body_bytes=args.buffer_body_up_to))
 
 
 def run(args: argparse.Namespace) -> int:

@@ -4,7 +4,9 @@ A Flight is created when a request head arrives and lives until the client has i
 It receives the upstream response parser's callbacks directly (no intermediate objects) and
 writes bytes straight to the client transport, re-framing bodies as needed:
 Content-Length bodies pass as they are; chunked or close-delimited bodies go out chunked to
-HTTP/1.1 clients. Only bodies the strict llhttp parser validated are forwarded.
+HTTP/1.1 clients. Only bodies the strict llhttp parser validated are forwarded. A request body
+up to `Limits.buffer_body_bytes` is read whole before an upstream connection is taken (a slow
+upload must not hold a pooled connection); a larger one streams.
 
 Fallback (the lead's rule): only GET/HEAD/OPTIONS routed to the service with a fallback
 backend, and only before any response byte reached the client, are retried on legacy after a
@@ -72,6 +74,7 @@ class Flight:
     host_problem = ""               # RFC 9112 §3.2: none or several Host headers -> 400
     content_length: int | None = None
     chunked = False
+    head_fields = 0
     expect_continue = False
     head = b""
     buffered = 0
@@ -92,6 +95,8 @@ class Flight:
     acquiring: asyncio.Task | None = None
     deadline = NEVER                # the upstream's total timeout, from the body's last byte
     continued = False               # the upstream sent 100 Continue
+    awaiting_body = False           # routed; reading the body whole before taking a connection
+    own_continue = False            # we answered Expect: 100-continue ourselves
     fell_back = False
     fallback_reason = ""
     retried_stale = False
@@ -145,6 +150,8 @@ class Flight:
         cl = lower.get("content-length")
         self.content_length = int(cl) if cl is not None else None
         self.chunked = "transfer-encoding" in lower
+        if self.chunked:
+            self.head_fields = len(self.headers)  # llhttp reports trailer fields as headers
         self.expect_continue = lower.get("expect", "").lower() == "100-continue"
         # WebSocket only: any other upgrade (h2c...) is forwarded as a plain request, since a
         # tunnel past this request would escape the rules for everything sent through it.
@@ -169,14 +176,24 @@ class Flight:
         conn = self.conn
         if conn is not None:
             conn.transport.write(b"%x\r\n%b\r\n" % (len(data), data) if self.chunked else data)
-        else:
-            self.body_parts.append(data)
-            self.buffered += len(data)
-            if self.buffered > BUFFER_PAUSE:
-                self.client.pause("buffer")
+            return
+        self.body_parts.append(data)
+        self.buffered += len(data)
+        if self.awaiting_body:
+            if self.buffered <= self.engine.limits.buffer_body_bytes:
+                return                           # keep reading: the body may still fit
+            # A chunked body outgrew the buffer: stream it from here, as an unbuffered one.
+            self.awaiting_body = False
+            self.dispatch(self.decision.backend)
+            if self.conn is not None or self.finished:
+                return
+        if self.buffered > BUFFER_PAUSE:
+            self.client.pause("buffer")
 
     def client_body_done(self) -> None:
         self.body_done = True
+        if self.chunked and len(self.headers) > self.head_fields:
+            del self.headers[self.head_fields:]   # trailers are never forwarded (nor merged)
         conn = self.conn
         if conn is not None:
             if self.chunked:
@@ -184,6 +201,9 @@ class Flight:
             # The request is forwarded whole: from now on the upstream's time to answer runs.
             now = conn.last_activity = self.loop.time()
             self.deadline = now + self.backend.total_timeout_s
+        elif self.awaiting_body:
+            self.awaiting_body = False           # buffered whole: now take a connection
+            self.dispatch(self.decision.backend)
 
     # -- routing --------------------------------------------------------------------------------
     def start(self) -> None:
@@ -227,7 +247,27 @@ class Flight:
             if self.capture is not None and (self.replay is None
                                              or size > decision.shadow.max_body_bytes):
                 self._skip_shadow("body-too-large")
+            limit = engine.limits.buffer_body_bytes
+            if limit and not self.body_done and size <= limit and self.upgrade is None:
+                self.await_body(decision.backend)
+                return
         self.dispatch(decision.backend)
+
+    def await_body(self, backend: Any) -> None:
+        """Read a body that fits `buffer_body_bytes` whole before taking an upstream connection
+        (nginx's proxy_request_buffering): a slow upload then holds no pooled connection, and
+        the upstream gets the request in one go. client_body_done (or a chunked body outgrowing
+        the buffer) dispatches."""
+        self.awaiting_body = True
+        self.backend = backend                   # for the accounting, should it end here
+        if self.expect_continue:
+            # The client waits for a 100 before sending the body, and no upstream is asked
+            # yet: answer it ourselves, and do not forward the Expect (the body comes whole).
+            self.expect_continue = False
+            self.own_continue = True
+            if self.version == "1.1" and not self.body_len:
+                self.client.transport.write(b"HTTP/1.1 100 Continue\r\n\r\n")
+        self.engine.inflight.add(self)           # the sweep runs the client body timeout
 
     def dispatch(self, backend: Any, fresh: bool = False) -> None:
         self.backend = backend
@@ -275,25 +315,30 @@ class Flight:
         self.interim = False
         if self.client.writing_paused:
             conn.transport.pause_reading()
-        if self.chunked:
+        # A chunked body read whole (buffered, or while queued) goes with a Content-Length.
+        chunked = self.chunked and not self.body_done
+        if chunked:
             framing = b"Transfer-Encoding: chunked\r\n"
         elif self.content_length is not None:
             framing = b"Content-Length: %d\r\n" % self.content_length
+        elif self.chunked:
+            framing = b"Content-Length: %d\r\n" % self.body_len
         else:
             framing = b""
+        headers = self.headers
+        if self.own_continue:
+            headers = [h for h in headers if h[0].lower() != b"expect"]
         self.head = upstream_request_head(
-            self.method_b, self.target, self.headers, peer=self.client.peer,
+            self.method_b, self.target, headers, peer=self.client.peer,
             trusted=self.client.peer in self.state.trusted, strip=self.state.strip,
             upgrade=self.upgrade,
             framing=framing, fallback_host=conn.pool.host_header,
             request_id=self.request_id_b)
         body = self.replay if self.replay is not None else self.body_parts
-        if body or self.chunked:
+        if body or chunked:
             parts = [self.head]
-            if self.chunked:
+            if chunked:
                 parts += [b"%x\r\n%b\r\n" % (len(p), p) for p in body]
-                if self.body_done:
-                    parts.append(b"0\r\n\r\n")
             else:
                 parts += body
             self.body_parts = []
@@ -314,6 +359,9 @@ class Flight:
         once the request is forwarded whole; before that, the client body timeout."""
         conn = self.conn
         if conn is None or self.finished:
+            if self.awaiting_body and not self.finished and now - self.client.last_activity \
+                    >= self.engine.limits.client_body_timeout_s:
+                self.client_body_timed_out()     # buffering: the silence is the client's
             return
         client = self.client
         if client.half_closed and client.reset_by_peer():
