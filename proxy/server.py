@@ -6,6 +6,9 @@ with too many headers (431), a body over the limit (413), and anything llhttp re
 Content-Length with Transfer-Encoding, duplicate Content-Length, bad chunk sizes, ...).
 Pipelined requests are answered strictly in order; while one is being answered the next is
 only parsed, and reading pauses so a pipelining client cannot make us buffer without bound.
+A connection closed before its request was read whole (a refusal, 408, an early answer) closes
+lingering, like nginx: FIN first, then what the client still sends is read and discarded for a
+while, so the kernel does not answer those bytes with a reset that can destroy our answer.
 """
 from __future__ import annotations
 
@@ -24,6 +27,8 @@ if TYPE_CHECKING:
 
 TCP_INFO = getattr(socket, "TCP_INFO", None)   # Linux: tcp_info's first byte is the TCP state
 TCP_CLOSE = 7
+LINGER_S = 5.0                  # lingering close: read and discard for at most this long...
+LINGER_BYTES = 8 * 1024 * 1024  # ...or this many bytes, then close
 
 
 class _Refused(Exception):
@@ -34,7 +39,7 @@ class ClientConnection(asyncio.Protocol):
     __slots__ = ("engine", "loop", "limits", "transport", "parser", "peer", "flights",
                  "receiving", "head_bytes", "header_count", "paused", "writing_paused", "tunnel",
                  "refusal", "dead", "last_activity", "upgrade_flight", "upgrade_pending",
-                 "half_closed")
+                 "half_closed", "refused", "lingering", "linger_left", "linger_timer")
 
     def __init__(self, engine: "Engine") -> None:
         self.engine = engine
@@ -56,6 +61,10 @@ class ClientConnection(asyncio.Protocol):
         self.upgrade_flight: Flight | None = None
         self.upgrade_pending: list[bytes] = []
         self.half_closed = False                 # the client sent its FIN after a whole request
+        self.refused = False                     # parsing stopped on a bad request
+        self.lingering = False                   # answered, FIN sent: discarding what comes
+        self.linger_left = 0
+        self.linger_timer: asyncio.TimerHandle | None = None
 
     # -- asyncio.Protocol -------------------------------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -73,6 +82,10 @@ class ClientConnection(asyncio.Protocol):
         if self.dead:
             if self.upgrade_flight is not None:
                 self.upgrade_pending.append(data)
+            elif self.lingering:
+                self.linger_left -= len(data)    # discarded
+                if self.linger_left < 0:
+                    self.transport.close()
             return
         try:
             self.parser.feed_data(data)
@@ -100,6 +113,8 @@ class ClientConnection(asyncio.Protocol):
         (the last with Connection: close), then close. In the middle of a request (or with
         nothing to answer) the client is gone: closing frees a slow upstream's slot at once
         and the request is logged as 499."""
+        if self.lingering:
+            return False                         # it read our answer and closes: so do we
         flight = self.receiving
         if not self.flights or flight is None or not flight.body_done or flight.finished \
                 or self.tunnel is not None or self.upgrade_flight is not None:
@@ -126,6 +141,9 @@ class ClientConnection(asyncio.Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.engine.connections.discard(self)
+        if self.linger_timer is not None:
+            self.linger_timer.cancel()
+            self.linger_timer = None
         for flight in self.flights:
             flight.client_gone()
         self.flights.clear()
@@ -223,6 +241,7 @@ class ClientConnection(asyncio.Protocol):
     def _refuse(self, status: int, message: str) -> None:
         """Answer a bad request in order, then close: nothing more is read from this client."""
         self.dead = True
+        self.refused = True
         self.pause("dead")
         self.engine.count_refused(status)
         flight = self.receiving
@@ -257,7 +276,12 @@ class ClientConnection(asyncio.Protocol):
         if not keep_alive or (self.dead and not self.flights and self.upgrade_flight is None) \
                 or (not self.flights and self.engine.closing):
             self.dead = True
-            self.transport.close()
+            receiving = self.receiving
+            if not self.half_closed and (self.refused or (receiving is not None
+                                                          and not receiving.body_done)):
+                self.linger()                    # answered before the request was read whole
+            else:
+                self.transport.close()
             return
         if self.upgrade_flight is flight:
             self.transport.close()               # the upgrade was declined: the rest is not HTTP
@@ -266,6 +290,26 @@ class ClientConnection(asyncio.Protocol):
             self.loop.call_soon(self._next)
         if self.paused and len(self.flights) <= 1:
             self.resume("pipeline")
+
+    def linger(self) -> None:
+        """Close after an answer sent while the client may still be sending (nginx's lingering
+        close): closing with its bytes unread makes the kernel send a reset, which can destroy
+        the answer before the client reads it (and fails the client's sends, so many clients
+        never read it). Send our FIN once the answer is out, then read and discard until the
+        client closes, LINGER_BYTES have come, or LINGER_S have passed."""
+        transport = self.transport
+        if transport.is_closing() or self.lingering:
+            return
+        self.lingering = True
+        self.linger_left = LINGER_BYTES
+        try:
+            transport.write_eof()                # after the buffered answer
+        except (OSError, RuntimeError, NotImplementedError):
+            transport.close()
+            return
+        self.paused.clear()
+        transport.resume_reading()
+        self.linger_timer = self.loop.call_later(LINGER_S, transport.close)
 
     def _next(self) -> None:
         if self.flights and not self.flights[0].started and not self.flights[0].finished \
