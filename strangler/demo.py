@@ -28,6 +28,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from legacy_monolith.seed_data import DEFAULT_PRODUCTS
+from strangler import data_dir_lock
 from strangler.db import sqlite_url
 from strangler.errors import OperatorError
 
@@ -74,13 +75,11 @@ def services(args: argparse.Namespace) -> list[Service]:
     legacy = f"http://{args.host}:{args.legacy_port}"
     catalog = f"http://{args.host}:{args.catalog_port}"
     proxy = f"http://{args.host}:{args.proxy_port}"
-    admin = f"http://{args.host}:{args.admin_port}"
     rules, token_file = DATA_DIR / "rules.yaml", DATA_DIR / "admin.token"
     stores = (("STRANGLER_LEGACY_DB", sqlite_url(DATA_DIR / "legacy.db")),
               ("STRANGLER_CATALOG_DB", sqlite_url(DATA_DIR / "catalog.db")),
               ("STRANGLER_RULES", str(rules.resolve())),
               ("STRANGLER_CDC_TRANSPORT", "embedded"))
-    operator = f"--rules {rules}"
     return [
         Service("legacy shop", "--legacy-port", args.host, args.legacy_port, strangler + (
             "legacy", "serve", "--host", args.host, "--port", str(args.legacy_port),
@@ -97,18 +96,30 @@ def services(args: argparse.Namespace) -> list[Service]:
             "cdc", "run", "catalog", "--config", str(CDC_CONFIG), "--direction", "both"),
             env=stores, summary="legacy <-> catalog stores, both ways (embedded transport)",
             after_ready=True,
-            examples=(f"strangler cdc status catalog --config {CDC_CONFIG}",)),
+            examples=("strangler cdc status catalog",)),
         Service("proxy", "--proxy-port", args.host, args.proxy_port, strangler + (
             "proxy", "--rules", str(rules), "--listen", f"{args.host}:{args.proxy_port}",
             "--admin", f"{args.host}:{args.admin_port}", "--admin-token-file", str(token_file),
             "--shadow-store", sqlite_url(DATA_DIR / "shadow.db"), "--workers", "2"),
             show_path="/products", more_ports=((args.admin_port, "--admin-port"),),
             examples=(f"curl -s {proxy}/api/products/1   # catalog capability, shadowed",
-                      f"strangler shadow report --store {sqlite_url(DATA_DIR / 'shadow.db')}",
-                      f"strangler status {operator} --proxy {admin} --token-file {token_file}",
-                      f"strangler stage catalog canary {operator} --reason 'shadow is clean'",
-                      f"strangler history catalog {operator}")),
+                      "strangler shadow report",
+                      "strangler status",
+                      "strangler stage catalog canary --reason 'shadow is clean'",
+                      "strangler history catalog")),
     ]
+
+
+def shell_setup(args: argparse.Namespace) -> str:
+    """What a second shell needs for the printed commands (and the notes they print) to act on
+    this demo: the venv's `strangler`, its rules copy (never the checked-in template), its
+    proxy and token, its shadow store; CDC's `auto` direction reads STRANGLER_RULES too."""
+    token = (DATA_DIR / "admin.token").resolve()
+    return (f"cd {Path.cwd()} && export PATH=\"{Path(sys.executable).parent}:$PATH\" "
+            f"STRANGLER_RULES={(DATA_DIR / 'rules.yaml').resolve()} "
+            f"STRANGLER_PROXIES=http://{args.host}:{args.admin_port} "
+            f"STRANGLER_ADMIN_TOKEN=\"$(cat {token})\" "
+            f"STRANGLER_SHADOW_STORE={sqlite_url(DATA_DIR / 'shadow.db')}")
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -136,6 +147,7 @@ def run(args: argparse.Namespace) -> int:
         raise OperatorError(f"--products must be >= 0, got {args.products}")
     wanted = services(args)
     _check_ports(wanted)
+    owned = data_dir_lock.hold(DATA_DIR, "a demo")      # released when this process ends
     _fresh_data_dir()
     _write_demo_rules(args)
     stop = threading.Event()
@@ -153,7 +165,7 @@ def run(args: argparse.Namespace) -> int:
         for service, process in children:
             _wait_ready(service, process, stop)
         if not stop.is_set():
-            _announce(wanted)
+            _announce(wanted, shell_setup(args))
         while not stop.wait(0.5):
             for service, process in children:
                 if process.poll() is not None:
@@ -162,6 +174,7 @@ def run(args: argparse.Namespace) -> int:
         return 0
     finally:
         _stop_all(children)
+        owned.close()
 
 
 def _check_ports(wanted: Sequence[Service]) -> None:
@@ -249,14 +262,16 @@ def _wait_ready(service: Service, process: subprocess.Popen, stop: threading.Eve
         stop.wait(0.1)
 
 
-def _announce(wanted: Sequence[Service]) -> None:
+def _announce(wanted: Sequence[Service], setup: str) -> None:
     width = max(len(service.name) for service in wanted)
     lines = [f"  {service.name:<{width}}  "
              + (f"{service.url}{service.show_path}" if service.port is not None else service.summary)
              for service in wanted]
     examples = [f"  {example}" for service in wanted for example in service.examples]
-    print("strangler demo is up:", *lines, "try:", *examples, "Ctrl-C stops everything.",
-          sep="\n", flush=True)
+    print("strangler demo is up:", *lines, "in another shell, first:", f"  {setup}", "then try:",
+          *examples, "send writes through the proxy (it gives each to the write owner): "
+          "writing to both apps at once while CDC runs both ways makes a row two owners.",
+          "Ctrl-C stops everything.", sep="\n", flush=True)
 
 
 def _stop_all(children: list[tuple[Service, subprocess.Popen]]) -> None:

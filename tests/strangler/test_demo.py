@@ -114,6 +114,26 @@ def test_demo_serves_both_apps_and_stops_every_child(tmp_path, stop_with):
             assert time.monotonic() < deadline, "the price edit never reached the catalog service"
             time.sleep(0.2)
 
+        # The printed shell set-up makes the printed commands act on this demo's rules copy and
+        # proxy (they edited the checked-in template before, and `strangler` was not on PATH).
+        setup = next(line.strip() for line in out.splitlines() if line.strip().startswith("cd "))
+        status = subprocess.run(["bash", "-c", f"{setup} && strangler status"], env={
+            k: v for k, v in os.environ.items() if not k.startswith("STRANGLER_")},
+            capture_output=True, text=True, timeout=60)
+        assert status.returncode == 0, status.stderr
+        rules = tmp_path / "var" / "demo" / "rules.yaml"
+        assert f"rules {rules} version" in status.stdout and "OLD RULES" not in status.stdout
+        # A second demo from this checkout would wipe this one's stores, rules and token.
+        second = subprocess.run(
+            [sys.executable, "-m", "strangler", "demo", "--legacy-port", str(free_port()),
+             "--catalog-port", str(free_port()), "--proxy-port", str(free_port()),
+             "--admin-port", str(free_port())], cwd=tmp_path, capture_output=True, text=True,
+            timeout=60)
+        assert second.returncode == 2 and second.stderr.startswith(
+            f"strangler: error: a demo is already running from this checkout (process "
+            f"{demo.pid}) and owns var/demo/"), second.stderr
+        assert get_json(f"{catalog_url}/api/products/7")["price"] == 12.34      # untouched
+
         demo.send_signal(stop_with)
         assert demo.wait(timeout=60) == 0
     finally:
@@ -208,7 +228,7 @@ def test_the_cdc_pipeline_starts_only_once_the_services_that_own_its_stores_answ
     monkeypatch.setattr(demo, "_start", start)
     monkeypatch.setattr(demo, "_wait_ready",
                         lambda service, process, stop: events.append(f"ready {service.name}"))
-    monkeypatch.setattr(demo, "_announce", lambda wanted: signal.raise_signal(signal.SIGTERM))
+    monkeypatch.setattr(demo, "_announce", lambda *_: signal.raise_signal(signal.SIGTERM))
     monkeypatch.setattr(demo, "_stop_all", lambda children: events.append("stop all"))
     previous = {signum: signal.getsignal(signum) for signum in (signal.SIGINT, signal.SIGTERM)}
     try:
