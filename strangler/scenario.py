@@ -543,7 +543,6 @@ def checks(outcome: Outcome) -> list[tuple[str, bool, str]]:
     load = outcome.load
     shadow = outcome.shadow_before_canary or {}
     fixed = outcome.shadow_fixed_release or {}
-    whos = [e.get("who", "") for e in outcome.history]
     commands = [e.get("command", "") for e in reversed(outcome.history)]
     prices_agree = (outcome.prices_seen.get("legacy") == outcome.prices_seen.get("service")
                     == outcome.price_edits)
@@ -559,10 +558,30 @@ def checks(outcome: Outcome) -> list[tuple[str, bool, str]]:
          min(shadow.get("match_rate") or 0, fixed.get("match_rate") or 0) >= MIN_MATCH,
          f"shadow stage {shadow.get('compared', 0)} compared, match {shadow.get('match_rate')}; "
          f"fixed release {fixed.get('compared', 0)} compared, match {fixed.get('match_rate')}"),
-        ("history lists every step incl. the automatic rollback",
-         any(w.startswith("proxy") for w in whos) and any("retire" in c for c in commands),
-         " -> ".join(commands)),
+        ("history lists every step in order, incl. the automatic rollback",
+         _in_order(outcome.history, STEPS_IN_HISTORY), " -> ".join(commands)),
     ]
+
+
+# What the run's history must hold, in this order (other entries, e.g. promotes, in between):
+# (who starts with, command) with "" for "any".
+STEPS_IN_HISTORY = (("", f"stage {CAPABILITY} shadow"), ("", f"stage {CAPABILITY} canary"),
+                    ("", f"rollout {CAPABILITY} 1"), ("proxy", ""),
+                    ("", f"rollout {CAPABILITY} 1"), ("", f"writes {CAPABILITY} service"),
+                    ("", f"cutover {CAPABILITY}"), ("", f"retire {CAPABILITY}"))
+
+
+def _in_order(history: list[dict[str, Any]], steps: tuple[tuple[str, str], ...]) -> bool:
+    """The history (newest first, as `history --json` gives it) holds STEPS as a subsequence."""
+    wanted = iter(steps)
+    who, command = next(wanted)
+    for entry in reversed(history):
+        if entry.get("who", "").startswith(who) and command in ("", entry.get("command")):
+            try:
+                who, command = next(wanted)
+            except StopIteration:
+                return True
+    return False
 
 
 # ---- `strangler demo --scenario`: the same run on screen, on SQLite, no broker -------------------
@@ -574,11 +593,13 @@ def show(products: int) -> int:
     """Run the scenario on fresh SQLite files under var/scenario/ with the embedded transport,
     printing one line per step as it happens, then the history and the checks. 0: every check
     holds; 1: one does not, or a step's condition never came (logs: var/scenario/*.log)."""
+    from strangler import data_dir_lock
     from strangler.db import sqlite_url
     from strangler.errors import OperatorError
     if products < 10:
         raise OperatorError(f"--products must be >= 10 for the scenario, got {products}")
     base = SCREEN_DIR.resolve()      # the children run from the checkout, wherever this is
+    owned = data_dir_lock.hold(base, "a scenario")    # released when this process ends
     shutil.rmtree(base, ignore_errors=True)           # every run starts from fresh stores
     base.mkdir(parents=True)
     stores = Stores(sqlite_url(base / "legacy.db"), sqlite_url(base / "catalog.db"))
@@ -597,4 +618,5 @@ def show(products: int) -> int:
     results = checks(outcome)
     for name, held, figures in results:
         print(f"  {'PASS' if held else 'FAIL'}  {name}: {figures}")
+    owned.close()
     return 0 if all(held for _, held, _ in results) else 1

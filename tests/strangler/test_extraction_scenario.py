@@ -79,3 +79,18 @@ def test_demo_scenario_needs_products_to_shop_for(capsys):
     assert main(["demo", "--scenario", "--products", "5"]) == 2
     assert capsys.readouterr().err.strip() == (
         "strangler: error: --products must be >= 10 for the scenario, got 5")
+
+
+def test_the_history_check_wants_every_step_in_order():
+    """The scenario's history check is a subsequence test, not "some proxy entry and some retire"."""
+    from strangler.scenario import STEPS_IN_HISTORY, _in_order
+    walk = [{"who": "proxy:h:1" if who else "scenario", "command": command or "rollout catalog 0"}
+            for who, command in STEPS_IN_HISTORY]
+    promote = {"who": "scenario", "command": "rollout catalog 5"}
+    newest_first = list(reversed(walk[:3] + [promote] + walk[3:]))
+    assert _in_order(newest_first, STEPS_IN_HISTORY)
+    no_rollback = [e for e in newest_first if not e["who"].startswith("proxy")]
+    assert not _in_order(no_rollback, STEPS_IN_HISTORY)
+    swapped = newest_first[:]
+    swapped[0], swapped[1] = swapped[1], swapped[0]          # retire before cutover
+    assert not _in_order(swapped, STEPS_IN_HISTORY)
