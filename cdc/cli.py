@@ -136,12 +136,16 @@ def run_cmd(args) -> int:
     timer = threading.Timer(args.seconds, pipeline.stop.set) if args.seconds else None
     if timer:
         timer.start()
+    said: dict[str, tuple[int, int]] = {}
     try:
         while not pipeline.stop.is_set():
             pipeline.stop.wait(10)
-            for loop in pipeline.applies:
-                logging.getLogger("cdc").info("%s: %d events applied, %d dead-lettered",
-                                              loop.route.name, loop.stats.events, loop.stats.dead)
+            for loop in pipeline.applies:       # only when it moved: an idle line every 10 s
+                now = (loop.stats.events, loop.stats.dead)   # buried the demo's instructions
+                if said.get(loop.route.name, (0, 0)) != now:
+                    said[loop.route.name] = now
+                    logging.getLogger("cdc").info("%s: %d events applied, %d dead-lettered",
+                                                  loop.route.name, *now)
     except KeyboardInterrupt:
         pass
     finally:
