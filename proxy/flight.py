@@ -15,13 +15,14 @@ connect error, timeout, 5xx or open breaker. Writes are never replayed anywhere.
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, Mapping
 
 import httptools
 
-from proxy.decision import Decision
+from proxy.decision import SAFE_METHODS, Decision
 from proxy.exchange import Capture
 from proxy.headers import (STATUS_LINES, client_response_head, http_date_line,
                            split_response_headers, upstream_request_head,
@@ -53,11 +54,26 @@ class _Stop(Exception):
     """Raised inside a response parser callback to stop parsing this response."""
 
 
-def canned_response(status: int, message: str, *, keep_alive: bool, request_id: bytes) -> bytes:
-    """The proxy's own answer (refusals, upstream errors), with Date and the request's id."""
-    body = (message + "\n").encode()
+ERROR_CODES = {400: "bad_request", 405: "method_not_allowed", 408: "request_timeout",
+               413: "too_large", 431: "headers_too_large", 500: "internal", 502: "bad_gateway",
+               503: "unavailable", 504: "gateway_timeout"}
+# Upstream failures before the request could reach the backend: it cannot have been applied.
+NOT_SENT = frozenset({"connect", "connect-timeout", "pool-full", "breaker-open", "routing"})
+
+
+def canned_response(status: int, message: str, *, keep_alive: bool, request_id: bytes,
+                    outcome: str | None = None) -> bytes:
+    """The proxy's own answer (refusals, upstream errors), with Date and the request's id, in
+    the apps' error shape (`{"error": {"code", "message"}}`, docs/catalog-api.md) so a client
+    of the shop's API reads it like theirs. OUTCOME, for an upstream failure: "not_sent" (the
+    backend never got the request) or "unknown" (it may have applied a write: check first)."""
+    error = {"code": ERROR_CODES.get(status, "error"), "message": message,
+             "request_id": request_id.decode("latin-1")}
+    if outcome is not None:
+        error["outcome"] = outcome
+    body = json.dumps({"error": error}).encode() + b"\n"
     return (f"HTTP/1.1 {status} {REASONS.get(status, 'Error')}\r\n".encode() + http_date_line()
-            + b"Content-Type: text/plain; charset=utf-8\r\n"
+            + b"Content-Type: application/json\r\n"
             + b"Content-Length: %d\r\nX-Request-Id: %b\r\n" % (len(body), request_id)
             + (b"" if keep_alive else b"Connection: close\r\n") + b"\r\n" + body)
 
@@ -566,8 +582,11 @@ class Flight:
             self.fall_back(kind)
             return
         self.error = self.error or kind
-        self.respond_error(ERROR_STATUS.get(kind, 502), f"upstream {self.backend.name}: {kind}",
-                           close=not self.body_done)
+        outcome = "not_sent" if kind in NOT_SENT else "unknown"
+        unsafe = outcome == "unknown" and self.method not in SAFE_METHODS
+        self.respond_error(ERROR_STATUS.get(kind, 502), f"upstream {self.backend.name}: {kind}"
+                           + ("; it may have been applied: check before retrying" if unsafe
+                              else ""), close=not self.body_done, outcome=outcome)
 
     def replayable(self) -> bool:
         return self.replay is not None or (self.body_done and not self.body_len)
@@ -587,7 +606,8 @@ class Flight:
         self.dispatch(decision.fallback)
 
     # -- endings --------------------------------------------------------------------------------
-    def respond_error(self, status: int, message: str, close: bool) -> None:
+    def respond_error(self, status: int, message: str, close: bool,
+                      outcome: str | None = None) -> None:
         self.status = status
         keep = (self.started and self.keep_alive and not close and not self.engine.closing
                 and self.upgrade is None)
@@ -598,7 +618,8 @@ class Flight:
             self.request_id = rid if rid and valid_request_id(rid) else self.engine.new_request_id()
             self.request_id_b = self.request_id.encode("latin-1")
         self.client.transport.write(canned_response(status, message, keep_alive=keep,
-                                                    request_id=self.request_id_b))
+                                                    request_id=self.request_id_b,
+                                                    outcome=outcome))
         self._done(keep)
 
     def client_failed(self, status: int, message: str) -> None:

@@ -63,6 +63,28 @@ async def test_post_is_never_replayed(tmp_path):
     assert not any(k.startswith(("POST", "PUT", "PATCH", "DELETE")) for k in legacy.hits)
 
 
+async def test_a_failed_write_says_in_the_apps_error_shape_whether_it_may_have_applied(tmp_path):
+    """A 504 on a POST the service got may have committed it (an operator found orders behind
+    504s): the answer says "outcome: unknown"; one that never left the proxy says "not_sent"."""
+    async with upstream("legacy") as legacy, upstream("service") as service:
+        rules = write_rules(tmp_path / "r.yaml", rules_doc(
+            legacy.url, service.url, service_timeouts={"read_timeout": "200ms"}))
+        async with running_proxy(rules) as proxy, client() as http:
+            async with http.post(proxy.url + "/api/slow?delay=2", data=b"order") as resp:
+                assert resp.status == 504 and resp.content_type == "application/json"
+                error = (await resp.json())["error"]
+            assert (error["code"], error["outcome"]) == ("gateway_timeout", "unknown")
+            assert error["message"] == ("upstream svc: timeout; it may have been applied: check "
+                                        "before retrying")
+            assert error["request_id"] == resp.headers["X-Request-Id"]
+            await service.stop()
+            async with http.post(proxy.url + "/api/products", data=b"order") as resp:
+                assert resp.status == 502
+                error = (await resp.json())["error"]
+            assert (error["code"], error["outcome"], error["message"]) == (
+                "bad_gateway", "not_sent", "upstream svc: connect")
+
+
 async def test_5xx_and_timeout_fall_back_and_breaker_opens(tmp_path):
     async with upstream("legacy") as legacy, upstream("service") as service:
         rules = write_rules(tmp_path / "r.yaml", rules_doc(
