@@ -10,10 +10,9 @@ against a second start by mistake, not against a determined race.
 """
 from __future__ import annotations
 
-import fcntl
-import os
 from pathlib import Path
 
+from strangler import file_lock
 from strangler.db import sqlite_path
 from strangler.errors import OperatorError
 
@@ -37,19 +36,10 @@ class RunLock:
 
     def _flock(self, database: Path):
         lock_path = database.with_name(f"{database.name}.{self.name.replace(' ', '-')}.lock")
-        handle = open(lock_path, "a+")
         try:
-            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            handle.seek(0)
-            holder = handle.read().strip() or "another process"
-            handle.close()
-            raise self._refusal(f"{holder} holds {lock_path}") from None
-        handle.seek(0)
-        handle.truncate()
-        handle.write(f"process {os.getpid()}\n")
-        handle.flush()
-        return handle
+            return file_lock.hold(lock_path)
+        except file_lock.Held as held:
+            raise self._refusal(f"{held} holds {lock_path}") from None
 
     def _advisory(self):
         from cdc.snapshot import connect

@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from legacy_monolith.seed_data import DEFAULT_PRODUCTS
-from strangler import data_dir_lock
+from strangler import file_lock
 from strangler.db import sqlite_url
 from strangler.errors import OperatorError
 
@@ -147,7 +147,7 @@ def run(args: argparse.Namespace) -> int:
         raise OperatorError(f"--products must be >= 0, got {args.products}")
     wanted = services(args)
     _check_ports(wanted)
-    owned = data_dir_lock.hold(DATA_DIR, "a demo")      # released when this process ends
+    owned = file_lock.hold_data_dir(DATA_DIR, "a demo")      # released when this process ends
     _fresh_data_dir()
     _write_demo_rules(args)
     stop = threading.Event()

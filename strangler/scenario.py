@@ -593,13 +593,13 @@ def show(products: int) -> int:
     """Run the scenario on fresh SQLite files under var/scenario/ with the embedded transport,
     printing one line per step as it happens, then the history and the checks. 0: every check
     holds; 1: one does not, or a step's condition never came (logs: var/scenario/*.log)."""
-    from strangler import data_dir_lock
+    from strangler import file_lock
     from strangler.db import sqlite_url
     from strangler.errors import OperatorError
     if products < 10:
         raise OperatorError(f"--products must be >= 10 for the scenario, got {products}")
     base = SCREEN_DIR.resolve()      # the children run from the checkout, wherever this is
-    owned = data_dir_lock.hold(base, "a scenario")    # released when this process ends
+    owned = file_lock.hold_data_dir(base, "a scenario")    # released when this process ends
     shutil.rmtree(base, ignore_errors=True)           # every run starts from fresh stores
     base.mkdir(parents=True)
     stores = Stores(sqlite_url(base / "legacy.db"), sqlite_url(base / "catalog.db"))
