@@ -90,7 +90,7 @@ class Flight:
     host_problem = ""               # RFC 9112 §3.2: none or several Host headers -> 400
     content_length: int | None = None
     chunked = False
-    head_fields = 0
+    head_done = False               # the head is parsed: later "headers" are trailers
     expect_continue = False
     head = b""
     buffered = 0
@@ -166,8 +166,7 @@ class Flight:
         cl = lower.get("content-length")
         self.content_length = int(cl) if cl is not None else None
         self.chunked = "transfer-encoding" in lower
-        if self.chunked:
-            self.head_fields = len(self.headers)  # llhttp reports trailer fields as headers
+        self.head_done = True       # llhttp reports a chunked body's trailers as headers too
         self.expect_continue = lower.get("expect", "").lower() == "100-continue"
         # WebSocket only: any other upgrade (h2c...) is forwarded as a plain request, since a
         # tunnel past this request would escape the rules for everything sent through it.
@@ -208,8 +207,6 @@ class Flight:
 
     def client_body_done(self) -> None:
         self.body_done = True
-        if self.chunked and len(self.headers) > self.head_fields:
-            del self.headers[self.head_fields:]   # trailers are never forwarded (nor merged)
         conn = self.conn
         if conn is not None:
             if self.chunked:

@@ -200,6 +200,8 @@ class ClientConnection(asyncio.Protocol):
             self._stop(431, f"header block over {self.limits.max_header_bytes} bytes")
         if self.header_count > self.limits.max_headers:
             self._stop(431, f"more than {self.limits.max_headers} headers")
+        if self.receiving.head_done:
+            return          # a chunked body's trailer: never forwarded, never a header
         self.receiving.headers.append((name, value))
 
     def on_headers_complete(self) -> None:
