@@ -64,6 +64,8 @@ def register(subparsers) -> None:
     group = dlq.add_mutually_exclusive_group()
     group.add_argument("--replay", type=int, nargs="+", metavar="ID", help="re-apply these letters")
     group.add_argument("--all", action="store_true", help="re-apply every letter")
+    dlq.add_argument("--force", action="store_true",
+                     help="replay letters of the direction away from the old write owner too")
 
 
 def _stores_reachable(func):
@@ -232,11 +234,30 @@ def drain_cmd(args) -> int:
     config = _config(args, broker=True)
     direction = _one_direction(config, args.direction)
     if drain(config, direction, timeout_s=args.timeout):
-        print(f"{config.route(direction).name}: drained")
+        route = config.route(direction)
+        waiting = _dead_letters(config, route)
+        if waiting:     # caught up, yet these changes never landed: switching now loses them
+            flag = f" --config {args.config}" if args.config else ""
+            print(f"{route.name}: caught up, but {waiting} change(s) are dead-lettered, not "
+                  f"applied; fix their cause and replay them (`strangler cdc dlq "
+                  f"{args.capability} --direction {direction}{flag}` lists them) before moving "
+                  "writes", file=sys.stderr)
+            return 1
+        print(f"{route.name}: drained")
         return 0
     print(f"{config.route(direction).name}: not drained after {args.timeout:g}s; see `strangler cdc status`",
           file=sys.stderr)
     return 1
+
+
+def _dead_letters(config: CdcConfig, route) -> int:
+    from cdc import dlq
+    from cdc.pipeline import make_applier
+    applier = make_applier(config, route)
+    try:
+        return dlq.size(applier.store, route.name)
+    finally:
+        applier.store.close()
 
 
 def dlq_cmd(args) -> int:
@@ -255,6 +276,13 @@ def dlq_cmd(args) -> int:
                       f"{lt.kind}: {lt.reason}")
             print(f"{len(found)} dead letters for {route.name}")
             return 0
+        if route.direction != config.write_direction and not args.force:
+            # The source of these letters no longer owns writes: the owner may have written
+            # the same rows since, and a replay would put the old change over its newer one.
+            raise OperatorError(
+                f"writes now go to {config.writes}, so the letters of {route.name} hold changes "
+                "of the old owner; replaying one could overwrite a newer write of the owner to "
+                "the same row. Check each row first, then add --force to replay anyway")
         found = dlq.letters(applier.store, route.name, ids=None if args.all else args.replay)
         if args.replay and len(found) != len(set(args.replay)):
             missing = sorted(set(args.replay) - {lt.id for lt in found})

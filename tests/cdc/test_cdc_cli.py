@@ -229,3 +229,36 @@ def test_a_second_run_of_the_same_capability_is_refused_while_the_first_runs(tmp
         assert first.stop() == 0
     after = cli("run", "twice", "--config", str(config), "--seconds", "1")
     assert after.returncode == 0, after.stderr
+
+
+def test_dead_letters_hold_the_drain_and_the_old_owners_are_not_replayed_blindly(tmp_path):
+    """Drain said 'drained' with a change dead-lettered (switching writes then loses it), and
+    after the switch a replay put legacy's old change over the service's newer write."""
+    from tests.cdc.cdc_apply_helpers import seed_legacy
+    legacy, service = sqlite_url(tmp_path / "legacy.db"), sqlite_url(tmp_path / "service.db")
+    create_legacy_schema(legacy)
+    create_service_schema(service)
+    seed_legacy(legacy, categories=1, products=3)
+    execute(service, "CREATE TRIGGER no_bad BEFORE UPDATE ON products WHEN NEW.title = 'BAD' "
+                     "BEGIN SELECT RAISE(ABORT, 'no BAD titles'); END")
+    config = write_config(tmp_path, "dl", legacy, service)
+    running = Proc("dl", config, None, tmp_path / "run.log").start()
+    try:
+        deadline = time.monotonic() + 60
+        while rows(service, "SELECT count(*) FROM products") != [(3,)]:
+            assert time.monotonic() < deadline, (tmp_path / "run.log").read_text()
+            time.sleep(0.2)
+        execute(legacy, "UPDATE products SET name = 'BAD' WHERE id = 1")
+        drained = cli("drain", "dl", "--config", str(config), "--timeout", "60")
+        assert drained.returncode == 1, drained.stdout + drained.stderr
+        assert drained.stderr.startswith("dl_to_service: caught up, but 1 change(s) are "
+                                          "dead-lettered, not applied"), drained.stderr
+    finally:
+        assert running.stop() == 0
+    write_config(tmp_path, "dl", legacy, service, writes="service")        # the switch
+    refused = cli("dlq", "dl", "--config", str(config), "--direction", "to_service", "--all")
+    assert refused.returncode == 2 and "writes now go to service, so the letters of " \
+        "dl_to_service hold changes of the old owner" in refused.stderr, refused.stderr
+    forced = cli("dlq", "dl", "--config", str(config), "--direction", "to_service", "--all",
+                 "--force")
+    assert forced.returncode == 1 and "still failing" in forced.stderr    # the trigger still says no
