@@ -11,14 +11,15 @@ from proxy.sensitive import looks_secret, luhn_valid, redact_cards, redact_query
     "X-Auth-Token", "api_key", "X-Api-Key", "apikey", "newPassword", "new_password", "passwd",
     "client_secret", "cvc", "CVV2", "pan", "cardNumber", "card_holder", "JSESSIONID",
     "refreshtoken", "access_token", "Set-Cookie", "Proxy-Authorization", "X-Hub-Signature-256",
-    "privateKey", "sig", "pin", "key", "code", "%74oken", "pass%77ord"])
+    "privateKey", "sig", "pin", "key", "code", "%74oken", "pass%77ord", "security_code",
+    "securityCode", "cvn", "pw", "X-Pw", "passcode", "jwt", "bearer", "hmac"])
 def test_names_that_look_secret(name):
     assert looks_secret(name)
 
 
 @pytest.mark.parametrize("name", [
     "author", "postcode", "country_code", "monkey", "design", "company", "X-Request-Id", "limit",
-    "q", "sort", "page", "uid", "keyword", "spin"])
+    "q", "sort", "page", "uid", "keyword", "spin", "zip_code", "promo_code"])
 def test_names_that_keep_their_values(name):
     assert not looks_secret(name)
 
@@ -35,6 +36,8 @@ def test_luhn():
     ("cvv 123 4012888888881881", "cvv 123 #"),
     ("pay 5500-0000-0000-0004 and 4012888888881881", "pay # and #"),
     ("/api/products/x/4111-1111-1111-1111", "/api/products/x/#"),
+    ("/api/products/%34111111111111111/x", "/api/products/#/x"),         # hidden by %-encoding
+    ("pan=4111%2D1111%2D1111%2D1111", "pan=#"),
 ])
 def test_card_like_numbers_are_masked_in_every_usual_spelling(text, masked):
     assert redact_cards(text, "#") == masked
@@ -52,3 +55,4 @@ def test_query_values_by_name_and_by_card_shape():
     assert redact_query("cc=4111111111111111&%74oken=t&api_key=k&q=shoes&page=2", "#") == \
         "cc=#&%74oken=#&api_key=#&q=shoes&page=2"
     assert redact_query("email=a@b.c&q=x", "#", frozenset({"email"})) == "email=#&q=x"
+    assert redact_query("a=1;token=T1&security_code=987", "#") == "a=1&token=#&security_code=#"
