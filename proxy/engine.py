@@ -95,7 +95,8 @@ class Engine:
     def record(self, flight: Any) -> None:
         decision = flight.decision
         status = flight.status
-        duration = time.perf_counter() - flight.t0
+        end = time.perf_counter()
+        duration = end - flight.t0               # the client's whole time (access log)
         if decision is not None:
             capability = decision.capability or "default"
             side = "legacy" if flight.fell_back else decision.side
@@ -111,7 +112,12 @@ class Engine:
                  (("backend", backend), ("capability", capability))))
         metrics = self.metrics
         metrics.inc_key(keys[0])
-        metrics.observe_key(keys[1], duration)
+        if flight.upstream_status:
+            # The backend's latency (the p99 gate reads it): only answers a backend gave, from
+            # the request being forwarded whole (its body's last byte, else the head) to the
+            # end. A 408/499 or a slow upload is the client's time, not the backend's.
+            start = flight.t_whole
+            metrics.observe_key(keys[1], end - (start if start > flight.t0 else flight.t0))
         if self.access_log is not None:
             path, _, query = flight.target.decode("latin-1").partition("?")
             entry = {

@@ -103,6 +103,7 @@ class Flight:
     started = False
     finished = False
     t0 = 0.0
+    t_whole = 0.0                   # perf_counter when the body's last byte came (and went on)
     decision: Decision | None = None
     backend: Any = None
     request_id = ""
@@ -207,6 +208,9 @@ class Flight:
 
     def client_body_done(self) -> None:
         self.body_done = True
+        # The backend's latency (the duration histogram) runs from here, not from the head:
+        # a slow uploader's time is not the backend's. Bodiless requests use t0.
+        self.t_whole = time.perf_counter()
         conn = self.conn
         if conn is not None:
             if self.chunked:
