@@ -222,7 +222,12 @@ class TargetStore:
         return found
 
     def _unnest(self, table: str, columns: Sequence[str]) -> str:
-        """`unnest(%s::type[], ...)`, one typed array parameter per column of `table`."""
+        """`unnest(%s::type[], ...)`, one typed array parameter per column of `table`.
+
+        The arrays are cast to each column's base type, without its modifier: an explicit cast
+        to `varchar(64)[]` cuts a longer value to 64 characters (`char(n)` pads or cuts,
+        `numeric(p,s)` and `timestamp(p)` round) without a word, where the assignment to the
+        column raises "value too long" and the row is dead-lettered with that reason."""
         types = self._column_types(table)
         return "unnest(" + ", ".join(f"%s::{types[c]}[]" for c in columns) + ")"
 
@@ -230,7 +235,9 @@ class TargetStore:
         types = self._types.get(table)
         if types is None:
             cur = self.cursor()
-            cur.execute("SELECT attname, format_type(atttypid, atttypmod) FROM pg_attribute "
+            # -1, not NULL: format_type(bpchar, NULL) is "character", i.e. char(1), and would
+            # cut; -1 names the unconstrained type ("bpchar", "bit").
+            cur.execute("SELECT attname, format_type(atttypid, -1) FROM pg_attribute "
                         "WHERE attrelid = %s::regclass AND attnum > 0 AND NOT attisdropped", (q(table),))
             types = self._types[table] = dict(cur.fetchall())
         return types
