@@ -11,12 +11,14 @@ differ are reported. Memory stays bounded by the chunk size, so 100,000-row tabl
 re-read inside an exported snapshot (a temporary slot) and sent as `op: r` events positioned at
 that snapshot, so any newer streamed change still wins the stale check; for other sources the
 rows are touched (`UPDATE t SET k = k`) so capture sends them. Target rows with no source row
-are deleted on the target.
+are removed on the target as apply removes them (replication origin, `also_delete`, a
+savepoint per row); one the target refuses is reported with its reason, never a crash.
 """
 from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import re
 import time
 from dataclasses import dataclass, field
@@ -33,6 +35,8 @@ from cdc.store import q
 from strangler.db import make_engine
 from strangler.errors import OperatorError
 
+log = logging.getLogger(__name__)
+
 
 @dataclass
 class TableReport:
@@ -46,6 +50,7 @@ class TableReport:
     extra: list[tuple] = field(default_factory=list)        # in target, not in source
     different: list[tuple] = field(default_factory=list)    # in both, values differ
     samples: list[dict[str, Any]] = field(default_factory=list)
+    repair_failures: list[tuple[tuple, str]] = field(default_factory=list)  # (key, reason), still differing
 
     @property
     def differences(self) -> int:
@@ -68,7 +73,10 @@ class VerifyReport:
                             "target_rows": t.target_rows, "chunks": t.chunks,
                             "chunks_differing": t.chunks_differing, "missing": t.missing[:20],
                             "extra": t.extra[:20], "different": t.different[:20],
-                            "samples": t.samples[:5]} for t in self.tables]}
+                            "samples": t.samples[:5],
+                            "repair_failures": [{"key": list(k), "reason": r}
+                                                for k, r in t.repair_failures[:20]]}
+                           for t in self.tables]}
 
 
 _DECIMAL = re.compile(r"-?\d{1,30}\.\d{1,30}")
@@ -223,7 +231,8 @@ def _compare(src: dict[tuple, dict], tgt: dict[tuple, dict]) -> tuple[list, list
 
 def verify_table(m: DirectedMap, source: Engine, target: Engine, *, chunk_rows: int = 2000,
                  recheck_rounds: int = 5, recheck_wait_s: float = 1.0,
-                 repair: Callable[[_Side, list[tuple], dict[tuple, dict]], int] | None = None) -> tuple[TableReport, int]:
+                 repair: Callable[[_Side, list[tuple], dict[tuple, dict]],
+                                  tuple[int, list[tuple[tuple, str]]]] | None = None) -> tuple[TableReport, int]:
     side = _Side(m, source, target)
     report = TableReport(m.source_table, m.target_table)
     suspects: list[tuple] = []
@@ -250,6 +259,7 @@ def verify_table(m: DirectedMap, source: Engine, target: Engine, *, chunk_rows: 
         after = last
 
     repaired = 0
+    failed: dict[tuple, str] = {}
     for round_ in range(recheck_rounds + 1):
         if not suspects:
             break
@@ -259,21 +269,57 @@ def verify_table(m: DirectedMap, source: Engine, target: Engine, *, chunk_rows: 
         missing, extra, different = _compare(src, tgt)
         suspects = missing + extra + different
         if repair and suspects and round_ == recheck_rounds // 2:
-            repaired += repair(side, suspects, raw)
+            done, failures = repair(side, suspects, raw)
+            repaired += done
+            failed.update(failures)
+            for key, reason in failures:
+                log.warning("verify %s -> %s: repair of key %s failed: %s", m.source_table,
+                            m.target_table, list(key), reason)
     if suspects:
         src, tgt, _ = side.rows_by_key(suspects)
         report.missing, report.extra, report.different = _compare(src, tgt)
-        report.samples = [{"key": list(k), "source": src.get(k), "target": tgt.get(k)} for k in suspects[:5]]
+        # Rows whose repair failed first, with the reason: they are what the operator must settle.
+        ordered = sorted(suspects, key=lambda k: k not in failed)
+        report.samples = [{"key": list(k), "source": src.get(k), "target": tgt.get(k),
+                           **({"repair_failed": failed[k]} if k in failed else {})} for k in ordered[:5]]
+        report.repair_failures = [(k, failed[k]) for k in suspects if k in failed]
     return report, repaired
 
 
 class Repairer:
-    """Re-emit differing rows through the pipeline (see the module docstring)."""
+    """Re-emit differing rows through the pipeline (see the module docstring).
+
+    Target rows with no source row are removed the way apply removes them: under a replication
+    origin (capture drops the transaction, so the delete does not echo back to the other side),
+    the mapping's `also_delete` rows first, `on_delete: clear` nulls only this mapping's columns,
+    each row in its own savepoint. A removal the target refuses (a foreign key: the row is still
+    referenced) is not a crash: the row stays, and its key and reason are reported with the
+    table's remaining differences."""
 
     def __init__(self, config: CdcConfig, route: Route, source: Engine, target: Engine) -> None:
         self.config, self.route, self.source, self.target = config, route, source, target
+        self._store: Any = None
 
-    def __call__(self, side: _Side, keys: list[tuple], raw_target: dict[tuple, dict]) -> int:
+    def close(self) -> None:
+        if self._store is not None:
+            self._store.close()
+            self._store = None
+
+    def _target_store(self):
+        if self._store is None:
+            from cdc.store import TargetStore
+            store = TargetStore(self.route.target.url)
+            if store.is_pg:
+                try:
+                    store.setup_origin(f"strangler_{self.route.name}_repair"[:60])
+                except BaseException:
+                    store.close()
+                    raise
+            self._store = store
+        return self._store
+
+    def __call__(self, side: _Side, keys: list[tuple], raw_target: dict[tuple, dict]) -> tuple[int, list[tuple[tuple, str]]]:
+        """Repair KEYS; (rows repaired or re-emitted, [(key, reason) of repairs that failed])."""
         present = []
         with self.source.connect() as conn:
             cond = " AND ".join(f"{q(k)} = :k{i}" for i, k in enumerate(side.skey))
@@ -282,18 +328,49 @@ class Repairer:
                 if conn.execute(text(f"SELECT 1 FROM {q(side.m.source_table)} WHERE {cond}"), params).first():
                     present.append(key)
         gone = [k for k in keys if k not in present and k in raw_target]
-        if gone:                               # nothing to re-emit: the source no longer has them
-            tcond = " AND ".join(f"{q(k)} = :t{i}" for i, k in enumerate(side.m.target_key))
-            with self.target.begin() as conn:
-                for key in gone:
-                    conn.execute(text(f"DELETE FROM {q(side.m.target_table)} WHERE {tcond}"),
-                                 {f"t{i}": raw_target[key][c] for i, c in enumerate(side.m.target_key)})
+        failed: list[tuple[tuple, str]] = []
+        removed = self._remove(side, gone, raw_target, failed) if gone else 0
         if present:
             if self.source.dialect.name == "postgresql":
                 self._reemit_pg(side, present)
             else:
                 self._touch(side, present)
-        return len(present) + len(gone)
+        return len(present) + removed, failed
+
+    def _remove(self, side: _Side, gone: list[tuple], raw_target: dict[tuple, dict],
+                failed: list[tuple[tuple, str]]) -> int:
+        """Remove target rows whose source row is gone, as apply would; failures go to FAILED."""
+        from cdc.apply import _db_reason
+        m = side.m
+        store = self._target_store()
+        also = [(t, c) for d, t, c in m.table.also_delete if d == self.route.direction]
+        clear = [c for c in m.target_columns if c not in m.target_key] if m.table.on_delete == "clear" else None
+        removed = 0
+        store.begin()
+        try:
+            for key in gone:
+                tkey = tuple(raw_target[key][c] for c in m.target_key)
+                store.savepoint("repair_row")
+                try:
+                    if clear is not None:
+                        if clear:
+                            store.update_one(m.target_table, clear, m.target_key,
+                                             [None] * len(clear) + list(tkey))
+                    else:
+                        for dependent, column in also:
+                            store.delete(dependent, (column,), [tkey])
+                        store.delete(m.target_table, m.target_key, [tkey])
+                    store.release("repair_row")
+                    removed += 1
+                except store.errors as exc:
+                    store.rollback_to("repair_row")
+                    failed.append((key, f"cannot remove {m.target_table} {list(tkey)} (no source row): "
+                                        f"{_db_reason(exc)}"))
+            store.commit()
+        except BaseException:
+            store.rollback()
+            raise
+        return removed
 
     def _touch(self, side: _Side, keys: list[tuple]) -> None:
         k0 = q(side.skey[0])
@@ -312,8 +389,8 @@ def verify(config: CdcConfig, direction: str, *, repair: bool = False, chunk_row
            recheck_rounds: int = 5, recheck_wait_s: float = 1.0) -> VerifyReport:
     route = config.route(direction)
     source, target = make_engine(route.source.url), make_engine(route.target.url)
+    fixer = Repairer(config, route, source, target) if repair else None
     try:
-        fixer = Repairer(config, route, source, target) if repair else None
         report = VerifyReport(direction, [])
         for table in config.mapping.tables:
             m = table.directed(direction)
@@ -324,5 +401,7 @@ def verify(config: CdcConfig, direction: str, *, repair: bool = False, chunk_row
             report.repaired += repaired
         return report
     finally:
+        if fixer is not None:
+            fixer.close()
         source.dispose()
         target.dispose()
