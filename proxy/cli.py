@@ -60,6 +60,10 @@ def register(subparsers) -> None:
                    metavar="SECONDS",
                    help="a client silent this long while sending a request body gets 408 and is "
                         "closed (default 10); the backend is not blamed")
+    p.add_argument("--client-send-timeout", type=float, default=DEFAULTS.client_send_timeout_s,
+                   metavar="SECONDS",
+                   help="a client reading none of its answer this long is cut off (default 60, "
+                        "nginx's send_timeout); the backend is not blamed")
     p.add_argument("--buffer-body-up-to", type=int, default=DEFAULTS.buffer_body_bytes,
                    metavar="BYTES",
                    help="read request bodies up to this size whole before taking an upstream "
@@ -120,6 +124,8 @@ def settings_from(args: argparse.Namespace) -> ProxySettings:
         raise OperatorError("--workers must be 0 (in-process) or more")
     if not args.client_body_timeout > 0:
         raise OperatorError("--client-body-timeout must be more than 0 seconds (e.g. 10)")
+    if not args.client_send_timeout > 0:
+        raise OperatorError("--client-send-timeout must be more than 0 seconds (e.g. 60)")
     if args.buffer_body_up_to < 0:
         raise OperatorError("--buffer-body-up-to must be 0 (off) or more bytes (e.g. 65536)")
     try:
@@ -134,6 +140,7 @@ def settings_from(args: argparse.Namespace) -> ProxySettings:
         limits=Limits(max_body_bytes=args.max_body, max_header_bytes=args.max_header_bytes,
                       max_headers=args.max_headers,
                       client_body_timeout_s=args.client_body_timeout,
+                      client_send_timeout_s=args.client_send_timeout,
                       buffer_body_bytes=args.buffer_body_up_to))
 
 

@@ -384,6 +384,12 @@ class Flight:
         if client.half_closed and client.reset_by_peer():
             client.transport.abort()             # connection_lost follows: 499, upstream dropped
             return
+        if client.writing_paused:
+            # We stopped reading the upstream because the client does not read its answer:
+            # that silence is the client's, and only the client send timeout runs.
+            if now - client.write_paused_at >= self.engine.limits.client_send_timeout_s:
+                self.client_send_timed_out()
+            return
         if not self.body_done and not self.upstream_status:
             # Still uploading. Waiting on the upstream is the upstream's time (it stopped
             # reading the body and we paused the client, or the client awaits its 100
@@ -406,6 +412,21 @@ class Flight:
         self.client.dead = True                  # parse nothing more from this client
         self.client_failed(408, "client body timeout: no request body bytes for "
                                 f"{self.engine.limits.client_body_timeout_s:g} s")
+
+    def client_send_timed_out(self) -> None:
+        """The client read nothing of its answer for the send timeout: cut it (logged 499).
+        Not an upstream error, a breaker failure or a reason to fall back; the upstream
+        connection is closed (its answer is unfinished), not blamed."""
+        self.error = ("client stopped reading its answer: nothing read for "
+                      f"{self.engine.limits.client_send_timeout_s:g} s")
+        client = self.client
+        client.dead = True
+        if self.capture is not None:
+            self._skip_shadow("client-gone")
+        self._release(False)
+        self.status = 499
+        self._done(keep_alive=False)
+        client.transport.abort()
 
     # -- response side: httptools.HttpResponseParser callbacks ----------------------------------
     def on_headers_complete(self) -> None:

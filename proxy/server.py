@@ -39,7 +39,8 @@ class ClientConnection(asyncio.Protocol):
     __slots__ = ("engine", "loop", "limits", "transport", "parser", "peer", "flights",
                  "receiving", "head_bytes", "header_count", "paused", "writing_paused", "tunnel",
                  "refusal", "dead", "last_activity", "upgrade_flight", "upgrade_pending",
-                 "half_closed", "refused", "lingering", "linger_left", "linger_timer")
+                 "half_closed", "refused", "lingering", "linger_left", "linger_timer",
+                 "write_paused_at")
 
     def __init__(self, engine: "Engine") -> None:
         self.engine = engine
@@ -54,6 +55,7 @@ class ClientConnection(asyncio.Protocol):
         self.header_count = 0
         self.paused: set[str] = set()
         self.writing_paused = False
+        self.write_paused_at = 0.0               # loop time writing last paused (send timeout)
         self.tunnel: UpstreamConnection | None = None
         self.refusal: tuple[int, str] = (400, "bad request")
         self.dead = False                        # no more requests are parsed on this connection
@@ -153,16 +155,26 @@ class ClientConnection(asyncio.Protocol):
             self.tunnel = None
 
     def pause_writing(self) -> None:
-        """The client reads slower than the upstream sends: stop reading the upstream."""
+        """The client reads slower than the upstream sends: stop reading the upstream. While
+        paused the client is the slow side: the upstream's read and total timeouts stop, the
+        client send timeout runs (Flight.check_timeout)."""
         self.writing_paused = True
+        self.write_paused_at = self.loop.time()
         upstream = self.tunnel or (self.flights[0].conn if self.flights else None)
         if upstream is not None and upstream.transport is not None:
             upstream.transport.pause_reading()
 
     def resume_writing(self) -> None:
         self.writing_paused = False
-        upstream = self.tunnel or (self.flights[0].conn if self.flights else None)
+        flight = self.flights[0] if self.flights else None
+        upstream = self.tunnel or (flight.conn if flight is not None else None)
         if upstream is not None and upstream.transport is not None:
+            if flight is not None and upstream is flight.conn:
+                # The upstream's clocks stood still while we did not read it.
+                now = self.loop.time()
+                flight.deadline += now - self.write_paused_at
+                if upstream.last_activity < now:
+                    upstream.last_activity = now
             upstream.transport.resume_reading()
 
     # -- flow control -----------------------------------------------------------------------

@@ -18,6 +18,8 @@ class Limits:
     upstream_idle_s: float = 30.0          # pooled upstream connection idle longer is closed
     replay_buffer_bytes: int = 64 * 1024   # request bodies kept for a fallback retry (safe methods)
     client_body_timeout_s: float = 10.0    # client silent this long mid-body -> 408 (nginx's default)
+    client_send_timeout_s: float = 60.0    # client reading none of its answer this long -> cut
+                                           # (nginx's send_timeout); not the upstream's fault
     buffer_body_bytes: int = 64 * 1024     # bodies up to this are read whole before an upstream
                                            # connection is taken (0: stream every body)
 
