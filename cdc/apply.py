@@ -200,16 +200,45 @@ class Applier:
     def _run(self, records: list[Record], isolate: bool) -> Outcome:
         outcome = Outcome()
         self._last_positions: dict[str, int] = {}
+        # One TRUNCATE of several tables is one event per table, all at one source position but
+        # on different topics, so they arrive in any order: the parent may come first and fail
+        # on its children's foreign keys. Those of one position go together, children first
+        # (the reverse of the parents-first order inserts take), where the first of them arrives.
+        truncates: dict[int, list[Record]] = {}
+        for r in records:
+            if _is_truncate(r):
+                truncates.setdefault(r.event.position, []).append(r)
         segment: list[Record] = []
         for r in records:
-            if r.event.value is not None and r.event.value.get("op") == "t":
+            if _is_truncate(r):
                 self._segment(segment, outcome, isolate)
                 segment = []
-                self._truncate(r, outcome)
+                for t in sorted(truncates.pop(r.event.position, ()), key=self._truncate_rank):
+                    self._truncate_one(t, outcome, isolate)
             else:
                 segment.append(r)
         self._segment(segment, outcome, isolate)
         return outcome
+
+    def _truncate_rank(self, record: Record) -> int:
+        """Children first: the deepest of the record's target tables in the parents-first order."""
+        targets = [m.target_table for m in self._maps.get(topic_table(record.topic), ())]
+        return -max((self._order.index(t) for t in targets if t in self._order), default=-1)
+
+    def _truncate_one(self, record: Record, outcome: Outcome, isolate: bool) -> None:
+        """A truncate the target refuses (rows of a child table the source did not empty still
+        point at the parent) is dead-lettered like any poison event, not retried forever."""
+        if not isolate:
+            self._truncate(record, outcome)
+            return
+        self.store.savepoint("one_truncate")
+        try:
+            self._truncate(record, outcome)
+            self.store.release("one_truncate")
+        except self.store.errors as exc:
+            self.store.rollback_to("one_truncate")
+            self._cache.clear()
+            outcome.dead.append(Dead(record, "constraint", _db_reason(exc)))
 
     def _segment(self, records: list[Record], outcome: Outcome, isolate: bool) -> None:
         if not records:
@@ -452,6 +481,10 @@ class Applier:
         where = " AND ".join(f'"{k}" = {self.store.ph}' for k in key)
         self.store.execute_many(f'UPDATE "{table}" SET {sets} WHERE {where}',
                                 [k for k in self.store.keys(table, key) if k not in keep])
+
+
+def _is_truncate(record: Record) -> bool:
+    return record.event.value is not None and record.event.value.get("op") == "t"
 
 
 def _fold(net: dict, target_key: tuple[str, tuple], op: _Op) -> None:
