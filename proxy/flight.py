@@ -96,7 +96,7 @@ class Flight:
     buffered = 0
     body_len = 0
     body_done = False
-    replay: list[bytes] | None = None
+    replay: list[bytearray] | None = None    # [one bytearray]: the body kept for a retry/shadow
     replay_len = 0
     replay_limit = 0
     canned: tuple[int, str] | None = None
@@ -140,7 +140,7 @@ class Flight:
         self.loop = client.loop
         self.target = b""
         self.headers: list[tuple[bytes, bytes]] = []
-        self.body_parts: list[bytes] = []
+        self.body_parts: list[bytearray] = []   # empty, or the one bytearray of a kept body
 
     # -- request side (called by ClientConnection) ----------------------------------------------
     def headers_complete(self, parser: httptools.HttpRequestParser) -> None:
@@ -178,6 +178,9 @@ class Flight:
             self.body_done = True   # no body at all (the parser still calls message_complete)
 
     def client_body(self, data: bytes) -> None:
+        # Bodies kept (buffered, queued, or for a replay) grow ONE bytearray each, never a list
+        # of llhttp's pieces: a chunked body of 2-byte chunks would cost ~30x its payload in
+        # bytes objects and list slots. Only a body streaming to a connection is not kept.
         self.body_len += len(data)
         replay = self.replay
         if replay is not None:
@@ -185,7 +188,7 @@ class Flight:
             if self.replay_len > self.replay_limit:
                 self.replay = None
             else:
-                replay.append(data)
+                replay[0] += data
             if self.capture is not None and (self.replay is None or
                                              self.body_len > self.decision.shadow.max_body_bytes):
                 self._skip_shadow("body-too-large")
@@ -193,7 +196,11 @@ class Flight:
         if conn is not None:
             conn.transport.write(b"%x\r\n%b\r\n" % (len(data), data) if self.chunked else data)
             return
-        self.body_parts.append(data)
+        parts = self.body_parts
+        if parts:
+            parts[0] += data                     # the one bytearray (see above)
+        else:
+            parts.append(bytearray(data))
         self.buffered += len(data)
         if self.awaiting_body:
             if self.buffered <= self.engine.limits.buffer_body_bytes:
@@ -259,7 +266,7 @@ class Flight:
             size = max(self.content_length or 0, self.body_len)
             if self.replay_limit and size <= self.replay_limit:
                 # Keep the body for a retry/shadow, starting with what arrived while queued.
-                self.replay = list(self.body_parts)
+                self.replay = [bytearray().join(self.body_parts)]   # a copy: both grow
                 self.replay_len = self.body_len
             if self.capture is not None and (self.replay is None
                                              or size > decision.shadow.max_body_bytes):
@@ -355,7 +362,7 @@ class Flight:
         if body or chunked:
             parts = [self.head]
             if chunked:
-                parts += [b"%x\r\n%b\r\n" % (len(p), p) for p in body]
+                parts += [b"%x\r\n%b\r\n" % (len(p), p) for p in body if p]   # 0 would end it
             else:
                 parts += body
             self.body_parts = []
@@ -695,7 +702,8 @@ class Flight:
 
     def shadow_capture(self) -> Capture:
         latency = time.perf_counter() - self.t0
-        return Capture(self.decision, self.method, self.target, self.head, self.replay or [],
+        return Capture(self.decision, self.method, self.target, self.head,
+                       [bytes(part) for part in self.replay or ()],
                        self.status, self.resp_lines, self.capture or [], latency,
                        time.time() - latency)
 
