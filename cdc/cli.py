@@ -220,6 +220,8 @@ def verify_cmd(args) -> int:
                   f"extra {len(t.extra)}, different {len(t.different)}")
             for sample in t.samples:
                 print(f"  key {sample['key']}: source {sample['source']} target {sample['target']}")
+            for key, reason in t.repair_failures[:20]:      # repairs the target refused
+                print(f"  key {list(key)}: not repaired: {reason}")
         print(f"{report.differences} differences" + (f"; {report.repaired} rows re-emitted" if args.repair else ""))
     return 0 if report.differences == 0 else 1
 
