@@ -178,3 +178,14 @@ async def eventually(check, timeout: float = 20.0):
 def client(**kw) -> aiohttp.ClientSession:
     """A client that, like the proxy, never decompresses."""
     return aiohttp.ClientSession(auto_decompress=False, **kw)
+
+
+async def read_all(reader: asyncio.StreamReader, wait_s: float = 15.0) -> bytes:
+    """Everything a raw client receives until the proxy closes the connection (each read may
+    take WAIT_S: generous, a bound on a hung test, not a timing check)."""
+    chunks = []
+    while True:
+        chunk = await asyncio.wait_for(reader.read(65536), wait_s)
+        if not chunk:
+            return b"".join(chunks)
+        chunks.append(chunk)

@@ -11,20 +11,11 @@ import json
 
 from proxy.metrics import LATENCY_BUCKETS
 from proxy.settings import Limits
-from tests.proxy.harness import rules_doc, running_proxy, write_rules, client
+from tests.proxy.harness import client, read_all, rules_doc, running_proxy, write_rules
 from tests.proxy.upstreams import upstream
 
-WAIT = 15.0
 HIST = ("strangler_request_duration_seconds", (("backend", "svc"), ("capability", "catalog")))
 
-
-async def read_all(reader: asyncio.StreamReader) -> bytes:
-    chunks = []
-    while True:
-        chunk = await asyncio.wait_for(reader.read(65536), WAIT)
-        if not chunk:
-            return b"".join(chunks)
-        chunks.append(chunk)
 
 
 def svc_row(proxy) -> list[float]:

@@ -11,7 +11,7 @@ import hashlib
 import json
 
 from proxy.settings import Limits
-from tests.proxy.harness import eventually, rules_doc, running_proxy, write_rules
+from tests.proxy.harness import eventually, read_all, rules_doc, running_proxy, write_rules
 from tests.proxy.upstreams import upstream
 
 PAYLOAD = bytes(range(256)) * 234                # 59904 bytes: fits the 64 KiB buffer
@@ -20,14 +20,6 @@ PAYLOAD = bytes(range(256)) * 234                # 59904 bytes: fits the 64 KiB 
 def tiny_chunks(data: bytes) -> bytes:
     return b"".join(b"2\r\n%b\r\n" % data[i:i + 2] for i in range(0, len(data), 2))
 
-
-async def read_all(reader: asyncio.StreamReader) -> bytes:
-    chunks = []
-    while True:
-        chunk = await asyncio.wait_for(reader.read(65536), 15)
-        if not chunk:
-            return b"".join(chunks)
-        chunks.append(chunk)
 
 
 async def test_a_buffered_body_of_tiny_chunks_is_held_in_one_buffer(tmp_path):

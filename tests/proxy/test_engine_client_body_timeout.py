@@ -14,11 +14,10 @@ import re
 import pytest
 
 from proxy.settings import Limits
-from tests.proxy.harness import client, rules_doc, running_proxy, write_rules
+from tests.proxy.harness import client, read_all, rules_doc, running_proxy, write_rules
 from tests.proxy.upstreams import upstream
 
 BREAKER = {"failures": 3, "window": "30s", "cooldown": "60s"}
-WAIT = 15.0                                   # generous: how long a client waits for an answer
 
 
 def rules_with_short_reads(legacy_url: str, service_url: str) -> dict:
@@ -29,14 +28,6 @@ def rules_with_short_reads(legacy_url: str, service_url: str) -> dict:
                                       "breaker": BREAKER})
     return doc
 
-
-async def read_all(reader: asyncio.StreamReader) -> bytes:
-    chunks = []
-    while True:
-        chunk = await asyncio.wait_for(reader.read(65536), WAIT)
-        if not chunk:
-            return b"".join(chunks)
-        chunks.append(chunk)
 
 
 async def metrics_text(http, proxy) -> str:
